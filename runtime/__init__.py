@@ -1,0 +1,1 @@
+"""Run-time support for adjoint: NumPy building blocks that need no compiler."""
