@@ -1,0 +1,13 @@
+"""adjoint: a gradient compiler for NumPy.
+
+Trace a NumPy function into an SSA graph, build its adjoint program, optimize it and
+emit plain NumPy source for one fused forward+backward function.
+"""
+from compiler import primitives as _primitives  # noqa: F401  (registers every primitive)
+from compiler.api import grad, value_and_grad
+from compiler.errors import AdjointError, GradError, ShapeError, TracingError, UnsupportedError
+from runtime import check as _check
+
+_check.use_gradient(lambda f, argnums: grad(f, argnums=argnums))
+
+__all__ = ["grad", "value_and_grad", "AdjointError", "GradError", "ShapeError", "TracingError", "UnsupportedError"]

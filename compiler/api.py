@@ -1,0 +1,250 @@
+"""The public transformations: `grad`, `value_and_grad`, and their compile cache.
+
+A transformation compiles once per abstract signature (pytree structure, shapes,
+dtypes, static values): trace -> reverse -> optimize -> generate. Later calls with
+the same signature go straight to the generated NumPy function.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from compiler.codegen import Generated, generate
+from compiler.errors import AdjointError, GradError, at_user_line
+from compiler.ir import Graph, Loc
+from compiler.naming import sanitize
+from compiler.passes import optimize
+from compiler.signature import Signature, runtime_value, signature
+from compiler.tracing import Tracer, trace
+from compiler.transforms.reverse import reverse
+from runtime import tree
+
+Argnums = Union[int, Sequence[int]]
+
+
+@dataclass
+class Compiled:
+    """One signature's generated function and how to rebuild its results."""
+
+    generated: Generated
+    graph: Graph
+    rebuild: Callable[[Any], Any]
+
+
+class Transformed:
+    """A function transformed by adjoint; compiles per signature on first call."""
+
+    kind = "transformed"
+
+    def __init__(self, fun: Callable):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.cache: dict[Any, Compiled] = {}
+        self.trace_count = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            compiled, sig = self._lookup(args, kwargs)
+            leaves = [runtime_value(sig.leaves[k]) for k in sig.traced]
+        except AdjointError as err:
+            raise err.with_traceback(None) from None
+        return compiled.rebuild(compiled.generated.fn(*leaves))
+
+    def source(self, *args: Any, **kwargs: Any) -> str:
+        """The generated module for this call signature: NumPy source you can save."""
+        return self._lookup(args, kwargs)[0].generated.source
+
+    def ir(self, *args: Any, **kwargs: Any) -> Graph:
+        """The optimized graph the source was generated from."""
+        return self._lookup(args, kwargs)[0].graph
+
+    def _lookup(self, args: tuple, kwargs: dict) -> tuple[Compiled, Signature]:
+        sig = signature(self.fun, args, kwargs)
+        compiled = self.cache.get(sig.key)
+        if compiled is None:
+            self.trace_count += 1
+            compiled = self.cache[sig.key] = self._compile(sig)
+        return compiled, sig
+
+    def _trace(self, sig: Signature) -> tuple[Graph, Any]:
+        def call(tracers: list[Tracer]) -> Any:
+            leaves = list(sig.leaves)
+            for k, t in zip(sig.traced, tracers):
+                leaves[k] = t
+            args, kwargs = tree.unflatten(sig.treedef, leaves)
+            return self.fun(*args, **kwargs)
+
+        return trace(self.fun, sig.avals, sig.names, call)
+
+    def _compile(self, sig: Signature) -> Compiled:
+        raise NotImplementedError
+
+    def _name(self, suffix: str) -> str:
+        name = getattr(self.fun, "__name__", "fn")
+        return sanitize(name if name.isidentifier() else "fn") + suffix
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} of {self.fun!r}>"
+
+
+def _check_argnums(argnums: Any) -> tuple[tuple[int, ...], bool]:
+    """Validate argnums at definition time; returns (positions, was_int)."""
+    if isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool):
+        return (int(argnums),), True
+    if isinstance(argnums, (tuple, list)) and argnums and all(
+        isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in argnums
+    ):
+        if len(set(argnums)) != len(argnums):
+            raise at_user_line(GradError, f"argnums={tuple(argnums)} repeats an argument")
+        return tuple(int(a) for a in argnums), False
+    raise at_user_line(
+        GradError, f"argnums must be an int or a non-empty tuple of ints, got {argnums!r}; "
+        "e.g. argnums=0 or argnums=(0, 1)"
+    )
+
+
+class GradTransform(Transformed):
+    """`grad` / `value_and_grad` of a scalar function."""
+
+    def __init__(self, fun: Callable, argnums: Argnums, has_aux: bool, with_value: bool):
+        super().__init__(fun)
+        self.argnums, self.single = _check_argnums(argnums)
+        self.has_aux = has_aux
+        self.with_value = with_value
+        self.kind = "value_and_grad" if with_value else "grad"
+
+    def _lookup(self, args: tuple, kwargs: dict) -> tuple[Compiled, Signature]:
+        for a in self.argnums:
+            if not -len(args) <= a < len(args):
+                raise at_user_line(
+                    GradError, f"argnums={a} is out of range: {self._name('')} was called with "
+                    f"{len(args)} positional argument(s)"
+                )
+        return super()._lookup(args, kwargs)
+
+    def _wrt(self, sig: Signature, nargs: int) -> list[list[int]]:
+        """Per differentiated argument, the traced-leaf indices of its leaves."""
+        args_def = sig.treedef[2][0]
+        counts = [_leaf_count(d) for d in args_def[2]]
+        starts = np.cumsum([0] + counts).tolist()
+        groups = []
+        for a in self.argnums:
+            a %= nargs
+            positions = list(range(starts[a], starts[a] + counts[a]))
+            leaf_ids = []
+            for p in positions:
+                if p not in sig.traced:
+                    raise at_user_line(
+                        GradError, f"argument {a} of {self._name('')} holds a static "
+                        f"{type(sig.leaves[p]).__name__} ({sig.leaves[p]!r}); only float arrays and floats "
+                        "can be differentiated. Pass it as a float, or leave it out of argnums."
+                    )
+                k = sig.traced.index(p)
+                if sig.avals[k].dtype.kind not in "fc":
+                    raise at_user_line(
+                        GradError, f"argument {a} ({sig.names[k]}) of {self._name('')} has dtype "
+                        f"{sig.avals[k].dtype}; only floating inputs can be differentiated. "
+                        f"Cast it with .astype(np.float64), or leave it out of argnums."
+                    )
+                leaf_ids.append(k)
+            groups.append(leaf_ids)
+        return groups
+
+    def _compile(self, sig: Signature) -> Compiled:
+        nargs = len(sig.treedef[2][0][2])
+        groups = self._wrt(sig, nargs)
+        graph, result = self._trace(sig)
+        aux = None
+        if self.has_aux:
+            if not (isinstance(result, tuple) and len(result) == 2):
+                raise at_user_line(GradError, f"has_aux=True needs {self._name('')} to return a (loss, aux) pair")
+            result, aux = result
+        value = _scalar_output(graph, result, self._name(""))
+        wrt_nodes = [graph.inputs[k] for group in groups for k in group]
+        joint, grads = reverse(graph, wrt_nodes, value)
+        aux_leaves, aux_def = tree.flatten(aux)
+        aux_traced = [leaf.id for leaf in aux_leaves if isinstance(leaf, Tracer)]
+        joint.outputs = [value, *grads, *aux_traced]
+        optimize(joint)
+        joint.validate()
+        outs = list(joint.outputs)
+        value_id, grad_ids, aux_ids = outs[0], outs[1 : 1 + len(grads)], outs[1 + len(grads) :]
+        grad_tree = tuple(grad_ids) if len(grad_ids) > 1 or not self.single else grad_ids[0]
+        out_tree: Any = (value_id, grad_tree) if self.with_value else grad_tree
+        if self.has_aux:
+            out_tree = (out_tree, tuple(aux_ids))
+        generated = generate(joint, self._name("_value_and_grad" if self.with_value else "_grad"), out_tree)
+        return Compiled(generated, joint, self._rebuilder(sig, groups, aux_leaves, aux_def))
+
+    def _rebuilder(self, sig: Signature, groups: list[list[int]], aux_leaves: list, aux_def) -> Callable:
+        args_def = sig.treedef[2][0]
+        arg_defs = [args_def[2][a % len(args_def[2])] for a in self.argnums]
+
+        def rebuild_grads(flat: list) -> Any:
+            it = iter(flat)
+            trees = [tree.unflatten(d, [next(it) for _ in group]) for d, group in zip(arg_defs, groups)]
+            return trees[0] if self.single else tuple(trees)
+
+        def rebuild(out: Any) -> Any:
+            if self.has_aux:
+                out, aux_out = out
+                aux_it = iter(aux_out)
+                aux = tree.unflatten(aux_def, [next(aux_it) if isinstance(x, Tracer) else x for x in aux_leaves])
+            if self.with_value:
+                value, grads = out
+            else:
+                grads = out
+            flat = [grads] if not isinstance(grads, tuple) else list(grads)
+            result = rebuild_grads(flat)
+            if self.with_value:
+                result = (value, result)
+            return (result, aux) if self.has_aux else result
+
+        return rebuild
+
+
+def _leaf_count(treedef: tree.TreeDef) -> int:
+    kind, _, children = treedef
+    return 1 if kind == "leaf" else sum(_leaf_count(c) for c in children)
+
+
+def _scalar_output(graph: Graph, result: Any, name: str) -> int:
+    if not isinstance(result, Tracer):
+        raise at_user_line(
+            GradError, f"{name} returned a {type(result).__name__}, not a value computed from its "
+            "differentiated inputs; grad needs a scalar float result"
+        )
+    node = graph.node(result.id)
+    if node.shape != () or node.dtype.kind not in "fc":
+        where = f"{node.loc}: " if isinstance(node.loc, Loc) else ""
+        raise GradError(
+            f"{where}grad needs a scalar float output, but {name} returned {node.aval}. "
+            "Reduce it first (e.g. np.sum or np.mean), or differentiate one element."
+        )
+    return result.id
+
+
+def _transform(with_value: bool):
+    def transform(fun: Optional[Callable] = None, argnums: Argnums = 0, has_aux: bool = False):
+        if fun is None:
+            _check_argnums(argnums)
+            return lambda f: GradTransform(f, argnums, has_aux, with_value)
+        if not callable(fun):
+            raise at_user_line(GradError, f"expected a function to differentiate, got {type(fun).__name__}")
+        return GradTransform(fun, argnums, has_aux, with_value)
+
+    return transform
+
+
+grad = _transform(with_value=False)
+grad.__doc__ = """Gradient of a scalar function: `grad(f)(x)`, `@grad`, `@grad(argnums=1)`.
+
+An int `argnums` gives one gradient shaped like that argument (pytrees included); a
+tuple gives a tuple. With `has_aux=True`, `f` returns `(loss, aux)` and the result is
+`(gradient, aux)`. `.source(*args)` returns the generated NumPy module."""
+value_and_grad = _transform(with_value=True)
+value_and_grad.__doc__ = """Like `grad`, but returns `(value, gradient)` from one fused function
+(`((value, aux), gradient)` with `has_aux=True`)."""

@@ -1,0 +1,154 @@
+"""Code generation: Graph -> `ast` -> source via `ast.unparse` -> function.
+
+Values used once, with no user name and no cotangent role, are inlined into their
+single consumer's expression (ast.unparse adds exactly the parentheses precedence
+needs), so `y = d + e + f` stays one line. Everything else is a statement named
+after the user's variable, `g_<name>` for a cotangent, or `t1`, `t2`, ... Forward
+statements carry a trailing `# file.py:LINE`; each group of backward statements is
+headed by `# grad of: file.py:LINE  <source line>`. The source is registered in
+`linecache`, so tracebacks and debuggers show the generated lines.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import linecache
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from compiler.ir import Graph, Node
+from compiler.naming import Namespace
+from compiler.primitives import registry
+from compiler.primitives.registry import literal
+
+MAX_INLINE = 8  # operations folded into one expression before a temporary is named
+
+
+@dataclass
+class Generated:
+    """A generated function, its module source and the constants it closes over."""
+
+    name: str
+    source: str
+    fn: Callable
+    constants: dict[str, np.ndarray]
+
+
+class _Emitter:
+    def __init__(self, graph: Graph, fn_name: str):
+        self.graph = graph
+        self.ns = Namespace({fn_name})
+        self.names: dict[int, str] = {}
+        self.exprs: dict[int, ast.expr] = {}
+        self.sizes: dict[int, int] = {}
+        self.constants: dict[str, np.ndarray] = {}
+        self.lines: list[str] = []
+        self.group: Optional[tuple] = None
+        self.outputs = set(graph.outputs)
+
+    def ref(self, i: int) -> ast.expr:
+        if i in self.exprs:
+            return self.exprs[i]
+        return ast.Name(self.names[i], ast.Load())
+
+    def inlinable(self, node: Node) -> bool:
+        if node.op == "const":
+            return node.aval.weak
+        if node.op == "input" or node.id in self.outputs or node.name or node.cotangent_of is not None:
+            return False
+        prim = registry.get(node.op)
+        return prim.emit is not None and self.graph.use_count(node.id) == 1
+
+    def name_for(self, node: Node) -> str:
+        if node.name:
+            return self.ns.fresh(node.name)
+        if node.cotangent_of is not None:
+            primal = self.names.get(node.cotangent_of)
+            return self.ns.fresh(f"g_{primal}" if primal else "g")
+        if node.op == "const":
+            return self.ns.fresh("const")
+        return self.ns.temp()
+
+    def visit(self, node: Node) -> None:
+        if node.op == "input":
+            return
+        if node.op == "const":
+            if node.aval.weak:
+                self.exprs[node.id] = literal(node.params["value"])
+            else:
+                name = self.name_for(node)
+                self.names[node.id] = name
+                self.constants[name] = node.params["value"]
+            return
+        prim = registry.get(node.op)
+        args = [self.ref(i) for i in node.inputs]
+        size = 1 + sum(self.sizes.get(i, 0) for i in node.inputs)
+        if prim.emit is not None:
+            expr = prim.emit(*args, **node.params)
+            if self.inlinable(node) and size <= MAX_INLINE:
+                self.exprs[node.id], self.sizes[node.id] = expr, size
+                return
+            name = self.names[node.id] = self.name_for(node)
+            stmts: list[ast.stmt] = [ast.Assign([ast.Name(name, ast.Store())], expr)]
+        else:
+            name = self.names[node.id] = self.name_for(node)
+            stmts = prim.emit_stmts(ast.Name(name, ast.Load()), *args, **node.params)
+        self.write(node, stmts)
+
+    def write(self, node: Node, stmts: list[ast.stmt]) -> None:
+        loc = node.loc
+        if node.grad_of is not None:
+            group = ("grad", loc)
+            if group != self.group and loc is not None:
+                text = f"  {loc.text}" if loc.text else ""
+                self.lines.append(f"    # grad of: {loc}{text}")
+            self.group = group
+            self.lines.extend("    " + _unparse(s) for s in stmts)
+            return
+        self.group = ("forward", loc)
+        suffix = f"  # {loc}" if loc is not None else ""
+        self.lines.extend("    " + _unparse(s) + suffix for s in stmts)
+
+    def output(self, tree: Any) -> ast.expr:
+        if isinstance(tree, tuple):
+            return ast.Tuple([self.output(t) for t in tree], ast.Load())
+        return self.ref(tree)
+
+
+def _unparse(stmt: ast.stmt) -> str:
+    return ast.unparse(ast.fix_missing_locations(stmt))
+
+
+def generate(graph: Graph, fn_name: str, out_tree: Any, doc: str = "") -> Generated:
+    """Emit `graph` as a module defining `fn_name(*inputs)` returning `out_tree`
+    (a node id, or nested tuples of node ids)."""
+    em = _Emitter(graph, fn_name)
+    params = []
+    for k, i in enumerate(graph.inputs):
+        node = graph.node(i)
+        em.names[i] = em.ns.fresh(node.name or f"arg{k}")
+        params.append(ast.arg(em.names[i]))
+    for node in graph.nodes():
+        em.visit(node)
+    ret = ast.unparse(ast.Return(em.output(out_tree)))
+    arguments = ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[], defaults=[])
+    header = _unparse(ast.FunctionDef(name=fn_name, args=arguments, body=[ast.Pass()], decorator_list=[]))
+    header = header.splitlines()[0]
+    body = ([f'    """{doc}"""'] if doc else []) + em.lines + [f"    {ret}"]
+    imports = ["import numpy as np"]
+    if any("runtime." in line for line in em.lines):
+        imports.append("import runtime.nn")
+    bound = [f"# {name}: {value.dtype}{list(value.shape)} array bound at compile time" for name, value in em.constants.items()]
+    source = "\n".join(imports + bound + ["", "", header] + body) + "\n"
+    return Generated(fn_name, source, _load(fn_name, source, em.constants), em.constants)
+
+
+def _load(fn_name: str, source: str, constants: dict[str, np.ndarray]) -> Callable:
+    digest = hashlib.sha1(source.encode()).hexdigest()[:10]
+    filename = f"<adjoint {fn_name} {digest}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = dict(constants)
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace[fn_name]

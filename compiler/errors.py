@@ -1,0 +1,74 @@
+"""Error classes for user mistakes, and the user frame they are reported at.
+
+Every error a user can cause derives from `AdjointError`. Messages name the user's
+file and line (the innermost frame outside the compiler, NumPy and the runtime
+library) and say what to do instead.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from types import FrameType
+from typing import Optional
+
+_COMPILER_DIR = os.path.dirname(os.path.abspath(__file__))
+_RUNTIME_DIR = os.path.join(os.path.dirname(_COMPILER_DIR), "runtime")
+_NUMPY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__import__("numpy").__file__)))
+_STDLIB_DIR = os.path.dirname(os.path.abspath(os.__file__))
+
+
+class AdjointError(Exception):
+    """Base class of every error adjoint raises for a user's mistake."""
+
+
+class TracingError(AdjointError):
+    """The function cannot be traced into a static graph (data-dependent control flow)."""
+
+
+class UnsupportedError(AdjointError):
+    """The function uses a NumPy function or feature adjoint does not support."""
+
+
+class ShapeError(AdjointError):
+    """Operands of an operation have incompatible shapes."""
+
+
+class GradError(AdjointError):
+    """The gradient request itself is invalid (argnums, non-scalar output, int input)."""
+
+
+def is_internal(filename: str) -> bool:
+    """True for frames of the compiler itself, NumPy, functools and similar plumbing."""
+    path = os.path.abspath(filename)
+    return (
+        path.startswith(_COMPILER_DIR + os.sep)
+        or path.startswith(os.path.join(_NUMPY_DIR, "numpy") + os.sep)
+        or (path.startswith(_STDLIB_DIR + os.sep) and "site-packages" not in path)
+        or filename.startswith("<frozen")
+    )
+
+
+def is_library(filename: str) -> bool:
+    """True for compiler, NumPy and runtime frames: never the user's own line."""
+    return is_internal(filename) or os.path.abspath(filename).startswith(_RUNTIME_DIR + os.sep)
+
+
+def user_frame(skip_runtime: bool = True) -> Optional[FrameType]:
+    """The innermost frame on the stack that belongs to the user."""
+    frame = sys._getframe(1)
+    test = is_library if skip_runtime else is_internal
+    while frame is not None and test(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
+def where(frame: Optional[FrameType]) -> str:
+    """`file.py:LINE` for a frame, or a placeholder when there is none."""
+    if frame is None:
+        return "<unknown>"
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def at_user_line(cls: type[AdjointError], message: str) -> AdjointError:
+    """An error of class `cls` whose message starts with the user's file and line."""
+    return cls(f"{where(user_frame())}: {message}")

@@ -1,0 +1,284 @@
+"""How NumPy calls on tracers become primitives.
+
+`apply_ufunc` serves `__array_ufunc__` (np.exp, operators, ...), `apply_function`
+serves `__array_function__` (np.sum, np.reshape, ...), `getitem` serves `x[...]`,
+and `apply_fused` serves runtime functions marked with `runtime.fused`. Here NumPy's
+flexible spellings (axis=None / int / tuple, negative axes, -1 in shapes) become the
+static, normalized params the primitives expect.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable
+
+import numpy as np
+
+from compiler.errors import ShapeError, UnsupportedError, at_user_line
+from compiler.tracing import Tracer, bind, lift, current
+
+UFUNCS: dict[np.ufunc, str] = {
+    uf: uf.__name__
+    for uf in [
+        np.add, np.subtract, np.multiply, np.divide, np.power, np.negative, np.exp, np.log,
+        np.log1p, np.expm1, np.sin, np.cos, np.tanh, np.sqrt, np.square, np.absolute, np.sign,
+        np.maximum, np.minimum, np.logaddexp, np.matmul, np.greater, np.greater_equal,
+        np.less, np.less_equal, np.equal, np.not_equal, np.logical_and, np.logical_or, np.logical_not,
+    ]
+}
+_BITWISE = {np.bitwise_and: "logical_and", np.bitwise_or: "logical_or", np.invert: "logical_not"}
+
+
+def _unsupported(kind: str, name: str, known: list[str]) -> UnsupportedError:
+    close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
+    hint = f" Close supported ones: {', '.join('np.' + c for c in close)}." if close else ""
+    return at_user_line(
+        UnsupportedError, f"np.{name} is not supported on traced values ({kind}).{hint} "
+        "Write it with supported NumPy operations."
+    )
+
+
+def apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
+    if method != "__call__":
+        raise at_user_line(UnsupportedError, f"np.{ufunc.__name__}.{method} is not supported on traced values.")
+    if kwargs:
+        raise at_user_line(
+            UnsupportedError, f"np.{ufunc.__name__} with {', '.join(kwargs)}= is not supported; "
+            "write the result to a new variable instead."
+        )
+    if ufunc in _BITWISE and all(_is_bool(x) for x in inputs):
+        return bind(_BITWISE[ufunc], *inputs)
+    if ufunc is np.positive:
+        return inputs[0]
+    name = UFUNCS.get(ufunc)
+    if name is None:
+        raise _unsupported("ufunc", ufunc.__name__, sorted(UFUNCS.values()))
+    return bind(name, *inputs)
+
+
+def _is_bool(x: Any) -> bool:
+    if isinstance(x, Tracer):
+        return x.dtype == bool
+    return isinstance(x, (bool, np.bool_)) or (isinstance(x, np.ndarray) and x.dtype == bool)
+
+
+def axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    """NumPy's axis argument as a sorted tuple of non-negative ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in items:
+        a = int(a)
+        if not -ndim <= a < max(ndim, 1):
+            raise at_user_line(ShapeError, f"axis {a} is out of bounds for an array of dimension {ndim}")
+        out.append(a % ndim if ndim else 0)
+    if len(set(out)) != len(out):
+        raise at_user_line(ShapeError, f"repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def _no_extras(fn: str, **given: Any) -> None:
+    for key, value in given.items():
+        if value is not None and value is not np._NoValue:
+            raise at_user_line(UnsupportedError, f"np.{fn}(..., {key}=...) is not supported on traced values.")
+
+
+def _reduction(fn: str) -> Callable:
+    def reduce(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+        _no_extras(fn, dtype=dtype, out=out, initial=initial, where=where)
+        a = _as_tracer(a)
+        return bind(fn, a, axis=axes(axis, a.ndim), keepdims=bool(keepdims), ndim=a.ndim)
+
+    return reduce
+
+
+def _as_tracer(x: Any) -> Tracer:
+    return x if isinstance(x, Tracer) else Tracer(current().graph, lift(x, current().graph))
+
+
+def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
+    a = _as_tracer(a)
+    shape = newshape if shape is None else shape
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
+    if shape.count(-1) == 1:
+        known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+        if known == 0 or a.size % known:
+            raise at_user_line(ShapeError, f"np.reshape: cannot reshape an array of shape {a.shape} into shape {shape}")
+        shape = tuple(a.size // known if d == -1 else d for d in shape)
+    if order != "C":
+        raise at_user_line(UnsupportedError, "np.reshape: only order='C' is supported")
+    if shape == a.shape:
+        return a
+    return bind("reshape", a, shape=shape)
+
+
+def transpose(a, axes_=None, **kwargs):
+    a = _as_tracer(a)
+    perm = kwargs.get("axes", axes_)
+    perm = tuple(reversed(range(a.ndim))) if perm is None else tuple(int(p) % max(a.ndim, 1) for p in perm)
+    if perm == tuple(range(a.ndim)):
+        return a
+    return bind("transpose", a, axes=perm)
+
+
+def swapaxes(a, axis1, axis2):
+    a = _as_tracer(a)
+    perm = list(range(a.ndim))
+    i, j = axes(axis1, a.ndim)[0], axes(axis2, a.ndim)[0]
+    perm[i], perm[j] = perm[j], perm[i]
+    return transpose(a, tuple(perm))
+
+
+def expand_dims(a, axis):
+    a = _as_tracer(a)
+    new = axes(axis, a.ndim + len(axis if isinstance(axis, (tuple, list)) else (axis,)))
+    shape, it = [], iter(a.shape)
+    for i in range(a.ndim + len(new)):
+        shape.append(1 if i in new else next(it))
+    return reshape(a, tuple(shape))
+
+
+def squeeze(a, axis=None):
+    a = _as_tracer(a)
+    drop = tuple(i for i, d in enumerate(a.shape) if d == 1) if axis is None else axes(axis, a.ndim)
+    if any(a.shape[i] != 1 for i in drop):
+        raise at_user_line(ShapeError, f"np.squeeze: cannot select an axis to squeeze out which has size not equal to one ({a.shape})")
+    return reshape(a, tuple(d for i, d in enumerate(a.shape) if i not in drop))
+
+
+def ravel(a, order="C"):
+    return reshape(a, (-1,), order)
+
+
+def broadcast_to(array, shape, subok=False):
+    array = _as_tracer(array)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
+    if shape == array.shape:
+        return array
+    return bind("broadcast_to", array, shape=shape)
+
+
+def concatenate(arrays, axis=0, out=None, dtype=None, casting=None):
+    _no_extras("concatenate", out=out, dtype=dtype, casting=casting)
+    arrays = [_as_tracer(a) for a in arrays]
+    if axis is None:
+        arrays, axis = [ravel(a) for a in arrays], 0
+    return bind("concatenate", *arrays, axis=axes(axis, arrays[0].ndim)[0])
+
+
+def stack(arrays, axis=0, out=None, dtype=None, casting=None):
+    _no_extras("stack", out=out, dtype=dtype, casting=casting)
+    arrays = [_as_tracer(a) for a in arrays]
+    return bind("stack", *arrays, axis=axes(axis, arrays[0].ndim + 1)[0])
+
+
+def where(condition, x=None, y=None):
+    if x is None or y is None:
+        raise at_user_line(
+            UnsupportedError, "np.where(condition) with one argument has a data-dependent shape; "
+            "use np.where(condition, x, y)."
+        )
+    return bind("where", condition, x, y)
+
+
+def clip(a, a_min=None, a_max=None, out=None, **kwargs):
+    _no_extras("clip", out=out)
+    a_min, a_max = kwargs.get("min", a_min), kwargs.get("max", a_max)
+    if a_min is not None:
+        a = np.maximum(a, a_min)
+    if a_max is not None:
+        a = np.minimum(a, a_max)
+    return a
+
+
+def dot(a, b, out=None):
+    _no_extras("dot", out=out)
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        return np.multiply(a, b)
+    if np.ndim(a) > 2 or np.ndim(b) > 2:
+        raise at_user_line(UnsupportedError, "np.dot on arrays above 2-D is not supported; use np.matmul (@).")
+    return bind("matmul", a, b)
+
+
+def outer(a, b, out=None):
+    _no_extras("outer", out=out)
+    return bind("outer", a, b)
+
+
+def _like(fill: float) -> Callable:
+    def like(a, dtype=None, order="K", subok=True, shape=None, **kwargs):
+        return np.full(np.shape(a) if shape is None else shape, fill, dtype=dtype or a.dtype)
+
+    return like
+
+
+FUNCTIONS: dict[Callable, Callable] = {
+    np.sum: _reduction("sum"), np.mean: _reduction("mean"),
+    np.max: _reduction("max"), np.amax: _reduction("max"),
+    np.min: _reduction("min"), np.amin: _reduction("min"),
+    np.reshape: reshape, np.transpose: transpose, np.swapaxes: swapaxes,
+    np.expand_dims: expand_dims, np.squeeze: squeeze, np.ravel: ravel,
+    np.broadcast_to: broadcast_to, np.concatenate: concatenate, np.stack: stack,
+    np.where: where, np.clip: clip, np.dot: dot, np.outer: outer,
+    np.shape: lambda a: a.shape, np.ndim: lambda a: a.ndim, np.size: lambda a, axis=None: a.size if axis is None else a.shape[axis],
+    np.zeros_like: _like(0.0), np.ones_like: _like(1.0),
+}
+
+
+def apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:
+    handler = FUNCTIONS.get(func)
+    if handler is None:
+        known = sorted({getattr(f, "__name__", "") for f in FUNCTIONS})
+        raise _unsupported("function", getattr(func, "__name__", str(func)), known)
+    return handler(*args, **kwargs)
+
+
+def getitem(x: Tracer, index: Any) -> Tracer:
+    items = index if isinstance(index, tuple) else (index,)
+    spec, arrays = [], []
+    for item in items:
+        if isinstance(item, (bool, np.bool_)):
+            raise at_user_line(UnsupportedError, "indexing with a Python bool is not supported")
+        if isinstance(item, (int, np.integer)):
+            spec.append(("int", int(item)))
+        elif isinstance(item, slice):
+            spec.append(("slice",) + tuple(None if v is None else v.__index__() for v in (item.start, item.stop, item.step)))
+        elif item is None:
+            spec.append(("none",))
+        elif item is Ellipsis:
+            spec.append(("ellipsis",))
+        else:
+            array = item if isinstance(item, Tracer) else np.asarray(item)
+            if array.dtype == bool:
+                if isinstance(array, Tracer):
+                    raise at_user_line(
+                        UnsupportedError, "indexing with a traced boolean mask has a data-dependent shape; "
+                        "use np.where(mask, x, 0) instead."
+                    )
+                for part in np.nonzero(array):
+                    spec.append(("array", len(arrays)))
+                    arrays.append(part)
+                continue
+            if array.dtype.kind not in "iu":
+                raise at_user_line(UnsupportedError, f"cannot index with an array of dtype {array.dtype}; use integers")
+            spec.append(("array", len(arrays)))
+            arrays.append(array)
+    return bind("getitem", x, *arrays, spec=tuple(spec))
+
+
+FUSED: dict[str, Callable] = {}
+
+
+def fused_rule(name: str) -> Callable[[Callable], Callable]:
+    """Register how a `runtime.fused` function binds: `binder(*args, **kwargs)`."""
+
+    def register(binder: Callable) -> Callable:
+        FUSED[name] = binder
+        return binder
+
+    return register
+
+
+def apply_fused(name: str, impl: Callable, args: tuple, kwargs: dict) -> Any:
+    binder = FUSED.get(name)
+    return binder(*args, **kwargs) if binder is not None else impl(*args, **kwargs)

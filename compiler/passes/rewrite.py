@@ -1,0 +1,15 @@
+"""The one way passes replace a node, keeping the metadata readers rely on."""
+from compiler.ir import Graph
+
+
+def replace(graph: Graph, old: int, new: int) -> None:
+    """Redirect every use of `old` to `new`, remove `old`, and let `new` inherit
+    the user's variable name or cotangent role when it has none of its own."""
+    before, after = graph.node(old), graph.node(new)
+    if after.op not in ("input", "const") and after.name is None and after.cotangent_of is None:
+        if before.name is not None and after.grad_of is None:
+            after.name = before.name
+        elif before.cotangent_of is not None and after.grad_of is not None:
+            after.cotangent_of = before.cotangent_of
+    graph.replace_uses(old, new)
+    graph.remove(old)

@@ -1,0 +1,133 @@
+"""Elementwise primitives: NumPy ufuncs with broadcasting.
+
+Result dtypes come from NumPy itself (the ufunc applied to one-element stand-ins,
+Python scalars standing in for weak operands), so promotion is exactly NumPy's,
+NEP 50 included. VJP rules return cotangents at the broadcast result shape; the
+reverse transform sums them back to each operand's shape.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+
+import numpy as np
+
+from compiler.errors import ShapeError
+from compiler.ir import Aval
+from compiler.primitives.registry import Primitive, call, register
+
+_WEAK_TYPES = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
+
+
+def _kind(aval: Aval):
+    return _WEAK_TYPES[aval.dtype.kind] if aval.weak else aval.dtype
+
+
+@functools.lru_cache(maxsize=None)
+def result_dtype(ufunc: str, kinds: tuple) -> np.dtype:
+    """The dtype NumPy gives `np.<ufunc>` on operands of these dtypes / weak types."""
+    dummies = [np.ones(1, dtype=k) if isinstance(k, np.dtype) else k(1) for k in kinds]
+    with np.errstate(all="ignore"):
+        return np.asarray(getattr(np, ufunc)(*dummies)).dtype
+
+
+def broadcast_shape(op: str, avals: tuple[Aval, ...]) -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(*(a.shape for a in avals)))
+    except ValueError:
+        shapes = " and ".join(str(a.shape) for a in avals)
+        raise ShapeError(f"np.{op}: operands with shapes {shapes} cannot be broadcast together") from None
+
+
+def elementwise_abstract(ufunc: str):
+    def abstract(*avals: Aval) -> Aval:
+        shape = broadcast_shape(ufunc, avals)
+        return Aval(shape, result_dtype(ufunc, tuple(_kind(a) for a in avals)), all(a.weak for a in avals))
+
+    return abstract
+
+
+def binop(op: ast.operator):
+    return lambda a, b: ast.BinOp(a, op, b)
+
+
+def compare(op: ast.cmpop):
+    return lambda a, b: ast.Compare(a, [op], [b])
+
+
+def _ufunc(name: str, vjp, emit=None, ufunc: str | None = None) -> None:
+    ufunc = ufunc or name
+    register(
+        Primitive(
+            name,
+            abstract=elementwise_abstract(ufunc),
+            emit=emit or call(ufunc),
+            vjp=vjp,
+            differentiable=vjp is not None,
+        )
+    )
+
+
+def _tie_share(g, a, b):
+    """Cotangent for `a` in max(a, b): all of g where a wins, half on ties."""
+    return np.where(a == b, 0.5 * g, np.where(a > b, g, 0))
+
+
+def _tie_share_min(g, a, b):
+    return np.where(a == b, 0.5 * g, np.where(a < b, g, 0))
+
+
+# unary
+_ufunc("negative", lambda g, out, x: (-g,), emit=lambda x: ast.UnaryOp(ast.USub(), x))
+_ufunc("exp", lambda g, out, x: (g * out,))
+_ufunc("log", lambda g, out, x: (g / x,))
+_ufunc("log1p", lambda g, out, x: (g / (x + 1),))
+_ufunc("expm1", lambda g, out, x: (g * (out + 1),))
+_ufunc("sin", lambda g, out, x: (g * np.cos(x),))
+_ufunc("cos", lambda g, out, x: (-(g * np.sin(x)),))
+_ufunc("tanh", lambda g, out, x: (g * (1 - out**2),))
+_ufunc("sqrt", lambda g, out, x: (0.5 * g / out,))
+_ufunc("square", lambda g, out, x: (g * (2 * x),))
+_ufunc("absolute", lambda g, out, x: (g * np.sign(x),))
+_ufunc("sign", None)
+_ufunc("logical_not", None)
+
+# binary
+_ufunc("add", lambda g, out, x, y: (g, g), emit=binop(ast.Add()))
+_ufunc("subtract", lambda g, out, x, y: (g, -g), emit=binop(ast.Sub()))
+_ufunc("multiply", lambda g, out, x, y: (g * y, g * x), emit=binop(ast.Mult()))
+_ufunc("divide", lambda g, out, x, y: (g / y, -(g * out) / y), emit=binop(ast.Div()))
+_ufunc(
+    "power",
+    lambda g, out, x, y: (g * (y * x ** (y - 1)), g * (out * np.log(np.where(x > 0, x, 1)))),
+    emit=binop(ast.Pow()),
+)
+_ufunc("maximum", lambda g, out, x, y: (_tie_share(g, x, y), _tie_share(g, y, x)))
+_ufunc("minimum", lambda g, out, x, y: (_tie_share_min(g, x, y), _tie_share_min(g, y, x)))
+_ufunc(
+    "logaddexp",
+    lambda g, out, x, y: (g * np.exp(x - out), g * np.exp(y - out)),
+)
+for _name, _op in [("greater", ast.Gt()), ("greater_equal", ast.GtE()), ("less", ast.Lt()),
+                   ("less_equal", ast.LtE()), ("equal", ast.Eq()), ("not_equal", ast.NotEq())]:
+    _ufunc(_name, None, emit=compare(_op))
+for _name, _op in [("logical_and", None), ("logical_or", None)]:
+    _ufunc(_name, None)
+
+
+def _where_abstract(c: Aval, x: Aval, y: Aval) -> Aval:
+    shape = broadcast_shape("where", (c, x, y))
+    kinds = (_kind(x), _kind(y))
+    dummies = [np.ones(1, dtype=k) if isinstance(k, np.dtype) else k(1) for k in kinds]
+    dtype = np.where(np.ones(1, bool), *dummies).dtype
+    return Aval(shape, dtype, x.weak and y.weak)
+
+
+register(
+    Primitive(
+        "where",
+        abstract=_where_abstract,
+        emit=call("where"),
+        vjp=lambda g, out, c, x, y: (None, np.where(c, g, 0), np.where(c, 0, g)),
+    )
+)

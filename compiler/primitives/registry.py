@@ -1,0 +1,108 @@
+"""The single registry every primitive is declared in."""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from compiler.ir import Aval
+
+# abstract(*avals, **params) -> Aval of the result, or raises ShapeError.
+AbstractRule = Callable[..., Aval]
+# emit(*operand_exprs, **params) -> the NumPy expression computing the value.
+EmitRule = Callable[..., ast.expr]
+# emit_stmts(target, *operand_exprs, **params) -> statements that bind `target`.
+StmtRule = Callable[..., list]
+# vjp(g, out, *operands, **params) -> one cotangent (or None for zero) per operand;
+# all arguments are tracers, so the rule builds IR nodes.
+VjpRule = Callable[..., tuple]
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """An operation the IR knows: its shape rule, its NumPy spelling, its VJP.
+
+    `vjp=None` with `differentiable=False` means the output carries no gradient
+    (comparisons, sign, integer ops). `emit_stmts` replaces `emit` for operations
+    that need more than one statement (scatter-add into a fresh buffer); such a
+    value is never inlined into another expression.
+    """
+
+    name: str
+    abstract: AbstractRule
+    emit: Optional[EmitRule] = None
+    vjp: Optional[VjpRule] = None
+    emit_stmts: Optional[StmtRule] = None
+    differentiable: bool = True
+    view: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.emit is None) == (self.emit_stmts is None):
+            raise TypeError(f"primitive {self.name} needs exactly one of emit / emit_stmts")
+        if self.differentiable and self.vjp is None:
+            raise TypeError(f"differentiable primitive {self.name} needs a vjp rule")
+
+
+_REGISTRY: dict[str, Primitive] = {}
+
+
+def register(prim: Primitive) -> Primitive:
+    if prim.name in _REGISTRY:
+        raise ValueError(f"primitive {prim.name!r} registered twice")
+    _REGISTRY[prim.name] = prim
+    return prim
+
+
+def get(name: str) -> Primitive:
+    return _REGISTRY[name]
+
+
+def registered() -> dict[str, Primitive]:
+    """A read-only view of the table, for docs and tests."""
+    return dict(_REGISTRY)
+
+
+def call(fn: str) -> EmitRule:
+    """Emit rule `np.<fn>(*operands, key=value, ...)` for static keyword params."""
+
+    def emit(*args: ast.expr, **params: Any) -> ast.expr:
+        return np_call(fn, *args, **params)
+
+    return emit
+
+
+def np_attr(path: str) -> ast.expr:
+    """`np.a.b` as an expression."""
+    expr: ast.expr = ast.Name("np", ast.Load())
+    for part in path.split("."):
+        expr = ast.Attribute(expr, part, ast.Load())
+    return expr
+
+
+def np_call(fn: str, *args: ast.expr, **kwargs: Any) -> ast.expr:
+    keywords = [ast.keyword(k, literal(v)) for k, v in kwargs.items()]
+    return ast.Call(np_attr(fn), list(args), keywords)
+
+
+def literal(value: Any) -> ast.expr:
+    """A static Python value (numbers, tuples, None, dtypes) as an expression."""
+    import numpy as np
+
+    if isinstance(value, ast.AST):
+        return value
+    if isinstance(value, tuple):
+        return ast.Tuple([literal(v) for v in value], ast.Load())
+    if isinstance(value, np.dtype):
+        return np_attr(value.name)
+    if isinstance(value, float) and not np.isfinite(value):
+        name = "nan" if np.isnan(value) else "inf"
+        return literal_sign(value < 0, np_attr(name))
+    if isinstance(value, (bool, int, float, complex, str)) or value is None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            return literal_sign(True, ast.Constant(-value))
+        return ast.Constant(value)
+    raise TypeError(f"cannot print {type(value).__name__} as a literal")
+
+
+def literal_sign(negative: bool, expr: ast.expr) -> ast.expr:
+    return ast.UnaryOp(ast.USub(), expr) if negative else expr

@@ -1,0 +1,94 @@
+"""Abstract signatures: which argument leaves are traced, which are static, and the
+cache key that says when a compiled function can be reused.
+
+Floats and arrays are traced (by shape and dtype); Python ints, bools, strings and
+None are static (by value). Pytrees of dicts, lists and tuples are flattened with
+`runtime.tree`.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable
+
+import numpy as np
+
+from compiler.errors import UnsupportedError, at_user_line
+from compiler.ir import Aval
+from compiler.naming import sanitize
+from compiler.tracing import Tracer
+from runtime import tree
+
+STATIC_TYPES = (bool, int, str, type(None))
+
+
+@dataclass
+class Signature:
+    """A call's arguments seen abstractly."""
+
+    treedef: tree.TreeDef
+    leaves: list[Any]
+    traced: list[int]  # leaf positions that are traced
+    avals: list[Aval]
+    names: list[str]  # a readable name per traced leaf
+    key: Hashable
+
+
+def _leaf_key(leaf: Any) -> tuple[Hashable, Aval | None]:
+    if isinstance(leaf, Tracer):
+        return ("traced", leaf.aval), leaf.aval
+    if isinstance(leaf, (float, complex)) and not isinstance(leaf, np.generic):
+        aval = Aval((), np.result_type(type(leaf)))
+        return ("traced", aval), aval
+    if isinstance(leaf, (np.ndarray, np.generic)):
+        if leaf.dtype == object:
+            raise at_user_line(UnsupportedError, "object arrays cannot be arguments; use numeric arrays")
+        aval = Aval(np.shape(leaf), leaf.dtype)
+        return ("traced", aval), aval
+    if isinstance(leaf, STATIC_TYPES):
+        return ("static", type(leaf).__name__, leaf), None
+    raise at_user_line(
+        UnsupportedError,
+        f"cannot pass a {type(leaf).__name__} as an argument; use NumPy arrays, floats, "
+        "static ints/bools/strings, or dicts/lists/tuples of them",
+    )
+
+
+def arg_names(fn: Callable, count: int) -> list[str]:
+    """Names for the first `count` positional parameters of `fn`."""
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params[:count]]
+    return names + [f"arg{k}" for k in range(len(names), count)]
+
+
+def _leaf_name(base: str, path: tuple) -> str:
+    if path and isinstance(path[-1], str) and sanitize(path[-1]) == path[-1]:
+        return path[-1]
+    return "_".join([base] + [str(p) for p in path])
+
+
+def signature(fn: Callable, args: tuple, kwargs: dict) -> Signature:
+    structure = (tuple(args), dict(kwargs))
+    leaves, treedef = tree.flatten(structure)
+    paths = tree.leaf_paths(structure)
+    bases = arg_names(fn, len(args))
+    keys, traced, avals, names = [], [], [], []
+    for k, (leaf, path) in enumerate(zip(leaves, paths)):
+        leaf_key, aval = _leaf_key(leaf)
+        keys.append(leaf_key)
+        if aval is not None:
+            traced.append(k)
+            avals.append(aval)
+            base = bases[path[1]] if path[0] == 0 else str(path[1])
+            names.append(_leaf_name(base, path[2:]))
+    return Signature(treedef, leaves, traced, avals, names, (treedef, tuple(keys)))
+
+
+def runtime_value(leaf: Any) -> Any:
+    """What the generated function receives for a traced leaf."""
+    if isinstance(leaf, (float, complex)) and not isinstance(leaf, np.generic):
+        return np.result_type(type(leaf)).type(leaf)
+    return leaf

@@ -1,0 +1,1 @@
+"""Graph-to-graph transforms built only from primitive rules."""
