@@ -167,11 +167,13 @@ class GradTransform(Transformed):
         joint, grads = reverse(graph, wrt_nodes, value)
         aux_leaves, aux_def = tree.flatten(aux)
         aux_traced = [leaf.id for leaf in aux_leaves if isinstance(leaf, Tracer)]
-        joint.outputs = [value, *grads, *aux_traced]
+        values = [value] if self.with_value else []
+        joint.outputs = [*values, *grads, *aux_traced]
         optimize(joint)
         joint.validate()
         outs = list(joint.outputs)
-        value_id, grad_ids, aux_ids = outs[0], outs[1 : 1 + len(grads)], outs[1 + len(grads) :]
+        value_id = outs.pop(0) if self.with_value else None
+        grad_ids, aux_ids = outs[: len(grads)], outs[len(grads) :]
         grad_tree = tuple(grad_ids) if len(grad_ids) > 1 or not self.single else grad_ids[0]
         out_tree: Any = (value_id, grad_tree) if self.with_value else grad_tree
         if self.has_aux:

@@ -23,6 +23,7 @@ UFUNCS: dict[np.ufunc, str] = {
         np.log1p, np.expm1, np.sin, np.cos, np.tanh, np.sqrt, np.square, np.absolute, np.sign,
         np.maximum, np.minimum, np.logaddexp, np.matmul, np.greater, np.greater_equal,
         np.less, np.less_equal, np.equal, np.not_equal, np.logical_and, np.logical_or, np.logical_not,
+        np.isfinite, np.isnan, np.isinf,
     ]
 }
 _BITWISE = {np.bitwise_and: "logical_and", np.bitwise_or: "logical_or", np.invert: "logical_not"}

@@ -116,7 +116,8 @@ class Tracer:
 
         return apply_function(func, args, kwargs)
 
-    def __adjoint_fused__(self, name: str, impl: Callable, args: tuple, kwargs: dict):
+    @staticmethod
+    def __adjoint_fused__(name: str, impl: Callable, args: tuple, kwargs: dict):
         from compiler.numpy_dispatch import apply_fused
 
         return apply_fused(name, impl, args, kwargs)

@@ -12,6 +12,7 @@ import numpy as np
 
 from compiler.ir import Aval, Graph, Node
 from compiler.passes.rewrite import replace
+from compiler.primitives import registry
 from compiler.primitives.elementwise import result_dtype
 
 _FOLDABLE = {"add", "subtract", "multiply", "divide", "power", "negative"}
@@ -45,6 +46,59 @@ def _identity_operand(graph: Graph, node: Node) -> Optional[int]:
     return next((c for c in candidates if graph.node(c).aval == node.aval), None)
 
 
+_ELEMENTWISE_BINARY = {"add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "where"}
+
+
+def _drop_broadcast(graph: Graph, node: Node) -> bool:
+    """An operand broadcast only to meet the other operands' shape needs no copy:
+    elementwise ops broadcast by themselves (`broadcast_to(s, (5,)) * y` -> `s * y`)."""
+    if node.op not in _ELEMENTWISE_BINARY:
+        return False
+    for k, i in enumerate(node.inputs):
+        operand = graph.node(i)
+        if operand.op != "broadcast_to":
+            continue
+        source = operand.inputs[0]
+        new = node.inputs[:k] + (source,) + node.inputs[k + 1 :]
+        avals = [graph.node(j).aval for j in new]
+        if registry.get(node.op).abstract(*avals, **node.params) == node.aval:
+            graph.set_inputs(node.id, new)
+            return True
+    return False
+
+
+def _reassociate(graph: Graph, node: Node) -> bool:
+    """c1 * (c2 * x) -> (c1 * c2) * x for Python scalars c1, c2."""
+    if node.op != "multiply":
+        return False
+    for k in (0, 1):
+        c1, inner = _weak_value(graph, node.inputs[k]), graph.node(node.inputs[1 - k])
+        if c1 is None or inner.op != "multiply" or graph.use_count(inner.id) != 1:
+            continue
+        for j in (0, 1):
+            c2, x = _weak_value(graph, inner.inputs[j]), inner.inputs[1 - j]
+            value = _evaluate("multiply", [c1, c2]) if c2 is not None else None
+            if value is None or graph.node(x).aval.weak:
+                continue
+            graph.set_inputs(node.id, (_constant(graph, value), x))
+            return True
+    return False
+
+
+def _evaluate(op: str, values: list) -> Optional[object]:
+    """`op` on Python scalars, or None when the result would not be a finite scalar
+    of the first operand's type."""
+    with np.errstate(all="ignore"):
+        result = getattr(np, op)(*values).item()
+    if not np.isfinite(result) or type(result) is not type(values[0]):
+        return None
+    return result
+
+
+def _constant(graph: Graph, value: object) -> int:
+    return graph.add("const", (), {"value": value}, Aval((), np.result_type(type(value)), weak=True))
+
+
 def _fold(graph: Graph, node: Node) -> bool:
     """Evaluate arithmetic on Python scalars at compile time."""
     if node.op not in _FOLDABLE or not node.aval.weak:
@@ -52,12 +106,10 @@ def _fold(graph: Graph, node: Node) -> bool:
     values = [_weak_value(graph, i) for i in node.inputs]
     if any(v is None for v in values):
         return False
-    with np.errstate(all="ignore"):
-        result = getattr(np, node.op)(*values).item()
-    if not np.isfinite(result) or type(result) is not type(values[0]):
+    result = _evaluate(node.op, values)
+    if result is None:
         return False
-    const = graph.add("const", (), {"value": result}, Aval((), node.dtype, weak=True))
-    replace(graph, node.id, const)
+    replace(graph, node.id, _constant(graph, result))
     return True
 
 
@@ -121,6 +173,6 @@ def simplify(graph: Graph) -> bool:
         if same is not None:
             replace(graph, node.id, same)
             changed = True
-        elif _fold(graph, node) or _pull_negation(graph, node):
+        elif any(rule(graph, node) for rule in (_fold, _drop_broadcast, _reassociate, _pull_negation)):
             changed = True
     return changed

@@ -91,6 +91,9 @@ _ufunc("square", lambda g, out, x: (g * (2 * x),))
 _ufunc("absolute", lambda g, out, x: (g * np.sign(x),))
 _ufunc("sign", None)
 _ufunc("logical_not", None)
+_ufunc("isfinite", None)
+_ufunc("isnan", None)
+_ufunc("isinf", None)
 
 # binary
 _ufunc("add", lambda g, out, x, y: (g, g), emit=binop(ast.Add()))

@@ -91,7 +91,8 @@ def _index_add_stmts(target: ast.Name, g: ast.expr, *arrays: ast.expr, spec, sha
     zeros = ast.Assign([store], np_call("zeros", literal(tuple(shape)), dtype=np.dtype(dtype)))
     index = index_expr(spec, arrays)
     if arrays:
-        add = ast.Expr(ast.Call(np_attr("add.at"), [ast.Name(target.id, ast.Load()), index, g], []))
+        where = ast.Subscript(np_attr("s_"), index, ast.Load())
+        add = ast.Expr(ast.Call(np_attr("add.at"), [ast.Name(target.id, ast.Load()), where, g], []))
     else:
         add = ast.Assign([ast.Subscript(ast.Name(target.id, ast.Load()), index, ast.Store())], g)
     return [zeros, add]

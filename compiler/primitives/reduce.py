@@ -52,9 +52,9 @@ def _abstract(fn: str, float_result: bool = False):
 
 def expand_cotangent(g, x, axis: tuple[int, ...], keepdims: bool):
     """Cotangent of a reduction's output, reshaped to keep dims and broadcast to x."""
-    kept = reduced_shape(x.shape, axis, True)
-    if not keepdims:
-        g = np.reshape(g, kept)
+    leading = axis == tuple(range(len(axis)))
+    if not keepdims and not leading:
+        g = np.reshape(g, reduced_shape(x.shape, axis, True))
     return np.broadcast_to(g, x.shape)
 
 
