@@ -15,6 +15,7 @@ _COMPILER_DIR = os.path.dirname(os.path.abspath(__file__))
 _RUNTIME_DIR = os.path.join(os.path.dirname(_COMPILER_DIR), "runtime")
 _NUMPY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__import__("numpy").__file__)))
 _STDLIB_DIR = os.path.dirname(os.path.abspath(os.__file__))
+_FUSED_FILE = os.path.join(_RUNTIME_DIR, "fused.py")  # dispatch plumbing, never a user's line
 
 
 class AdjointError(Exception):
@@ -41,7 +42,8 @@ def is_internal(filename: str) -> bool:
     """True for frames of the compiler itself, NumPy, functools and similar plumbing."""
     path = os.path.abspath(filename)
     return (
-        path.startswith(_COMPILER_DIR + os.sep)
+        path == _FUSED_FILE
+        or path.startswith(_COMPILER_DIR + os.sep)
         or path.startswith(os.path.join(_NUMPY_DIR, "numpy") + os.sep)
         or (path.startswith(_STDLIB_DIR + os.sep) and "site-packages" not in path)
         or filename.startswith("<frozen")

@@ -33,7 +33,9 @@ def tanh(x: Array) -> Array:
     return np.tanh(x)
 
 
+@fused
 def relu(x: Array) -> Array:
+    """max(x, 0); its gradient is 1 where x > 0 and 0 elsewhere (as in PyTorch/JAX)."""
     return np.maximum(x, 0)
 
 
