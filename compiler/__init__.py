@@ -5,9 +5,10 @@ emit plain NumPy source for one fused forward+backward function.
 """
 from compiler import primitives as _primitives  # noqa: F401  (registers every primitive)
 from compiler.api import grad, value_and_grad
+from compiler.step import compile_step, jit
 from compiler.errors import AdjointError, GradError, ShapeError, TracingError, UnsupportedError
 from runtime import check as _check
 
 _check.use_gradient(lambda f, argnums: grad(f, argnums=argnums))
 
-__all__ = ["grad", "value_and_grad", "AdjointError", "GradError", "ShapeError", "TracingError", "UnsupportedError"]
+__all__ = ["grad", "value_and_grad", "jit", "compile_step", "AdjointError", "GradError", "ShapeError", "TracingError", "UnsupportedError"]

@@ -47,9 +47,13 @@ class _Emitter:
         self.lines: list[str] = []
         self.group: Optional[tuple] = None
         self.outputs = set(graph.outputs)
+        self.updates: dict[int, list[int]] = {}
+        self.deferred: list[str] = []
+        self.consumed: set[int] = set()
 
     def ref(self, i: int) -> ast.expr:
         if i in self.exprs:
+            self.consumed.add(i)
             return self.exprs[i]
         return ast.Name(self.names[i], ast.Load())
 
@@ -82,6 +86,9 @@ class _Emitter:
                 self.names[node.id] = name
                 self.constants[name] = node.params["value"]
             return
+        if node.id in self.updates:
+            self.visit_update(node)
+            return
         prim = registry.get(node.op)
         args = [self.ref(i) for i in node.inputs]
         size = 1 + sum(self.sizes.get(i, 0) for i in node.inputs)
@@ -96,6 +103,52 @@ class _Emitter:
             name = self.names[node.id] = self.name_for(node)
             stmts = prim.emit_stmts(ast.Name(name, ast.Load()), *args, **node.params)
         self.write(node, stmts)
+
+    def visit_update(self, node: Node) -> None:
+        """Write the new value of one or more input buffers in place.
+
+        `W_new = W - lr * g_W` becomes `W -= lr * g_W`; chains through single-use
+        temporaries (`v_new = 0.9 * v + g`) become `v *= 0.9` then `v += g`. Where
+        that is not safe, the value is computed and copied in at the very end.
+        """
+        buffers = self.updates.pop(node.id)
+        first = buffers[0]
+        computed = node.op not in ("input", "const") and registry.get(node.op).emit is not None
+        stmts = self.in_place(first, node) if computed else None
+        if stmts is not None and self.old_value_dead(first, node):
+            self.names[node.id] = self.names[first]
+            self.write(node, stmts)
+            buffers = buffers[1:]
+        else:
+            self.visit(node)
+        value = self.ref(node.id)
+        for buffer in buffers:
+            target = ast.Subscript(ast.Name(self.names[buffer], ast.Load()), ast.Constant(Ellipsis), ast.Store())
+            self.deferred.append("    " + _unparse(ast.Assign([target], value)))
+
+    def in_place(self, buffer: int, node: Node) -> Optional[list[ast.stmt]]:
+        """Augmented assignments that turn `buffer` into `node`'s value, or None."""
+        if node.id == buffer:
+            return []
+        if node.op not in _AUGMENTED or node.aval != self.graph.node(buffer).aval:
+            return None
+        op, commutative = _AUGMENTED[node.op]
+        x, y = node.inputs
+        for chain, other in [(x, y), (y, x)] if commutative else [(x, y)]:
+            if chain != buffer and (chain not in self.exprs or self.graph.node(chain).op == "const"):
+                continue
+            before = self.in_place(buffer, self.graph.node(chain))
+            rhs = self.ref(other)
+            if before is None or (before and _reads(rhs, self.names[buffer])):
+                continue
+            target = ast.Name(self.names[buffer], ast.Store())
+            return before + [ast.AugAssign(target, op, rhs)]
+        return None
+
+    def old_value_dead(self, buffer: int, node: Node) -> bool:
+        """Every reader of the buffer's old value is already emitted."""
+        chain = set(_ancestors_within(self.graph, node.id, self.exprs))
+        return all(u in chain or u in self.consumed or u in self.names for u in self.graph.users(buffer))
 
     def write(self, node: Node, stmts: list[ast.stmt]) -> None:
         loc = node.loc
@@ -121,10 +174,36 @@ def _unparse(stmt: ast.stmt) -> str:
     return ast.unparse(ast.fix_missing_locations(stmt))
 
 
-def generate(graph: Graph, fn_name: str, out_tree: Any, doc: str = "") -> Generated:
+_AUGMENTED = {
+    "add": (ast.Add(), True),
+    "subtract": (ast.Sub(), False),
+    "multiply": (ast.Mult(), True),
+    "divide": (ast.Div(), False),
+}
+
+
+def _reads(expr: ast.expr, name: str) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(expr))
+
+
+def _ancestors_within(graph: Graph, i: int, inlined: dict) -> list[int]:
+    """`i` and the inlined operands its expression is built from."""
+    out, stack = [], [i]
+    while stack:
+        j = stack.pop()
+        out.append(j)
+        stack.extend(k for k in graph.node(j).inputs if k in inlined)
+    return out
+
+
+def generate(graph: Graph, fn_name: str, out_tree: Any, doc: str = "",
+             updates: Optional[list[tuple[int, int]]] = None) -> Generated:
     """Emit `graph` as a module defining `fn_name(*inputs)` returning `out_tree`
-    (a node id, or nested tuples of node ids)."""
+    (a node id, or nested tuples of node ids). `updates` lists (input, node) pairs:
+    the function writes each node's value into that input's array in place."""
     em = _Emitter(graph, fn_name)
+    for buffer, node_id in updates or []:
+        em.updates.setdefault(node_id, []).append(buffer)
     params = []
     for k, i in enumerate(graph.inputs):
         node = graph.node(i)
@@ -136,7 +215,7 @@ def generate(graph: Graph, fn_name: str, out_tree: Any, doc: str = "") -> Genera
     arguments = ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[], defaults=[])
     header = _unparse(ast.FunctionDef(name=fn_name, args=arguments, body=[ast.Pass()], decorator_list=[]))
     header = header.splitlines()[0]
-    body = ([f'    """{doc}"""'] if doc else []) + em.lines + [f"    {ret}"]
+    body = ([f'    """{doc}"""'] if doc else []) + em.lines + em.deferred + [f"    {ret}"]
     imports = ["import numpy as np"]
     if any("runtime." in line for line in em.lines):
         imports.append("import runtime.nn")

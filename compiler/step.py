@@ -1,0 +1,271 @@
+"""Whole training steps and forward-only functions: `compile_step` and `jit`.
+
+`compile_step(loss_fn, optimizer)` traces the loss, builds its adjoint, then traces
+the optimizer's plain-NumPy `update` on the gradients into the same graph, so one
+generated function does the forward pass, the backward pass and the update. New
+parameter and optimizer-state values are written into the caller's arrays in place
+(`W1 -= 0.1 * g_W1`), and the function returns the loss.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import numpy as np
+
+from compiler.api import Compiled, Transformed, _scalar_output
+from compiler.codegen import generate
+from compiler.errors import AdjointError, GradError, UnsupportedError, at_user_line
+from compiler.ir import Graph
+from compiler.passes import optimize
+from compiler.signature import Signature, runtime_value, signature
+from compiler.tracing import Tracer, extend
+from compiler.transforms.reverse import reverse
+from runtime import tree
+
+
+class Jit(Transformed):
+    """A forward-only compiled function (same tracing, cache and `.source`)."""
+
+    kind = "jit"
+
+    def _compile(self, sig: Signature) -> Compiled:
+        graph, result = self._trace(sig)
+        leaves, treedef = tree.flatten(result)
+        graph.outputs = [leaf.id for leaf in leaves if isinstance(leaf, Tracer)]
+        optimize(graph)
+        graph.validate()
+        generated = generate(graph, self._name("_jit"), tuple(graph.outputs))
+        return Compiled(generated, graph, _refill(leaves, treedef))
+
+
+def _refill(leaves: list, treedef) -> Callable:
+    """Rebuild a result pytree: traced leaves from the generated function's outputs,
+    static leaves as they were at trace time."""
+
+    def rebuild(out: tuple) -> Any:
+        it = iter(out)
+        return tree.unflatten(treedef, [next(it) if isinstance(x, Tracer) else x for x in leaves])
+
+    return rebuild
+
+
+def jit(fun: Callable) -> Jit:
+    """Compile `fun` forward-only: `jit(f)(x)` runs generated NumPy source."""
+    if not callable(fun):
+        raise at_user_line(UnsupportedError, f"jit expects a function, got {type(fun).__name__}")
+    return Jit(fun)
+
+
+class Step(Transformed):
+    """A compiled training step: `step(params, *batch)` updates params (and the
+    optimizer state it keeps in `step.state`) in place and returns the loss."""
+
+    kind = "compile_step"
+
+    def __init__(self, loss_fn: Callable, optimizer: Any, has_aux: bool = False):
+        super().__init__(loss_fn)
+        self.optimizer = optimizer
+        self.has_aux = has_aux
+        self.state: Any = None
+        self._labels: Any = None
+        self._predict: Jit | None = None
+
+    def __call__(self, params: Any, *batch: Any) -> Any:
+        try:
+            self._check_params(params)
+            if self.state is None:
+                self.state = self.optimizer.init(params)
+            compiled, sig = self._lookup((params, self.state) + batch, {})
+            leaves = [runtime_value(sig.leaves[k]) for k in sig.traced]
+        except AdjointError as err:
+            raise err.with_traceback(None) from None
+        self._labels = batch[-1] if batch else None
+        return compiled.rebuild(compiled.generated.fn(*leaves))
+
+    def source(self, params: Any, *batch: Any) -> str:
+        if self.state is None:
+            self.state = self.optimizer.init(params)
+        return self._lookup((params, self.state) + batch, {})[0].generated.source
+
+    def ir(self, params: Any, *batch: Any) -> Graph:
+        if self.state is None:
+            self.state = self.optimizer.init(params)
+        return self._lookup((params, self.state) + batch, {})[0].graph
+
+    def _check_params(self, params: Any) -> None:
+        leaves, _ = tree.flatten(params)
+        paths = tree.leaf_paths(params)
+        for leaf, path in zip(leaves, paths):
+            if not (isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f"):
+                what = f"{leaf.dtype} array" if isinstance(leaf, np.ndarray) else type(leaf).__name__
+                raise at_user_line(
+                    GradError, f"compile_step: params{''.join(f'[{p!r}]' for p in path)} is a {what}; "
+                    "parameters must be floating NumPy arrays (they are updated in place). "
+                    "Pass data such as labels as batch arguments instead."
+                )
+
+    def _lookup(self, args: tuple, kwargs: dict):
+        sig = signature(self._named, args, kwargs)
+        leaf_names = _param_names(args[0]) + ["_".join(map(str, p)) or "state" for p in tree.leaf_paths(args[1])]
+        for k, leaf_index in enumerate(sig.traced):
+            if leaf_index < len(leaf_names):
+                sig.names[k] = leaf_names[leaf_index]
+        compiled = self.cache.get(sig.key)
+        if compiled is None:
+            self.trace_count += 1
+            compiled = self.cache[sig.key] = self._compile(sig)
+        return compiled, sig
+
+    @property
+    def _named(self) -> Callable:
+        """`loss_fn` as seen by the signature: (params, state, *batch)."""
+        def step(*args: Any) -> Any:
+            raise NotImplementedError
+
+        try:
+            params = list(inspect.signature(self.fun).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+        state = inspect.Parameter("state", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        step.__signature__ = inspect.Signature(params[:1] + [state] + params[1:])
+        return step
+
+    def _compile(self, sig: Signature) -> Compiled:
+        def call(tracers: list[Tracer]) -> Any:
+            leaves = list(sig.leaves)
+            for k, t in zip(sig.traced, tracers):
+                leaves[k] = t
+            (params, state, *batch), _ = tree.unflatten(sig.treedef, leaves)
+            call.inputs = (params, state)
+            return self.fun(params, *batch)
+
+        from compiler.tracing import trace
+
+        graph, result = trace(self.fun, sig.avals, sig.names, call)
+        params, state = call.inputs
+        aux = None
+        if self.has_aux:
+            if not (isinstance(result, tuple) and len(result) == 2):
+                raise at_user_line(GradError, f"has_aux=True needs {self._name('')} to return a (loss, aux) pair")
+            result, aux = result
+        loss = _scalar_output(graph, result, self._name(""))
+        param_leaves, param_def = tree.flatten(params)
+        state_leaves, state_def = tree.flatten(state)
+        joint, grads = reverse(graph, [p.id for p in param_leaves], loss)
+        grad_tree = tree.unflatten(param_def, [Tracer(joint, g) for g in grads])
+        on_joint = lambda t: Tracer(joint, t.id) if isinstance(t, Tracer) else t  # noqa: E731
+        new_params, new_state = extend(
+            joint, lambda: self.optimizer.update(tree.tree_map(on_joint, params), grad_tree, tree.tree_map(on_joint, state))
+        )
+        updates = _pair_updates(param_leaves, tree.flatten(new_params)[0], "parameter")
+        updates += _pair_updates(state_leaves, tree.flatten(new_state)[0], "optimizer state")
+        aux_leaves, aux_def = tree.flatten(aux)
+        aux_ids = [leaf.id for leaf in aux_leaves if isinstance(leaf, Tracer)]
+        joint.outputs = [loss, *aux_ids, *(node for _, node in updates)]
+        optimize(joint)
+        joint.validate()
+        loss_id, rest = joint.outputs[0], joint.outputs[1:]
+        aux_out, new_ids = rest[: len(aux_ids)], rest[len(aux_ids) :]
+        pairs = [(buffer, node) for (buffer, _), node in zip(updates, new_ids)]
+        out_tree: Any = (loss_id, tuple(aux_out)) if self.has_aux else loss_id
+        generated = generate(joint, self._name("_step"), out_tree, updates=pairs)
+        if self.has_aux:
+            refill = _refill(aux_leaves, aux_def)
+            rebuild = lambda out: (out[0], refill(out[1]))  # noqa: E731
+        else:
+            rebuild = lambda out: out  # noqa: E731
+        return Compiled(generated, joint, rebuild)
+
+    @property
+    def predict(self) -> Callable[[Any, Any], Any]:
+        """The model's output for inputs `x`: the loss function cut where it first
+        meets the labels (the last batch argument). Used by `runtime.train.fit`."""
+        if self._labels is None:
+            raise TypeError("call the step on a batch first, so its label shape and dtype are known")
+        if self._predict is None:
+            self._predict = Prediction(self.fun, self._labels)
+        return self._predict
+
+
+class Prediction(Jit):
+    """`loss_fn(params, x, labels)` cut to the value it compares with the labels."""
+
+    kind = "prediction"
+
+    def __init__(self, loss_fn: Callable, labels: Any):
+        super().__init__(loss_fn)
+        self.label_kind = (np.shape(labels)[1:], np.asarray(labels).dtype)
+
+    def __call__(self, params: Any, x: Any) -> Any:
+        return super().__call__(params, x, self._dummy_labels(x))
+
+    def source(self, params: Any, x: Any) -> str:
+        return super().source(params, x, self._dummy_labels(x))
+
+    def _dummy_labels(self, x: Any) -> np.ndarray:
+        tail, dtype = self.label_kind
+        return np.zeros((np.shape(x)[0],) + tail, dtype=dtype)
+
+    def _compile(self, sig: Signature) -> Compiled:
+        graph, result = self._trace(sig)
+        labels = graph.inputs[-1]
+        label_dependent = _descendants(graph, labels)
+        node = graph.node(result.id)
+        prediction = None
+        while prediction is None:
+            candidates = [i for i in node.inputs if i not in label_dependent and graph.node(i).op not in ("const",)]
+            followers = [i for i in node.inputs if i in label_dependent and i != labels]
+            if candidates and graph.node(candidates[0]).dtype.kind in "fc":
+                prediction = candidates[0]
+            elif followers:
+                node = graph.node(followers[0])
+            else:
+                raise UnsupportedError("could not find the model's output in the loss; pass predict= to fit")
+        graph.outputs = [prediction]
+        optimize(graph)
+        graph.inputs.remove(labels)
+        graph.remove(labels)
+        generated = generate(graph, self._name("_predict"), prediction)
+        return Compiled(generated, graph, lambda out: out)
+
+    def _lookup(self, args, kwargs):
+        compiled, sig = super()._lookup(args, kwargs)
+        sig.traced = sig.traced[:-1]
+        return compiled, sig
+
+
+def _param_names(params: Any) -> list[str]:
+    """`W1` for params["W1"] when the key is an identifier and unique, else the path."""
+    paths = tree.leaf_paths(params)
+    keys = [p[-1] if p and isinstance(p[-1], str) and p[-1].isidentifier() else None for p in paths]
+    return [k if k is not None and keys.count(k) == 1 else "_".join(["params", *map(str, p)]) for k, p in zip(keys, paths)]
+
+
+def _descendants(graph: Graph, i: int) -> set[int]:
+    import networkx as nx
+
+    return nx.descendants(graph.dag, i) | {i}
+
+
+def _pair_updates(buffers: list[Tracer], values: list, what: str) -> list[tuple[int, int]]:
+    if len(values) != len(buffers):
+        raise at_user_line(UnsupportedError, f"the optimizer's update changed the {what} structure")
+    pairs = []
+    for buffer, value in zip(buffers, values):
+        if not isinstance(value, Tracer):
+            raise at_user_line(UnsupportedError, f"the optimizer's update returned a constant {what} leaf")
+        pairs.append((buffer.id, value.id))
+    return pairs
+
+
+def compile_step(loss_fn: Callable, optimizer: Any, has_aux: bool = False) -> Step:
+    """One generated function for forward, backward and optimizer update.
+
+    `optimizer` provides `init(params) -> state` and a pure
+    `update(params, grads, state) -> (new_params, new_state)` in plain NumPy (see
+    runtime.optim); both params and state are updated in place by the step.
+    """
+    if not callable(loss_fn):
+        raise at_user_line(UnsupportedError, f"compile_step expects a loss function, got {type(loss_fn).__name__}")
+    return Step(loss_fn, optimizer, has_aux)
