@@ -178,13 +178,11 @@ class Step(Transformed):
         return Compiled(generated, joint, rebuild)
 
     @property
-    def predict(self) -> Callable[[Any, Any], Any]:
+    def predict(self) -> "Prediction":
         """The model's output for inputs `x`: the loss function cut where it first
         meets the labels (the last batch argument). Used by `runtime.train.fit`."""
-        if self._labels is None:
-            raise TypeError("call the step on a batch first, so its label shape and dtype are known")
         if self._predict is None:
-            self._predict = Prediction(self.fun, self._labels)
+            self._predict = Prediction(self)
         return self._predict
 
 
@@ -193,9 +191,9 @@ class Prediction(Jit):
 
     kind = "prediction"
 
-    def __init__(self, loss_fn: Callable, labels: Any):
-        super().__init__(loss_fn)
-        self.label_kind = (np.shape(labels)[1:], np.asarray(labels).dtype)
+    def __init__(self, step: Step):
+        super().__init__(step.fun)
+        self.step = step
 
     def __call__(self, params: Any, x: Any) -> Any:
         return super().__call__(params, x, self._dummy_labels(x))
@@ -204,8 +202,11 @@ class Prediction(Jit):
         return super().source(params, x, self._dummy_labels(x))
 
     def _dummy_labels(self, x: Any) -> np.ndarray:
-        tail, dtype = self.label_kind
-        return np.zeros((np.shape(x)[0],) + tail, dtype=dtype)
+        """Stand-in labels shaped like the step's last batch (they are cut away)."""
+        labels = self.step._labels
+        if labels is None:
+            raise TypeError("call the step on a batch first, so the shape and dtype of its labels are known")
+        return np.zeros((np.shape(x)[0],) + np.shape(labels)[1:], dtype=np.asarray(labels).dtype)
 
     def _compile(self, sig: Signature) -> Compiled:
         graph, result = self._trace(sig)
