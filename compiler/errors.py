@@ -34,6 +34,15 @@ class ShapeError(AdjointError):
     """Operands of an operation have incompatible shapes."""
 
 
+class UnsupportedAttributeError(UnsupportedError, AttributeError):
+    """An array attribute or method that traced values do not have (still an
+    AttributeError, so `hasattr` and `getattr(x, name, default)` keep working)."""
+
+
+class UnsizedError(ShapeError, TypeError):
+    """`len()` of a 0-d traced value (a TypeError, as for a 0-d NumPy array)."""
+
+
 class GradError(AdjointError):
     """The gradient request itself is invalid (argnums, non-scalar output, int input)."""
 

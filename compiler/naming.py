@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import builtins
 import keyword
-import re
+import unicodedata
 
 _RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {"np", "runtime"}
 
 
 def sanitize(hint: str) -> str:
-    """`hint` made into an identifier: invalid characters become `_`."""
-    name = re.sub(r"\W", "_", str(hint))
-    if not name or name[0].isdigit():
+    """`hint` made into an identifier: characters that cannot appear in one become `_`.
+
+    Names are NFKC-normalized first, as Python's parser does, so two distinct names
+    here are never the same identifier in the generated code (`ﬁ` is `fi`)."""
+    name = unicodedata.normalize("NFKC", str(hint))
+    name = "".join(c if ("_" + c).isidentifier() else "_" for c in name)
+    if not name or not name[0].isidentifier():
         name = "v_" + name
     return name
 

@@ -64,26 +64,34 @@ def arg_names(fn: Callable, count: int) -> list[str]:
     return names + [f"arg{k}" for k in range(len(names), count)]
 
 
-def _leaf_name(base: str, path: tuple) -> str:
-    if path and isinstance(path[-1], str) and sanitize(path[-1]) == path[-1]:
-        return path[-1]
-    return "_".join([base] + [str(p) for p in path])
+def _leaf_names(args: list[str], bases: list[str], paths: list[tuple]) -> list[str]:
+    """A readable name per traced leaf from its argument's name `bases[k]` and its path
+    inside that argument: a dict leaf is named by its key (`p["W1"]` -> `W1`) when no
+    other leaf or argument has that name, else by its whole path (`p_layers_0_W`)."""
+    full = ["_".join([base, *map(str, path)]) for base, path in zip(bases, paths)]
+    keys = [path[-1] if path and isinstance(path[-1], str) and sanitize(path[-1]) == path[-1] else None for path in paths]
+    names = []
+    for k, key in enumerate(keys):
+        clash = key is None or keys.count(key) > 1 or key in args or key in full
+        names.append(full[k] if clash else key)
+    return names
 
 
 def signature(fn: Callable, args: tuple, kwargs: dict) -> Signature:
-    structure = (tuple(args), dict(kwargs))
+    structure = (tuple(args), dict(sorted(kwargs.items())))  # keyword order is not part of a call
     leaves, treedef = tree.flatten(structure)
     paths = tree.leaf_paths(structure)
-    bases = arg_names(fn, len(args))
-    keys, traced, avals, names = [], [], [], []
+    arg_list = arg_names(fn, len(args))
+    keys, traced, avals, bases, subpaths = [], [], [], [], []
     for k, (leaf, path) in enumerate(zip(leaves, paths)):
         leaf_key, aval = _leaf_key(leaf)
         keys.append(leaf_key)
         if aval is not None:
             traced.append(k)
             avals.append(aval)
-            base = bases[path[1]] if path[0] == 0 else str(path[1])
-            names.append(_leaf_name(base, path[2:]))
+            bases.append(arg_list[path[1]] if path[0] == 0 else str(path[1]))
+            subpaths.append(path[2:])
+    names = _leaf_names(arg_list + sorted(kwargs), bases, subpaths)
     return Signature(treedef, leaves, traced, avals, names, (treedef, tuple(keys)))
 
 

@@ -9,14 +9,29 @@ user's variable names (read from the frames' locals; outer frames win).
 """
 from __future__ import annotations
 
+import ast
+import io
 import linecache
+import re
 import sys
+import tokenize
 from types import FrameType
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from compiler.errors import AdjointError, ShapeError, TracingError, UnsupportedError, is_internal, user_frame, where
+from compiler.errors import (
+    AdjointError,
+    ShapeError,
+    TracingError,
+    UnsizedError,
+    UnsupportedAttributeError,
+    UnsupportedError,
+    is_internal,
+    is_library,
+    user_frame,
+    where,
+)
 from compiler.ir import Aval, Graph, Loc
 from compiler.primitives import registry
 
@@ -43,7 +58,15 @@ class TraceContext:
         if frame is None or frame is self.root:
             return {}
         self.harvest_names(frame)
-        return {"loc": frame_loc(frame)}
+        return {"loc": frame_loc(self.user_caller(frame))}
+
+    def user_caller(self, frame: FrameType) -> FrameType:
+        """The user's own frame for `frame`: work inside a library function (runtime.nn)
+        is located at the user's line that called it."""
+        outer = frame
+        while outer is not None and outer is not self.root and is_library(outer.f_code.co_filename):
+            outer = outer.f_back
+        return frame if outer is None or outer is self.root else outer
 
     def harvest_names(self, frame: Optional[FrameType]) -> None:
         """Name unnamed nodes after the user variables that hold them."""
@@ -56,7 +79,7 @@ class TraceContext:
             for var, value in f.f_locals.items():
                 if isinstance(value, Tracer) and value.graph is self.graph and var.isidentifier():
                     node = self.graph.node(value.id)
-                    if node.op in ("input", "const") or self.name_depth.get(value.id, 1 << 30) <= depth:
+                    if node.op in ("input", "const") or node.grad_of is not None or self.name_depth.get(value.id, 1 << 30) <= depth:
                         continue
                     node.name = var
                     self.name_depth[value.id] = depth
@@ -71,7 +94,21 @@ def current() -> TraceContext:
 
 def frame_loc(frame: FrameType) -> Loc:
     filename, line = frame.f_code.co_filename, frame.f_lineno
-    return Loc(filename, line, linecache.getline(filename, line).strip())
+    return Loc(filename, line, source_line(filename, line))
+
+
+def source_line(filename: str, line: int) -> str:
+    """The code on one line of a user's file, without indentation or a trailing comment."""
+    text = linecache.getline(filename, line).strip()
+    if "#" not in text:
+        return text
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.COMMENT:
+                return text[: token.start[1]].rstrip()
+    except (tokenize.TokenError, SyntaxError):  # a fragment of a longer statement
+        pass
+    return text
 
 
 class Tracer:
@@ -96,8 +133,19 @@ class Tracer:
 
     def __len__(self) -> int:
         if not self.shape:
-            raise TypeError("len() of a 0-d traced array")
+            raise UnsizedError(f"{where(user_frame())}: len() of a 0-d traced {self.aval} value; it has no length.")
         return self.shape[0]
+
+    def __getattr__(self, name: str):
+        # Only reached for attributes a Tracer lacks. Protocol probes (`__array_interface__`
+        # and friends) must stay plain AttributeErrors so NumPy and hasattr() work.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if hasattr(np.ndarray, name):
+            hint = f"np.ndarray.{name} is not supported on traced arrays; use a supported NumPy function instead."
+        else:
+            hint = f"NumPy arrays have no attribute {name!r} either."
+        raise UnsupportedAttributeError(f"{where(user_frame())}: `.{name}` on a traced {self.aval} value: {hint}")
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -135,6 +183,7 @@ class Tracer:
     max = lambda self, axis=None, keepdims=False: np.max(self, axis=axis, keepdims=keepdims)  # noqa: E731
     min = lambda self, axis=None, keepdims=False: np.min(self, axis=axis, keepdims=keepdims)  # noqa: E731
     ravel = lambda self: np.ravel(self)  # noqa: E731
+    flatten = ravel  # a copy in NumPy; traced values are never written, so a view is the same
     squeeze = lambda self, axis=None: np.squeeze(self, axis)  # noqa: E731
     swapaxes = lambda self, a, b: np.swapaxes(self, a, b)  # noqa: E731
     dot = lambda self, other: np.dot(self, other)  # noqa: E731
@@ -155,21 +204,31 @@ class Tracer:
         return bind("copy", self)
 
     # values the tracer does not have
-    def _concrete(self, what: str, advice: str):
-        frame = user_frame()
-        text = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip() if frame else ""
-        label = self.graph.node(self.id).name
-        subject = f"`{label}`" if label else f"a traced {self.aval} value"
+    def _concrete(self, what: str, advice: str, frame: Optional[FrameType] = None) -> None:
+        frame = frame or _user_frame_named()
+        text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame else ""
+        expr = describe(self.graph, self.id)
+        subject = f"`{expr}`" if expr else f"a {self.aval} value"
         raise TracingError(
             f"{where(frame)}: `{text}` needs {what}, but {subject} is traced: its value is only known "
             f"when the compiled function runs. {advice}"
         ) from None
 
     def __bool__(self):
-        self._concrete(
-            "a concrete truth value",
-            "Use np.where(condition, x, y) for a data-dependent choice, or pass the flag as a static Python bool.",
-        )
+        frame = _user_frame_named()
+        text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame else ""
+        cond = describe(self.graph, self.id) or _condition_text(text) or "condition"
+        if re.match(r"while\b", text):
+            advice = (
+                "A loop whose trip count depends on traced data cannot be compiled: loop over a static "
+                f"range (a Python int), and select values with np.where({cond}, ..., ...) inside it."
+            )
+        else:
+            advice = (
+                f"Use np.where({cond}, ..., ...) instead for a data-dependent choice, "
+                "or pass the flag as a static Python bool."
+            )
+        self._concrete("a concrete truth value", advice, frame)
 
     def __float__(self):
         self._concrete("a concrete float", "Keep it an array and use NumPy operations on it instead of float().")
@@ -197,6 +256,49 @@ class Tracer:
 
     def item(self, *args):
         self._concrete("a concrete scalar (.item())", "Keep it an array and use NumPy operations on it.")
+
+
+def _user_frame_named() -> Optional[FrameType]:
+    """The user's frame, after naming the values its variables hold, so that an error
+    can call a value by the user's name (`positive = x > 0; if positive:`)."""
+    frame = user_frame()
+    if _CONTEXTS and frame is not None and current().fixed is None:
+        current().harvest_names(frame)
+    return frame
+
+
+def describe(graph: Graph, i: int) -> str:
+    """How the user would spell node `i`: its variable name, or one operation on
+    named values and Python scalars (`x > 0`); "" when neither applies."""
+    node = graph.node(i)
+    if node.name:
+        return node.name
+    if node.op in ("input", "const") or node.op not in registry.registered():
+        return ""
+    prim = registry.get(node.op)
+    operands = []
+    for j in node.inputs:
+        operand = graph.node(j)
+        if operand.name and operand.name.isidentifier():
+            operands.append(ast.Name(operand.name, ast.Load()))
+        elif operand.op == "const" and operand.aval.weak:
+            operands.append(ast.Constant(operand.params["value"]))
+        else:
+            return ""
+    if prim.emit is None:
+        return ""
+    try:
+        return ast.unparse(prim.emit(*operands, **node.params))
+    except (TypeError, ValueError, KeyError):  # cannot print with these operands: say less
+        return ""
+
+
+def _condition_text(line: str) -> str:
+    """The condition of an `if`/`elif`/`while` source line, if it is one."""
+    match = re.match(r"(?:el)?if\s+(.*):$|while\s+(.*):$", line)
+    if not match:
+        return ""
+    return (match.group(1) or match.group(2) or "").strip()
 
 
 def lift(value: Any, graph: Graph) -> int:
@@ -243,24 +345,29 @@ def trace(fn: Callable, avals: list[Aval], arg_names: list[str], call: Callable)
     """
     graph = Graph()
     code = getattr(fn, "__code__", None)
-    def_loc = Loc(code.co_filename, code.co_firstlineno, linecache.getline(code.co_filename, code.co_firstlineno).strip()) if code else None
+    def_loc = Loc(code.co_filename, code.co_firstlineno, source_line(code.co_filename, code.co_firstlineno)) if code else None
     tracers = []
     for aval, name in zip(avals, arg_names):
         i = graph.add("input", (), {"index": len(graph.inputs)}, aval, name=name, loc=def_loc)
         graph.inputs.append(i)
         tracers.append(Tracer(graph, i))
+    return graph, extend(graph, lambda: call(tracers))
+
+
+def extend(graph: Graph, call: Callable[[], Any]) -> Any:
+    """Run `call()` tracing user code into an existing `graph` (locations and
+    names from the user's frames); returns what `call` returned."""
     ctx = TraceContext(graph, root=sys._getframe())
     _CONTEXTS.append(ctx)
     previous = sys.getprofile()
     sys.setprofile(_name_returns(ctx))
     try:
-        result = call(tracers)
+        return call()
     except AdjointError as err:
         raise err.with_traceback(None) from None
     finally:
         sys.setprofile(previous)
         _CONTEXTS.pop()
-    return graph, result
 
 
 def _name_returns(ctx: TraceContext):
