@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from compiler.codegen import Generated, generate
-from compiler.errors import AdjointError, GradError, at_user_line
+from compiler.errors import AdjointError, GradError, api_boundary, at_user_line
 from compiler.ir import Graph, Loc
 from compiler.naming import sanitize
 from compiler.passes import optimize
@@ -43,20 +43,38 @@ class Transformed:
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.cache: dict[Any, Compiled] = {}
+        self.fast: dict[Any, tuple[Compiled, tuple[int, ...]]] = {}
         self.trace_count = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            compiled, sig = self._lookup(args, kwargs)
-            leaves = [runtime_value(sig.leaves[k]) for k in sig.traced]
+            compiled, leaves = self._entry(args, kwargs)
         except AdjointError as err:
             raise err.with_traceback(None) from None
         return compiled.rebuild(compiled.generated.fn(*leaves))
 
+    def _entry(self, args: tuple, kwargs: dict) -> tuple[Compiled, list]:
+        """The compiled function for these arguments and the leaves it takes.
+
+        A hit in `fast` costs one flatten and a key of shapes and dtypes; only a miss
+        computes the full signature (names, static values, errors) and compiles.
+        """
+        leaves, treedef = tree.flatten((args, dict(sorted(kwargs.items()))))
+        key = _fast_key(treedef, leaves)
+        hit = self.fast.get(key) if key is not None else None
+        if hit is None:
+            compiled, sig = self._lookup(args, kwargs)
+            hit = (compiled, tuple(sig.traced))
+            if key is not None:
+                self.fast[key] = hit
+        return hit[0], [runtime_value(leaves[k]) for k in hit[1]]
+
+    @api_boundary
     def source(self, *args: Any, **kwargs: Any) -> str:
         """The generated module for this call signature: NumPy source you can save."""
         return self._lookup(args, kwargs)[0].generated.source
 
+    @api_boundary
     def ir(self, *args: Any, **kwargs: Any) -> Graph:
         """The optimized graph the source was generated from."""
         return self._lookup(args, kwargs)[0].graph
@@ -88,6 +106,27 @@ class Transformed:
 
     def __repr__(self) -> str:
         return f"<{self.kind} of {self.fun!r}>"
+
+
+_STATIC = (int, bool, str, type(None))
+
+
+def _fast_key(treedef: tree.TreeDef, leaves: list) -> Any:
+    """A cheap cache key for common leaf types, or None to take the full path."""
+    parts = []
+    for leaf in leaves:
+        kind = type(leaf)
+        if kind is np.ndarray:
+            parts.append((leaf.shape, leaf.dtype))
+        elif kind is float:
+            parts.append(float)
+        elif kind in _STATIC:
+            parts.append((kind, leaf))
+        elif isinstance(leaf, np.generic):
+            parts.append((kind, "scalar"))
+        else:
+            return None
+    return treedef, tuple(parts)
 
 
 def _check_argnums(argnums: Any) -> tuple[tuple[int, ...], bool]:
@@ -175,9 +214,11 @@ class GradTransform(Transformed):
         value_id = outs.pop(0) if self.with_value else None
         grad_ids, aux_ids = outs[: len(grads)], outs[len(grads) :]
         grad_tree = tuple(grad_ids) if len(grad_ids) > 1 or not self.single else grad_ids[0]
-        out_tree: Any = (value_id, grad_tree) if self.with_value else grad_tree
-        if self.has_aux:
-            out_tree = (out_tree, tuple(aux_ids))
+        aux_tree = tuple(aux_ids)
+        if self.with_value:
+            out_tree: Any = ((value_id, aux_tree) if self.has_aux else value_id, grad_tree)
+        else:
+            out_tree = (grad_tree, aux_tree) if self.has_aux else grad_tree
         generated = generate(joint, self._name("_value_and_grad" if self.with_value else "_grad"), out_tree)
         return Compiled(generated, joint, self._rebuilder(sig, groups, aux_leaves, aux_def))
 
@@ -190,20 +231,22 @@ class GradTransform(Transformed):
             trees = [tree.unflatten(d, [next(it) for _ in group]) for d, group in zip(arg_defs, groups)]
             return trees[0] if self.single else tuple(trees)
 
+        def rebuild_aux(aux_out: tuple) -> Any:
+            it = iter(aux_out)
+            return tree.unflatten(aux_def, [next(it) if isinstance(x, Tracer) else x for x in aux_leaves])
+
         def rebuild(out: Any) -> Any:
-            if self.has_aux:
-                out, aux_out = out
-                aux_it = iter(aux_out)
-                aux = tree.unflatten(aux_def, [next(aux_it) if isinstance(x, Tracer) else x for x in aux_leaves])
+            """Generated results -> ((value, aux), grads) / (value, grads) / (grads, aux) / grads."""
             if self.with_value:
                 value, grads = out
+                if self.has_aux:
+                    value = (value[0], rebuild_aux(value[1]))
             else:
-                grads = out
-            flat = [grads] if not isinstance(grads, tuple) else list(grads)
-            result = rebuild_grads(flat)
+                grads, aux_out = out if self.has_aux else (out, None)
+            result = rebuild_grads(list(grads) if isinstance(grads, tuple) else [grads])
             if self.with_value:
-                result = (value, result)
-            return (result, aux) if self.has_aux else result
+                return value, result
+            return (result, rebuild_aux(aux_out)) if self.has_aux else result
 
         return rebuild
 
@@ -230,6 +273,7 @@ def _scalar_output(graph: Graph, result: Any, name: str) -> int:
 
 
 def _transform(with_value: bool):
+    @api_boundary
     def transform(fun: Optional[Callable] = None, argnums: Argnums = 0, has_aux: bool = False):
         if fun is None:
             _check_argnums(argnums)
@@ -249,4 +293,4 @@ tuple gives a tuple. With `has_aux=True`, `f` returns `(loss, aux)` and the resu
 `(gradient, aux)`. `.source(*args)` returns the generated NumPy module."""
 value_and_grad = _transform(with_value=True)
 value_and_grad.__doc__ = """Like `grad`, but returns `(value, gradient)` from one fused function
-(`((value, aux), gradient)` with `has_aux=True`)."""
+(`((value, aux), gradient)` with `has_aux=True`, as in JAX)."""

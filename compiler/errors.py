@@ -83,3 +83,18 @@ def where(frame: Optional[FrameType]) -> str:
 def at_user_line(cls: type[AdjointError], message: str) -> AdjointError:
     """An error of class `cls` whose message starts with the user's file and line."""
     return cls(f"{where(user_frame())}: {message}")
+
+
+def api_boundary(fn):
+    """Decorate a public entry point: an AdjointError leaves it with the internal
+    frames cut, so the user sees their own call and the message naming their line."""
+    import functools
+
+    @functools.wraps(fn)
+    def boundary(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AdjointError as err:
+            raise err.with_traceback(None) from None
+
+    return boundary

@@ -13,9 +13,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+import networkx as nx
+
 from compiler.api import Compiled, Transformed, _scalar_output
 from compiler.codegen import generate
-from compiler.errors import AdjointError, GradError, UnsupportedError, at_user_line
+from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
 from compiler.passes import optimize
 from compiler.signature import Signature, runtime_value, signature
@@ -50,6 +52,7 @@ def _refill(leaves: list, treedef) -> Callable:
     return rebuild
 
 
+@api_boundary
 def jit(fun: Callable) -> Jit:
     """Compile `fun` forward-only: `jit(f)(x)` runs generated NumPy source."""
     if not callable(fun):
@@ -73,21 +76,22 @@ class Step(Transformed):
 
     def __call__(self, params: Any, *batch: Any) -> Any:
         try:
-            self._check_params(params)
             if self.state is None:
+                self._check_params(params)
                 self.state = self.optimizer.init(params)
-            compiled, sig = self._lookup((params, self.state) + batch, {})
-            leaves = [runtime_value(sig.leaves[k]) for k in sig.traced]
+            compiled, leaves = self._entry((params, self.state) + batch, {})
         except AdjointError as err:
             raise err.with_traceback(None) from None
         self._labels = batch[-1] if batch else None
         return compiled.rebuild(compiled.generated.fn(*leaves))
 
+    @api_boundary
     def source(self, params: Any, *batch: Any) -> str:
         if self.state is None:
             self.state = self.optimizer.init(params)
         return self._lookup((params, self.state) + batch, {})[0].generated.source
 
+    @api_boundary
     def ir(self, params: Any, *batch: Any) -> Graph:
         if self.state is None:
             self.state = self.optimizer.init(params)
@@ -106,6 +110,7 @@ class Step(Transformed):
                 )
 
     def _lookup(self, args: tuple, kwargs: dict):
+        self._check_params(args[0])
         sig = signature(self._named, args, kwargs)
         leaf_names = _param_names(args[0]) + ["_".join(map(str, p)) or "state" for p in tree.leaf_paths(args[1])]
         for k, leaf_index in enumerate(sig.traced):
@@ -210,22 +215,12 @@ class Prediction(Jit):
 
     def _compile(self, sig: Signature) -> Compiled:
         graph, result = self._trace(sig)
-        labels = graph.inputs[-1]
-        label_dependent = _descendants(graph, labels)
-        node = graph.node(result.id)
-        prediction = None
-        while prediction is None:
-            candidates = [i for i in node.inputs if i not in label_dependent and graph.node(i).op not in ("const",)]
-            followers = [i for i in node.inputs if i in label_dependent and i != labels]
-            if candidates and graph.node(candidates[0]).dtype.kind in "fc":
-                prediction = candidates[0]
-            elif followers:
-                node = graph.node(followers[0])
-            else:
-                raise UnsupportedError("could not find the model's output in the loss; pass predict= to fit")
+        if self.step.has_aux:
+            result = result[0]
+        prediction = _model_output(graph, result.id, x=graph.inputs[-2], labels=graph.inputs[-1])
         graph.outputs = [prediction]
         optimize(graph)
-        graph.inputs.remove(labels)
+        labels = graph.inputs.pop()
         graph.remove(labels)
         generated = generate(graph, self._name("_predict"), prediction)
         return Compiled(generated, graph, lambda out: out)
@@ -243,10 +238,20 @@ def _param_names(params: Any) -> list[str]:
     return [k if k is not None and keys.count(k) == 1 else "_".join(["params", *map(str, p)]) for k, p in zip(keys, paths)]
 
 
-def _descendants(graph: Graph, i: int) -> set[int]:
-    import networkx as nx
-
-    return nx.descendants(graph.dag, i) | {i}
+def _model_output(graph: Graph, loss: int, x: int, labels: int) -> int:
+    """The value the loss compares with the labels: the latest node computed from `x`
+    (not from the labels) that every route from `x` into the label-dependent part of
+    the loss passes through. Penalty terms that do not involve `x` are ignored."""
+    from_labels = nx.descendants(graph.dag, labels) | {labels}
+    from_x = (nx.descendants(graph.dag, x) | {x}) - from_labels
+    frontier = [
+        i for i in nx.ancestors(graph.dag, loss) & from_x
+        if graph.node(i).dtype.kind in "fc" and any(u in from_labels for u in graph.users(i))
+    ]
+    if not frontier:
+        raise UnsupportedError("could not find the model's output in the loss; pass predict= to fit")
+    common = set.intersection(*((nx.ancestors(graph.dag, i) | {i}) & from_x for i in frontier))
+    return max(common)
 
 
 def _pair_updates(buffers: list[Tracer], values: list, what: str) -> list[tuple[int, int]]:
@@ -260,6 +265,7 @@ def _pair_updates(buffers: list[Tracer], values: list, what: str) -> list[tuple[
     return pairs
 
 
+@api_boundary
 def compile_step(loss_fn: Callable, optimizer: Any, has_aux: bool = False) -> Step:
     """One generated function for forward, backward and optimizer update.
 

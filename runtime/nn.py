@@ -41,7 +41,7 @@ def relu(x: Array) -> Array:
 
 def elu(x: Array, alpha: float = 1.0) -> Array:
     """x for x > 0, alpha * (exp(x) - 1) otherwise; exp only ever sees x <= 0."""
-    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+    return np.where(x > 0, x, alpha * np.expm1(np.where(x > 0, 0, x)))
 
 
 @fused

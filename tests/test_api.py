@@ -115,8 +115,6 @@ def test_grad_has_aux():
     assert_numpy(aux["pred"])
 
 
-@pytest.mark.xfail(strict=True, reason="api.py: value_and_grad(has_aux=True) returns ((value, grad), aux); "
-                   "its docstring (and JAX) promise ((value, aux), grad)")
 def test_value_and_grad_has_aux():
     (value, aux), g = value_and_grad(loss_with_aux, has_aux=True)(W, XS)
     pred = XS @ W

@@ -353,17 +353,11 @@ def test_elu_gradient_away_from_zero():
     assert check_grad(lambda x: np.sum(nn.elu(x, alpha=0.7) ** 2), x)
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/nn.py elu uses np.minimum(x, 0), whose VJP splits "
-                   "a tie 0.5/0.5, so d elu/dx at x = 0 comes out 0.5 instead of 1 (elu with "
-                   "alpha=1 is differentiable there)")
 def test_elu_gradient_at_zero_is_one():
     x = np.array([0.0, -0.0])
     np.testing.assert_array_equal(grad(lambda x: np.sum(nn.elu(x)))(x), [1.0, 1.0])
 
 
-@pytest.mark.xfail(strict=True, reason="compiler/primitives/nn.py _sce_abstract gives the loss "
-                   "z.dtype, but with float64 label rows and float32 logits the emitted "
-                   "np.sum(labels * (lse - z)) / n is float64")
 def test_softmax_cross_entropy_ir_dtype_matches_the_computed_value():
     z = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
     labels = np.eye(4)[[0, 1, 3]]  # float64

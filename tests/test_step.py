@@ -305,8 +305,6 @@ def test_jit_equals_eager_and_caches_per_signature():
     assert fast.__name__ == "forward"
 
 
-@pytest.mark.xfail(strict=True, reason="compiler/api.py Transformed._entry flattens kwargs in call "
-                   "order, but signature() sorts them: traced-leaf indices then pick the wrong arrays")
 def test_jit_keyword_arguments_in_any_order():
     def f(a, b):
         return a - 2.0 * b
@@ -374,8 +372,6 @@ def test_step_predict_is_the_value_compared_with_the_labels(loss):
                                rtol=1e-13)
 
 
-@pytest.mark.xfail(strict=True, reason="Prediction._compile stops at the first operand that meets "
-                   "the labels: for binary_cross_entropy(sigmoid(z), y) that is log(p), not p")
 def test_step_predict_for_binary_cross_entropy_on_probabilities():
     params, x, y = problem("bce_probs")
     step = compile_step(make_loss_fn("tanh", "bce_probs"), optim.SGD(lr=0.1))
@@ -384,8 +380,6 @@ def test_step_predict_for_binary_cross_entropy_on_probabilities():
     np.testing.assert_allclose(step.predict(params, x), p, rtol=1e-13)
 
 
-@pytest.mark.xfail(strict=True, reason="Prediction._compile takes the first non-label operand of "
-                   "the loss's top node: with an L2 penalty added that is the penalty scalar")
 @pytest.mark.parametrize("penalty_first", [False, True])
 def test_step_predict_with_an_l2_penalty_in_the_loss(penalty_first):
     def loss_fn(params, x, y):
@@ -416,8 +410,6 @@ def test_step_with_aux_returns_loss_and_aux():
     assert_tree_close({k: before[k] - params[k] for k in params}, expected, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="Prediction._compile ignores has_aux: result is the (loss, aux) tuple")
 def test_step_predict_with_aux():
     def loss_with_aux(params, x, y):
         z = nn.mlp(params, x, activation=nn.tanh)

@@ -62,8 +62,6 @@ def test_compiled_step_learns_spirals():
     assert history["train_accuracy"][-1] >= 0.95, history["train_accuracy"][-5:]
 
 
-@pytest.mark.xfail(strict=True, reason="Step.predict returns the L2 penalty (a scalar) instead of "
-                   "the logits, so fit's accuracies are meaningless (compiler/step.py Prediction)")
 def test_fit_accuracy_with_an_l2_penalty_in_the_loss():
     def loss_fn(params, x, y):
         return tanh_sce(params, x, y) + 1e-4 * np.sum(params["W1"] ** 2)

@@ -101,7 +101,7 @@ def _tracer(x) -> Tracer:
 
 
 def _sce_abstract(z: Aval, lse: Aval, labels: Aval, *, n: int, sparse: bool) -> Aval:
-    return Aval((), z.dtype)
+    return Aval((), z.dtype if sparse else result_dtype("multiply", (z.dtype, labels.dtype)))
 
 
 def _rows(n: int) -> ast.expr:
