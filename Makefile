@@ -18,7 +18,7 @@ quiz: $(STAMP)
 	$(PY) examples/quiz.py
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
