@@ -9,6 +9,7 @@ static, normalized params the primitives expect.
 from __future__ import annotations
 
 import difflib
+import operator
 from typing import Any, Callable
 
 import numpy as np
@@ -66,16 +67,24 @@ def axes(axis: Any, ndim: int) -> tuple[int, ...]:
     """NumPy's axis argument as a sorted tuple of non-negative ints."""
     if axis is None:
         return tuple(range(ndim))
+    if ndim == 0 and isinstance(axis, (int, np.integer)) and axis in (0, -1):
+        return ()  # like NumPy, a 0-d array may be reduced over axis 0 or -1
     items = axis if isinstance(axis, (tuple, list)) else (axis,)
-    out = []
-    for a in items:
-        a = int(a)
-        if not -ndim <= a < max(ndim, 1):
-            raise at_user_line(ShapeError, f"axis {a} is out of bounds for an array of dimension {ndim}")
-        out.append(a % ndim if ndim else 0)
+    out = sorted(one_axis(a, ndim) for a in items)
     if len(set(out)) != len(out):
         raise at_user_line(ShapeError, f"repeated axis in {axis}")
-    return tuple(sorted(out))
+    return tuple(out)
+
+
+def one_axis(axis: Any, ndim: int) -> int:
+    """A single axis argument as a non-negative int, checked against `ndim`."""
+    try:
+        a = operator.index(axis)
+    except TypeError:
+        raise at_user_line(ShapeError, f"axis must be an int, got {type(axis).__name__} {axis!r}") from None
+    if not -ndim <= a < ndim:
+        raise at_user_line(ShapeError, f"axis {a} is out of bounds for an array of dimension {ndim}")
+    return a % ndim
 
 
 def _no_extras(fn: str, **given: Any) -> None:
@@ -116,7 +125,7 @@ def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
 def transpose(a, axes_=None, **kwargs):
     a = _as_tracer(a)
     perm = kwargs.get("axes", axes_)
-    perm = tuple(reversed(range(a.ndim))) if perm is None else tuple(int(p) % max(a.ndim, 1) for p in perm)
+    perm = tuple(reversed(range(a.ndim))) if perm is None else tuple(one_axis(p, a.ndim) for p in perm)
     if perm == tuple(range(a.ndim)):
         return a
     return bind("transpose", a, axes=perm)
@@ -125,7 +134,7 @@ def transpose(a, axes_=None, **kwargs):
 def swapaxes(a, axis1, axis2):
     a = _as_tracer(a)
     perm = list(range(a.ndim))
-    i, j = axes(axis1, a.ndim)[0], axes(axis2, a.ndim)[0]
+    i, j = one_axis(axis1, a.ndim), one_axis(axis2, a.ndim)
     perm[i], perm[j] = perm[j], perm[i]
     return transpose(a, tuple(perm))
 
@@ -164,13 +173,15 @@ def concatenate(arrays, axis=0, out=None, dtype=None, casting=None):
     arrays = [_as_tracer(a) for a in arrays]
     if axis is None:
         arrays, axis = [ravel(a) for a in arrays], 0
-    return bind("concatenate", *arrays, axis=axes(axis, arrays[0].ndim)[0])
+    if arrays[0].ndim == 0:
+        raise at_user_line(ShapeError, "np.concatenate: zero-dimensional arrays cannot be concatenated")
+    return bind("concatenate", *arrays, axis=one_axis(axis, arrays[0].ndim))
 
 
 def stack(arrays, axis=0, out=None, dtype=None, casting=None):
     _no_extras("stack", out=out, dtype=dtype, casting=casting)
     arrays = [_as_tracer(a) for a in arrays]
-    return bind("stack", *arrays, axis=axes(axis, arrays[0].ndim + 1)[0])
+    return bind("stack", *arrays, axis=one_axis(axis, arrays[0].ndim + 1))
 
 
 def where(condition, x=None, y=None):

@@ -6,7 +6,7 @@ from typing import Any, Hashable
 import numpy as np
 
 from compiler.ir import Graph, Node
-from compiler.passes.rewrite import replace
+from compiler.passes.rewrite import can_replace, replace
 
 
 def _freeze(value: Any) -> Hashable:
@@ -18,8 +18,8 @@ def _freeze(value: Any) -> Hashable:
         return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
     if isinstance(value, slice):
         return ("slice", value.start, value.stop, value.step)
-    if isinstance(value, float) and value != value:
-        return ("nan",)
+    if isinstance(value, float):
+        return ("float", value.hex())  # keeps 0.0 and -0.0 apart; every nan alike
     return (type(value).__name__, value)
 
 
@@ -34,9 +34,9 @@ def cse(graph: Graph) -> bool:
         if node.op == "input":
             continue
         k = key(node)
-        if k in seen:
+        if k in seen and can_replace(graph, node.id, seen[k]):
             replace(graph, node.id, seen[k])
             changed = True
         else:
-            seen[k] = node.id
+            seen.setdefault(k, node.id)
     return changed

@@ -1,8 +1,11 @@
 """Algebraic simplification: the rewrites that make generated code read as if
 written by hand. Multiplying by one, adding zero and pass-through cotangents vanish,
-Python-scalar arithmetic folds, and negations move outward so that `x + -y`
-prints as `x - y`. A rewrite applies only when the result keeps the node's exact
-shape and dtype.
+scalar constant arithmetic folds, broadcasts that an elementwise consumer would do
+anyway disappear, chains of reshapes and broadcasts collapse, and negations move
+outward so that `x + -y` prints as `x - y`.
+
+Every rewrite keeps each node's exact shape and dtype (the validator checks), and
+never makes a graph output share memory with an argument or another output.
 """
 from __future__ import annotations
 
@@ -10,12 +13,14 @@ from typing import Optional
 
 import numpy as np
 
+from compiler.errors import ShapeError
 from compiler.ir import Aval, Graph, Node
-from compiler.passes.rewrite import replace
+from compiler.passes.rewrite import can_replace, replace
 from compiler.primitives import registry
-from compiler.primitives.elementwise import result_dtype
+from compiler.primitives.elementwise import ELEMENTWISE, result_dtype
 
 _FOLDABLE = {"add", "subtract", "multiply", "divide", "power", "negative"}
+_MOVES = ("reshape", "broadcast_to")
 
 
 def _weak_value(graph: Graph, i: int) -> Optional[object]:
@@ -23,13 +28,34 @@ def _weak_value(graph: Graph, i: int) -> Optional[object]:
     return node.params["value"] if node.op == "const" and node.aval.weak else None
 
 
+def constant_value(graph: Graph, i: int) -> Optional[object]:
+    """The Python number every element of node `i` equals, when known at compile
+    time: a Python-scalar constant, `full`, or a reshape, broadcast, copy or cast
+    of one."""
+    node = graph.node(i)
+    if node.op == "const":
+        return _weak_value(graph, i)
+    if node.op == "full":
+        return node.params["value"]
+    if node.op in _MOVES + ("copy",):
+        return constant_value(graph, node.inputs[0])
+    if node.op == "astype":
+        value = constant_value(graph, node.inputs[0])
+        if value is None:
+            return None
+        with np.errstate(all="ignore"):
+            return node.dtype.type(value).item()
+    return None
+
+
 def _is(graph: Graph, i: int, value: float) -> bool:
-    v = _weak_value(graph, i)
+    v = constant_value(graph, i)
     return v is not None and not isinstance(v, bool) and v == value
 
 
 def _identity_operand(graph: Graph, node: Node) -> Optional[int]:
-    """The operand `node` merely passes through, if any (x*1, 1*x, x+0, x-0, x/1, x**1)."""
+    """The operand `node` merely passes through, if any (x*1, 1*x, x+0, 0+x, x-0,
+    x/1, x**1, --x, no-op reshapes, broadcasts, casts and sums over no axes)."""
     op, ins = node.op, node.inputs
     candidates = []
     if op == "multiply":
@@ -39,37 +65,146 @@ def _identity_operand(graph: Graph, node: Node) -> Optional[int]:
     elif op in ("subtract", "divide", "power"):
         unit = 0 if op == "subtract" else 1
         candidates = [ins[0]] if _is(graph, ins[1], unit) else []
-    elif op in ("reshape", "broadcast_to", "astype", "copy") or (op == "sum" and not node.params["axis"]):
-        candidates = [ins[0]] if op != "copy" else []
+    elif op in ("reshape", "broadcast_to", "astype") or (op == "sum" and not node.params["axis"]):
+        candidates = [ins[0]]
     elif op == "negative" and graph.node(ins[0]).op == "negative":
         candidates = [graph.node(ins[0]).inputs[0]]
     return next((c for c in candidates if graph.node(c).aval == node.aval), None)
 
 
-_ELEMENTWISE_BINARY = {"add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "where"}
+def _remove_identity(graph: Graph, node: Node) -> bool:
+    same = _identity_operand(graph, node)
+    if same is None:
+        return False
+    if can_replace(graph, node.id, same):
+        replace(graph, node.id, same)
+    elif node.aval.weak:
+        return False
+    else:
+        # an output must stay a fresh array: the pass-through becomes an explicit copy
+        node.op, node.params = "copy", {}
+        graph.set_inputs(node.id, (same,))
+    return True
+
+
+def _broadcast_source(graph: Graph, i: int) -> Optional[int]:
+    """For `broadcast_to(s, ...)`, or a reshape of s that only adds or removes
+    leading 1-dims, the node s: in an elementwise operation it broadcasts alike."""
+    node = graph.node(i)
+    if node.op == "broadcast_to":
+        return node.inputs[0]
+    if node.op == "reshape":
+        source = graph.node(node.inputs[0])
+        if _strip_leading_ones(source.shape) == _strip_leading_ones(node.shape):
+            return source.id
+    return None
+
+
+def _strip_leading_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
+    k = 0
+    while k < len(shape) and shape[k] == 1:
+        k += 1
+    return tuple(shape[k:])
+
+
+def _try_inputs(graph: Graph, node: Node, inputs: tuple[int, ...]) -> bool:
+    """Give `node` these operands if its shape and dtype stay exactly the same."""
+    avals = [graph.node(j).aval for j in inputs]
+    try:
+        aval = registry.get(node.op).abstract(*avals, **node.params)
+    except ShapeError:
+        return False
+    if aval != node.aval:
+        return False
+    graph.set_inputs(node.id, inputs)
+    return True
 
 
 def _drop_broadcast(graph: Graph, node: Node) -> bool:
-    """An operand broadcast only to meet the other operands' shape needs no copy:
-    elementwise ops broadcast by themselves (`broadcast_to(s, (5,)) * y` -> `s * y`)."""
-    if node.op not in _ELEMENTWISE_BINARY:
+    """An operand broadcast or reshaped only to meet the other operands' shape needs
+    no copy: elementwise ops broadcast by themselves (`broadcast_to(s, (5,)) * y` ->
+    `s * y`, `x == broadcast_to(m, x.shape)` -> `x == m`)."""
+    if node.op == "index_add":
+        # assigning or adding into the gradient buffer broadcasts the update itself
+        source = _broadcast_source(graph, node.inputs[0])
+        return source is not None and _try_inputs(graph, node, (source,) + node.inputs[1:])
+    if node.op not in ELEMENTWISE:
         return False
     for k, i in enumerate(node.inputs):
-        operand = graph.node(i)
-        if operand.op != "broadcast_to":
-            continue
-        source = operand.inputs[0]
-        new = node.inputs[:k] + (source,) + node.inputs[k + 1 :]
-        avals = [graph.node(j).aval for j in new]
-        if registry.get(node.op).abstract(*avals, **node.params) == node.aval:
-            graph.set_inputs(node.id, new)
+        source = _broadcast_source(graph, i)
+        if source is not None and _try_inputs(graph, node, node.inputs[:k] + (source,) + node.inputs[k + 1 :]):
             return True
     return False
 
 
+def _collapse_moves(graph: Graph, node: Node) -> bool:
+    """Reshapes and broadcasts of reshapes and broadcasts become one:
+    reshape(reshape(x)) -> reshape(x); broadcast_to(broadcast_to(x)) and
+    broadcast_to(x with leading 1s added) -> broadcast_to(x); and a reshape of a
+    broadcast scalar -> one broadcast of the scalar."""
+    if node.op not in _MOVES:
+        return False
+    inner = graph.node(node.inputs[0])
+    if inner.op not in _MOVES:
+        return False
+    source = graph.node(inner.inputs[0])
+    shape = node.params["shape"]
+    if node.op == inner.op or (inner.op == "reshape" and _broadcast_source(graph, inner.id) is not None):
+        op = node.op
+    elif source.aval.size == 1:
+        op = "broadcast_to" if source.aval.ndim <= len(shape) else "reshape"
+    else:
+        return False
+    try:
+        aval = registry.get(op).abstract(source.aval, shape=shape)
+    except ShapeError:
+        return False
+    if aval != node.aval:
+        return False
+    node.op = op
+    graph.set_inputs(node.id, (source.id,))
+    return True
+
+
+def _fill_constant(graph: Graph, node: Node) -> bool:
+    """A copy or cast of a constant-valued array is `np.full` (or np.ones/np.zeros)."""
+    if node.op not in ("copy", "astype") or node.dtype.kind not in "fc":
+        return False
+    if node.op == "astype" and node.shape == () and graph.node(node.inputs[0]).op == "const":
+        return False  # np.float32(1.0) is already the plainest spelling
+    value = constant_value(graph, node.inputs[0])
+    if value is None:
+        return False
+    with np.errstate(all="ignore"):
+        value = node.dtype.type(value).item()
+    node.op, node.params = "full", {"shape": node.shape, "value": value, "dtype": node.dtype}
+    graph.set_inputs(node.id, ())
+    return True
+
+
+def _weaken_scalar(graph: Graph, node: Node) -> bool:
+    """A NumPy-scalar constant next to an array of its own dtype prints as a Python
+    number: `np.float32(0.5) * x` -> `0.5 * x` when x is float32 (NEP 50 casts the
+    Python float back to exactly the same float32)."""
+    if node.op not in ELEMENTWISE:
+        return False
+    for k, i in enumerate(node.inputs):
+        operand = graph.node(i)
+        if operand.op != "astype" or operand.shape != () or _weak_value(graph, operand.inputs[0]) is None:
+            continue
+        value = constant_value(graph, i)
+        if not isinstance(value, float):
+            continue
+        weak = _constant(graph, value)
+        if _try_inputs(graph, node, node.inputs[:k] + (weak,) + node.inputs[k + 1 :]):
+            return True
+        graph.remove(weak)
+    return False
+
+
 def _reassociate(graph: Graph, node: Node) -> bool:
-    """c1 * (c2 * x) -> (c1 * c2) * x for Python scalars c1, c2."""
-    if node.op != "multiply":
+    """c1 * (c2 * x) -> (c1 * c2) * x for Python scalars c1, c2 and float x."""
+    if node.op != "multiply" or node.dtype.kind not in "fc":
         return False
     for k in (0, 1):
         c1, inner = _weak_value(graph, node.inputs[k]), graph.node(node.inputs[1 - k])
@@ -80,8 +215,8 @@ def _reassociate(graph: Graph, node: Node) -> bool:
             value = _evaluate("multiply", [c1, c2]) if c2 is not None else None
             if value is None or graph.node(x).aval.weak:
                 continue
-            graph.set_inputs(node.id, (_constant(graph, value), x))
-            return True
+            if _try_inputs(graph, node, (_constant(graph, value), x)):
+                return True
     return False
 
 
@@ -99,23 +234,72 @@ def _constant(graph: Graph, value: object) -> int:
     return graph.add("const", (), {"value": value}, Aval((), np.result_type(type(value)), weak=True))
 
 
+def _typed_constant(graph: Graph, i: int) -> Optional[object]:
+    """A constant-valued operand as the scalar NumPy would compute with: a Python
+    number for a weak constant, a NumPy scalar of the node's dtype otherwise."""
+    node = graph.node(i)
+    value = constant_value(graph, i)
+    if value is None or node.aval.weak:
+        return value
+    return node.dtype.type(value)
+
+
 def _fold(graph: Graph, node: Node) -> bool:
-    """Evaluate arithmetic on Python scalars at compile time."""
-    if node.op not in _FOLDABLE or not node.aval.weak:
+    """Evaluate arithmetic on constant-valued operands at compile time: `2.0 * 0.5`
+    -> `1.0`, `np.float32(1.0) / 4` -> `np.float32(0.25)`, `0.5 * broadcast_to(1.0, s)`
+    -> `broadcast_to(0.5, s)` (`np.full` where the result is a graph output)."""
+    if node.op not in _FOLDABLE:
         return False
-    values = [_weak_value(graph, i) for i in node.inputs]
+    values = [_typed_constant(graph, i) for i in node.inputs]
     if any(v is None for v in values):
         return False
-    result = _evaluate(node.op, values)
-    if result is None:
+    if node.aval.weak:
+        try:
+            result = _evaluate(node.op, values)
+        except (ValueError, ZeroDivisionError):
+            return False
+        if result is None:
+            return False
+        replace(graph, node.id, _constant(graph, result))
+        return True
+    try:
+        with np.errstate(all="ignore"):
+            result = np.asarray(getattr(np, node.op)(*values))
+    except (ValueError, ZeroDivisionError):
         return False
-    replace(graph, node.id, _constant(graph, result))
+    if result.dtype != node.dtype or result.dtype.kind not in "fc" or not np.isfinite(result):
+        return False
+    value = result.item()
+    if node.id in graph.outputs:
+        node.op, node.params = "full", {"shape": node.shape, "value": value, "dtype": node.dtype}
+        graph.set_inputs(node.id, ())
+        return True
+    meta = {"loc": node.loc, "grad_of": node.grad_of}
+    new = _constant(graph, value)
+    if node.shape == () or graph.node(new).dtype != node.dtype:
+        new = graph.add("astype", (new,), {"dtype": node.dtype}, Aval((), node.dtype), **meta)
+    if node.shape != ():
+        new = graph.add("broadcast_to", (new,), {"shape": node.shape}, node.aval, **meta)
+    replace(graph, node.id, new)
     return True
 
 
+def _minus_one_to_negation(graph: Graph, node: Node) -> bool:
+    """-1 * x and x * -1 -> -x, so the negation can fold into a sum or difference."""
+    if node.op != "multiply":
+        return False
+    for k in (0, 1):
+        other = node.inputs[1 - k]
+        if _is(graph, node.inputs[k], -1) and graph.node(other).aval == node.aval:
+            node.op = "negative"
+            graph.set_inputs(node.id, (other,))
+            return True
+    return False
+
+
 def _pull_negation(graph: Graph, node: Node) -> bool:
-    """(-a) * b -> -(a * b), (-a) / b -> -(a / b), a + (-b) -> a - b, (-a) + b -> b - a,
-    a - (-b) -> a + b, for single-use negations."""
+    """(-a) * b and a * (-b) -> -(a * b), likewise for /; a + (-b) -> a - b,
+    (-a) + b -> b - a, a - (-b) -> a + b; for single-use negations."""
     if node.op not in ("multiply", "divide", "add", "subtract"):
         return False
 
@@ -125,12 +309,16 @@ def _pull_negation(graph: Graph, node: Node) -> bool:
         return n.inputs[0] if n.op == "negative" and graph.use_count(i) == 1 else None
 
     if node.op in ("multiply", "divide"):
-        inner = neg_operand(0)
-        if inner is None or graph.use_count(node.id) != 1:
+        if graph.use_count(node.id) != 1 or node.dtype.kind not in "fc":
             return False
-        graph.set_inputs(node.id, (inner, node.inputs[1]))
-        _wrap_negative(graph, node)
-        return True
+        for k in (0, 1):
+            inner = neg_operand(k)
+            if inner is None:
+                continue
+            if _try_inputs(graph, node, node.inputs[:k] + (inner,) + node.inputs[k + 1 :]):
+                _wrap_negative(graph, node)
+                return True
+        return False
     rewrites = {
         ("add", 1): ("subtract", lambda a, b: (a, b)),
         ("add", 0): ("subtract", lambda a, b: (node.inputs[1], a)),
@@ -151,6 +339,23 @@ def _pull_negation(graph: Graph, node: Node) -> bool:
     return False
 
 
+_LINEAR_MOVES = ("sum", "mean", "reshape", "transpose", "broadcast_to", "getitem")
+
+
+def _negation_outward(graph: Graph, node: Node) -> bool:
+    """sum(-a) -> -sum(a), and likewise through means, reshapes, transposes,
+    broadcasts and indexing, so the negation can reach a sum or difference."""
+    if node.op not in _LINEAR_MOVES or graph.use_count(node.id) != 1 or node.dtype.kind not in "fc":
+        return False
+    operand = graph.node(node.inputs[0])
+    if operand.op != "negative" or graph.use_count(operand.id) != 1:
+        return False
+    if not _try_inputs(graph, node, (operand.inputs[0],) + node.inputs[1:]):
+        return False
+    _wrap_negative(graph, node)
+    return True
+
+
 def _wrap_negative(graph: Graph, node: Node) -> None:
     """Put a negation after `node`: its users read -node."""
     users = [u for u in graph.users(node.id)]
@@ -164,15 +369,19 @@ def _wrap_negative(graph: Graph, node: Node) -> None:
     graph.outputs = [neg if j == node.id else j for j in outputs]
 
 
+_RULES = (
+    _remove_identity, _fold, _fill_constant, _collapse_moves, _drop_broadcast, _weaken_scalar,
+    _reassociate, _minus_one_to_negation, _pull_negation, _negation_outward,
+)
+
+
 def simplify(graph: Graph) -> bool:
+    """Apply the rewrites once over the graph; True when anything changed."""
     changed = False
     for node in graph.nodes():
         if node.op in ("input", "const") or node.id not in graph:
             continue
-        same = _identity_operand(graph, node)
-        if same is not None:
-            replace(graph, node.id, same)
-            changed = True
-        elif any(rule(graph, node) for rule in (_fold, _drop_broadcast, _reassociate, _pull_negation)):
+        if any(rule(graph, node) for rule in _RULES):
             changed = True
     return changed
+

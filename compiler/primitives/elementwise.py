@@ -2,13 +2,17 @@
 
 Result dtypes come from NumPy itself (the ufunc applied to one-element stand-ins,
 Python scalars standing in for weak operands), so promotion is exactly NumPy's,
-NEP 50 included. VJP rules return cotangents at the broadcast result shape; the
-reverse transform sums them back to each operand's shape.
+NEP 50 included. A result is weak (a Python scalar at run time) only when every
+operand is weak and the operation prints as a Python operator (`2.0 * 3.0`);
+`np.exp(2.0)` and `np.where(c, 1.0, 0.0)` return NumPy values, which NEP 50 treats
+as strong. VJP rules return cotangents at the broadcast result shape; the reverse
+transform sums them back to each operand's shape.
 """
 from __future__ import annotations
 
 import ast
 import functools
+import math
 
 import numpy as np
 
@@ -39,12 +43,21 @@ def broadcast_shape(op: str, avals: tuple[Aval, ...]) -> tuple[int, ...]:
         raise ShapeError(f"np.{op}: operands with shapes {shapes} cannot be broadcast together") from None
 
 
-def elementwise_abstract(ufunc: str):
+def elementwise_abstract(ufunc: str, python_op: bool = False):
+    """Shape and dtype rule of `ufunc`; `python_op` when it prints as a Python
+    operator, whose result on Python scalars is again a Python scalar."""
+
     def abstract(*avals: Aval) -> Aval:
         shape = broadcast_shape(ufunc, avals)
-        return Aval(shape, result_dtype(ufunc, tuple(_kind(a) for a in avals)), all(a.weak for a in avals))
+        weak = python_op and all(a.weak for a in avals)
+        return Aval(shape, result_dtype(ufunc, tuple(_kind(a) for a in avals)), weak)
 
     return abstract
+
+
+# Every primitive that applies elementwise with NumPy broadcasting; passes may
+# replace an operand by anything that broadcasts to the same result.
+ELEMENTWISE: set[str] = set()
 
 
 def binop(op: ast.operator):
@@ -55,13 +68,13 @@ def compare(op: ast.cmpop):
     return lambda a, b: ast.Compare(a, [op], [b])
 
 
-def _ufunc(name: str, vjp, emit=None, ufunc: str | None = None) -> None:
-    ufunc = ufunc or name
+def _ufunc(name: str, vjp, emit=None) -> None:
+    ELEMENTWISE.add(name)
     register(
         Primitive(
             name,
-            abstract=elementwise_abstract(ufunc),
-            emit=emit or call(ufunc),
+            abstract=elementwise_abstract(name, python_op=emit is not None),
+            emit=emit or call(name),
             vjp=vjp,
             differentiable=vjp is not None,
         )
@@ -75,6 +88,22 @@ def _tie_share(g, a, b):
 
 def _tie_share_min(g, a, b):
     return np.where(a == b, 0.5 * g, np.where(a < b, g, 0))
+
+
+def _weak_value(t):
+    """The Python scalar a traced operand stands for, when it is one."""
+    node = t.graph.node(t.id)
+    return node.params["value"] if node.op == "const" and node.aval.weak else None
+
+
+def _log_base(x):
+    """log(x) for the exponent's cotangent of x ** y, 0 where x <= 0 (there x ** y
+    is real only for integer y, and the derivative in y is taken as 0). A Python
+    scalar base is folded at compile time, so `2.0 ** y` stays in y's precision."""
+    value = _weak_value(x)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return math.log(value) if value > 0 else 0.0
+    return np.log(np.where(x > 0, x, 1))
 
 
 # unary
@@ -102,7 +131,7 @@ _ufunc("multiply", lambda g, out, x, y: (g * y, g * x), emit=binop(ast.Mult()))
 _ufunc("divide", lambda g, out, x, y: (g / y, -(g * out) / y), emit=binop(ast.Div()))
 _ufunc(
     "power",
-    lambda g, out, x, y: (g * (y * x ** (y - 1)), g * (out * np.log(np.where(x > 0, x, 1)))),
+    lambda g, out, x, y: (g * (y * x ** (y - 1)), g * (out * _log_base(x))),
     emit=binop(ast.Pow()),
 )
 _ufunc("maximum", lambda g, out, x, y: (_tie_share(g, x, y), _tie_share(g, y, x)))
@@ -119,11 +148,15 @@ for _name, _op in [("logical_and", None), ("logical_or", None)]:
 
 
 def _where_abstract(c: Aval, x: Aval, y: Aval) -> Aval:
+    """np.where always returns an array, so the result is never weak."""
     shape = broadcast_shape("where", (c, x, y))
     kinds = (_kind(x), _kind(y))
     dummies = [np.ones(1, dtype=k) if isinstance(k, np.dtype) else k(1) for k in kinds]
     dtype = np.where(np.ones(1, bool), *dummies).dtype
-    return Aval(shape, dtype, x.weak and y.weak)
+    return Aval(shape, dtype)
+
+
+ELEMENTWISE.add("where")
 
 
 register(

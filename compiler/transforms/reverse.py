@@ -17,6 +17,7 @@ import numpy as np
 
 from compiler.ir import Aval, Graph, Node
 from compiler.primitives import registry
+from compiler.passes.rewrite import aliases_argument
 from compiler.primitives.reduce import unbroadcast
 from compiler.tracing import Tracer, bind, rule_mode
 
@@ -61,6 +62,10 @@ def reverse(graph: Graph, wrt: list[int], output: int) -> tuple[Graph, list[int]
                 continue
             if node.op == "const":
                 continue
+            if g.aval.weak and g.dtype != node.dtype:
+                # A Python-scalar cotangent (the seed) takes the primal's precision before
+                # a rule reshapes or broadcasts it into an array.
+                g = g.astype(node.dtype)
             operands = [Tracer(joint, i) for i in node.inputs]
             cts = registry.get(node.op).vjp(g, Tracer(joint, node.id), *operands, **node.params)
             for operand, ct in zip(node.inputs, cts):
@@ -68,7 +73,14 @@ def reverse(graph: Graph, wrt: list[int], output: int) -> tuple[Graph, list[int]
                     continue
                 ct = unbroadcast(ct, joint.node(operand).shape)
                 contributions.setdefault(operand, []).append((node.id, ct))
-        outputs = [_as_gradient(joint, grads.get(i), joint.node(i)) for i in wrt]
+        outputs: list[int] = []
+        for i in wrt:
+            source = joint.node(grads[i].id) if grads.get(i) is not None else None
+            if source is not None and source.grad_of is not None:
+                mode.at(loc=source.loc, grad_of=source.grad_of)
+            else:
+                mode.at(loc=joint.node(i).loc, grad_of=i)
+            outputs.append(_as_gradient(joint, grads.get(i), joint.node(i), taken=outputs))
     return joint, outputs
 
 
@@ -83,31 +95,26 @@ def _accumulate(graph: Graph, parts: list[tuple[int, Tracer]], node: Node, forwa
     return total
 
 
-_ALIASING = {"input", "const"}
-
-
-def _as_gradient(graph: Graph, g: Optional[Tracer], primal: Node) -> int:
+def _as_gradient(graph: Graph, g: Optional[Tracer], primal: Node, taken: list[int]) -> int:
     """A node holding exactly the gradient for `primal`: its shape and dtype, a
-    fresh writable array (never an alias of an input or a broadcast view)."""
+    fresh writable array (never an alias of an input, a broadcast view, or a
+    gradient already in `taken`), named as `primal`'s cotangent."""
     if g is None:
-        return bind("full", shape=primal.shape, value=0, dtype=primal.dtype).id
-    node = graph.node(g.id)
-    if node.op == "const" and node.aval.weak:
-        return bind("full", shape=primal.shape, value=node.params["value"], dtype=primal.dtype).id
-    if node.dtype != primal.dtype:
-        g = g.astype(primal.dtype)
-    if g.shape != primal.shape:
-        g = np.broadcast_to(g, primal.shape)
-    if _aliases_input(graph, g.id):
-        g = g.copy()
-    return g.id
-
-
-def _aliases_input(graph: Graph, i: int) -> bool:
-    node = graph.node(i)
-    while True:
-        if node.op in _ALIASING or node.op == "broadcast_to":
-            return True
-        if not (node.op in registry.registered() and registry.get(node.op).view):
-            return False
-        node = graph.node(node.inputs[0])
+        result = bind("full", shape=primal.shape, value=0, dtype=primal.dtype)
+    elif graph.node(g.id).op == "const" and g.aval.weak:
+        result = bind("full", shape=primal.shape, value=graph.node(g.id).params["value"], dtype=primal.dtype)
+    else:
+        result = g
+        if result.aval.weak:  # a Python-scalar expression: make it an array
+            result = bind("copy", result)
+        if result.dtype != primal.dtype:
+            result = result.astype(primal.dtype)
+        if result.shape != primal.shape:
+            result = np.broadcast_to(result, primal.shape)
+        if aliases_argument(graph, result.id) or result.id in taken:
+            result = result.copy()
+        if result.id != g.id and graph.node(g.id).cotangent_of == primal.id:
+            graph.node(g.id).cotangent_of = None
+    if graph.node(result.id).grad_of is not None:
+        graph.node(result.id).cotangent_of = primal.id
+    return result.id
