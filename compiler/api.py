@@ -213,6 +213,7 @@ class GradTransform(Transformed):
         outs = list(joint.outputs)
         value_id = outs.pop(0) if self.with_value else None
         grad_ids, aux_ids = outs[: len(grads)], outs[len(grads) :]
+        _name_gradients(joint, wrt_nodes, grad_ids, forward_visible=self.with_value)
         grad_tree = tuple(grad_ids) if len(grad_ids) > 1 or not self.single else grad_ids[0]
         aux_tree = tuple(aux_ids)
         if self.with_value:
@@ -249,6 +250,18 @@ class GradTransform(Transformed):
             return (result, rebuild_aux(aux_out)) if self.has_aux else result
 
         return rebuild
+
+
+def _name_gradients(graph: Graph, wrt: list[int], grads: list[int], forward_visible: bool) -> None:
+    """Call an unnamed gradient output `g_<input>` even when simplification made it a
+    forward value (`grad(lambda x: np.sum(np.exp(x)))` returns `g_x = np.exp(x)`),
+    unless the value is also the forward pass's own result in value_and_grad."""
+    for primal, g in zip(wrt, grads):
+        node = graph.node(g)
+        if node.op in ("input", "const") or node.name or node.cotangent_of is not None:
+            continue
+        if node.grad_of is not None or not forward_visible:
+            node.cotangent_of = primal
 
 
 def _leaf_count(treedef: tree.TreeDef) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 from compiler.ir import Graph, Node
 from compiler.naming import Namespace
 from compiler.primitives import registry
-from compiler.primitives.registry import literal
+from compiler.primitives.registry import literal, np_call
 
 MAX_INLINE = 8  # operations folded into one expression before a temporary is named
 
@@ -79,8 +79,11 @@ class _Emitter:
         if node.op == "input":
             return
         if node.op == "const":
+            value = node.params["value"]
             if node.aval.weak:
-                self.exprs[node.id] = literal(node.params["value"])
+                self.exprs[node.id] = literal(value)
+            elif np.ndim(value) == 0 and value.dtype.kind in "biuf":
+                self.exprs[node.id] = np_call(value.dtype.name, literal(value.item()))
             else:
                 name = self.name_for(node)
                 self.names[node.id] = name

@@ -6,6 +6,7 @@ library) and say what to do instead.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from types import FrameType
@@ -47,6 +48,7 @@ class GradError(AdjointError):
     """The gradient request itself is invalid (argnums, non-scalar output, int input)."""
 
 
+@functools.lru_cache(maxsize=None)
 def is_internal(filename: str) -> bool:
     """True for frames of the compiler itself, NumPy, functools and similar plumbing."""
     path = os.path.abspath(filename)
@@ -59,6 +61,7 @@ def is_internal(filename: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=None)
 def is_library(filename: str) -> bool:
     """True for compiler, NumPy and runtime frames: never the user's own line."""
     return is_internal(filename) or os.path.abspath(filename).startswith(_RUNTIME_DIR + os.sep)
@@ -88,7 +91,6 @@ def at_user_line(cls: type[AdjointError], message: str) -> AdjointError:
 def api_boundary(fn):
     """Decorate a public entry point: an AdjointError leaves it with the internal
     frames cut, so the user sees their own call and the message naming their line."""
-    import functools
 
     @functools.wraps(fn)
     def boundary(*args, **kwargs):

@@ -34,7 +34,10 @@ def constant_value(graph: Graph, i: int) -> Optional[object]:
     of one."""
     node = graph.node(i)
     if node.op == "const":
-        return _weak_value(graph, i)
+        value = node.params["value"]
+        if node.aval.weak:
+            return value
+        return value.item() if np.ndim(value) == 0 and value.dtype.kind in "biuf" else None
     if node.op == "full":
         return node.params["value"]
     if node.op in _MOVES + ("copy",):
@@ -190,7 +193,9 @@ def _weaken_scalar(graph: Graph, node: Node) -> bool:
         return False
     for k, i in enumerate(node.inputs):
         operand = graph.node(i)
-        if operand.op != "astype" or operand.shape != () or _weak_value(graph, operand.inputs[0]) is None:
+        numpy_scalar = operand.op == "const" and not operand.aval.weak and operand.shape == ()
+        cast_scalar = operand.op == "astype" and operand.shape == () and _weak_value(graph, operand.inputs[0]) is not None
+        if not (numpy_scalar or cast_scalar):
             continue
         value = constant_value(graph, i)
         if not isinstance(value, float):
