@@ -15,18 +15,12 @@ from typing import Any, Callable
 import numpy as np
 
 from compiler.errors import ShapeError, UnsupportedError, at_user_line
+from compiler.primitives.elementwise import ELEMENTWISE
 from compiler.tracing import Tracer, bind, lift, current
 
-UFUNCS: dict[np.ufunc, str] = {
-    uf: uf.__name__
-    for uf in [
-        np.add, np.subtract, np.multiply, np.divide, np.power, np.negative, np.exp, np.log,
-        np.log1p, np.expm1, np.sin, np.cos, np.tanh, np.sqrt, np.square, np.absolute, np.sign,
-        np.maximum, np.minimum, np.logaddexp, np.matmul, np.greater, np.greater_equal,
-        np.less, np.less_equal, np.equal, np.not_equal, np.logical_and, np.logical_or, np.logical_not,
-        np.isfinite, np.isnan, np.isinf,
-    ]
-}
+# A ufunc is supported when a primitive of the same name is registered (elementwise
+# family, plus matmul): adding a ufunc primitive touches only its family module.
+_UFUNC_PRIMITIVES = ELEMENTWISE | {"matmul"}
 _BITWISE = {np.bitwise_and: "logical_and", np.bitwise_or: "logical_or", np.invert: "logical_not"}
 
 
@@ -51,9 +45,9 @@ def apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
         return bind(_BITWISE[ufunc], *inputs)
     if ufunc is np.positive:
         return inputs[0]
-    name = UFUNCS.get(ufunc)
-    if name is None:
-        raise _unsupported("ufunc", ufunc.__name__, sorted(UFUNCS.values()))
+    name = ufunc.__name__
+    if name not in _UFUNC_PRIMITIVES or name == "where":
+        raise _unsupported("ufunc", name, sorted(_UFUNC_PRIMITIVES - {"where"}))
     return bind(name, *inputs)
 
 
