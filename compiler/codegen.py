@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from compiler.ir import Graph, Node
+from compiler.liveness import MIN_DEL_SIZE, names_read, release_points
 from compiler.naming import Namespace
 from compiler.primitives import registry
 from compiler.primitives.registry import literal, np_call
@@ -45,6 +46,8 @@ class _Emitter:
         self.sizes: dict[int, int] = {}
         self.constants: dict[str, np.ndarray] = {}
         self.lines: list[str] = []
+        self.reads: list[tuple[int, set[str]]] = []  # (line index, names read) per statement
+        self.large: set[str] = set()  # names of temporaries worth releasing early
         self.group: Optional[tuple] = None
         self.outputs = set(graph.outputs)
         self.updates: dict[int, list[int]] = {}
@@ -66,6 +69,12 @@ class _Emitter:
         return prim.emit is not None and self.graph.use_count(node.id) == 1
 
     def name_for(self, node: Node) -> str:
+        name = self._name_for(node)
+        if node.aval.size >= MIN_DEL_SIZE:
+            self.large.add(name)
+        return name
+
+    def _name_for(self, node: Node) -> str:
         if node.name:
             return self.ns.fresh(node.name)
         if node.cotangent_of is not None:
@@ -162,10 +171,26 @@ class _Emitter:
                 self.lines.append(f"    # grad of: {loc}{text}")
             self.group = group
             self.lines.extend("    " + _unparse(s) for s in stmts)
+            self.note_reads(stmts)
             return
         self.group = ("forward", loc)
         suffix = f"  # {loc}" if loc is not None else ""
         self.lines.extend("    " + _unparse(s) + suffix for s in stmts)
+        self.note_reads(stmts)
+
+    def note_reads(self, stmts: list[ast.stmt]) -> None:
+        self.reads.append((len(self.lines), names_read(stmts)))
+
+    def released(self, keep: set[str]) -> list[str]:
+        """The body lines with `del` after the last read of each large temporary."""
+        points = release_points([names for _, names in self.reads], self.large - keep)
+        lines, start = [], 0
+        for k, (end, _) in enumerate(self.reads):
+            lines.extend(self.lines[start:end])
+            if k in points:
+                lines.append("    del " + ", ".join(points[k]))
+            start = end
+        return lines + self.lines[start:]
 
     def output(self, tree: Any) -> ast.expr:
         if isinstance(tree, tuple):
@@ -214,11 +239,13 @@ def generate(graph: Graph, fn_name: str, out_tree: Any, doc: str = "",
         params.append(ast.arg(em.names[i]))
     for node in graph.nodes():
         em.visit(node)
-    ret = ast.unparse(ast.Return(em.output(out_tree)))
+    returned = ast.Return(em.output(out_tree))
+    ret = ast.unparse(returned)
     arguments = ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[], defaults=[])
     header = _unparse(ast.FunctionDef(name=fn_name, args=arguments, body=[ast.Pass()], decorator_list=[]))
     header = header.splitlines()[0]
-    body = ([f'    """{doc}"""'] if doc else []) + em.lines + em.deferred + [f"    {ret}"]
+    keep = names_read([returned]) | {n for line in em.deferred for n in names_read(ast.parse(line.strip()).body)}
+    body = ([f'    """{doc}"""'] if doc else []) + em.released(keep) + em.deferred + [f"    {ret}"]
     imports = ["import numpy as np"]
     if any("runtime." in line for line in em.lines):
         imports.append("import runtime.nn")
