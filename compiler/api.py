@@ -196,11 +196,7 @@ class GradTransform(Transformed):
         nargs = len(sig.treedef[2][0][2])
         groups = self._wrt(sig, nargs)
         graph, result = self._trace(sig)
-        aux = None
-        if self.has_aux:
-            if not (isinstance(result, tuple) and len(result) == 2):
-                raise at_user_line(GradError, f"has_aux=True needs {self._name('')} to return a (loss, aux) pair")
-            result, aux = result
+        result, aux = split_aux(result, self.has_aux, self._name(""))
         value = _scalar_output(graph, result, self._name(""))
         wrt_nodes = [graph.inputs[k] for group in groups for k in group]
         joint, grads = reverse(graph, wrt_nodes, value)
@@ -267,6 +263,15 @@ def _name_gradients(graph: Graph, wrt: list[int], grads: list[int], forward_visi
 def _leaf_count(treedef: tree.TreeDef) -> int:
     kind, _, children = treedef
     return 1 if kind == "leaf" else sum(_leaf_count(c) for c in children)
+
+
+def split_aux(result: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
+    """(loss, aux) from a function's result; aux is None without has_aux."""
+    if not has_aux:
+        return result, None
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise at_user_line(GradError, f"has_aux=True needs {name} to return a (loss, aux) pair")
+    return result
 
 
 def _scalar_output(graph: Graph, result: Any, name: str) -> int:

@@ -11,17 +11,16 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+import networkx as nx
 import numpy as np
 
-import networkx as nx
-
-from compiler.api import Compiled, Transformed, _scalar_output
+from compiler.api import Compiled, Transformed, _scalar_output, split_aux
 from compiler.codegen import generate
 from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
 from compiler.passes import optimize
-from compiler.signature import Signature, runtime_value, signature
-from compiler.tracing import Tracer, extend
+from compiler.signature import Signature, signature
+from compiler.tracing import Tracer, extend, trace
 from compiler.transforms.reverse import reverse
 from runtime import tree
 
@@ -145,15 +144,9 @@ class Step(Transformed):
             call.inputs = (params, state)
             return self.fun(params, *batch)
 
-        from compiler.tracing import trace
-
         graph, result = trace(self.fun, sig.avals, sig.names, call)
         params, state = call.inputs
-        aux = None
-        if self.has_aux:
-            if not (isinstance(result, tuple) and len(result) == 2):
-                raise at_user_line(GradError, f"has_aux=True needs {self._name('')} to return a (loss, aux) pair")
-            result, aux = result
+        result, aux = split_aux(result, self.has_aux, self._name(""))
         loss = _scalar_output(graph, result, self._name(""))
         param_leaves, param_def = tree.flatten(params)
         state_leaves, state_def = tree.flatten(state)

@@ -18,7 +18,7 @@ from compiler.ir import Aval
 from compiler.numpy_dispatch import axes, fused_rule
 from compiler.primitives.elementwise import elementwise_abstract, result_dtype
 from compiler.primitives.reduce import reduced_shape
-from compiler.primitives.registry import Primitive, literal, np_attr, np_call, register
+from compiler.primitives.registry import Primitive, literal, np_call, register
 from compiler.tracing import Tracer, bind
 
 
