@@ -9,10 +9,8 @@ user's variable names (read from the frames' locals; outer frames win).
 """
 from __future__ import annotations
 
-import ast
 import io
 import linecache
-import re
 import sys
 import tokenize
 from types import FrameType
@@ -23,7 +21,6 @@ import numpy as np
 from compiler.errors import (
     AdjointError,
     ShapeError,
-    TracingError,
     UnsizedError,
     UnsupportedAttributeError,
     UnsupportedError,
@@ -32,6 +29,7 @@ from compiler.errors import (
     user_frame,
     where,
 )
+from compiler.concretization import concretization_error, truth_value_error
 from compiler.ir import Aval, Graph, Loc
 from compiler.primitives import registry
 
@@ -204,31 +202,11 @@ class Tracer:
         return bind("copy", self)
 
     # values the tracer does not have
-    def _concrete(self, what: str, advice: str, frame: Optional[FrameType] = None) -> None:
-        frame = frame or _user_frame_named()
-        text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame else ""
-        expr = describe(self.graph, self.id)
-        subject = f"`{expr}`" if expr else f"a {self.aval} value"
-        raise TracingError(
-            f"{where(frame)}: `{text}` needs {what}, but {subject} is traced: its value is only known "
-            f"when the compiled function runs. {advice}"
-        ) from None
+    def _concrete(self, what: str, advice: str) -> None:
+        raise concretization_error(self.graph, self.id, self.aval, what, advice) from None
 
     def __bool__(self):
-        frame = _user_frame_named()
-        text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame else ""
-        cond = describe(self.graph, self.id) or _condition_text(text) or "condition"
-        if re.match(r"while\b", text):
-            advice = (
-                "A loop whose trip count depends on traced data cannot be compiled: loop over a static "
-                f"range (a Python int), and select values with np.where({cond}, ..., ...) inside it."
-            )
-        else:
-            advice = (
-                f"Use np.where({cond}, ..., ...) instead for a data-dependent choice, "
-                "or pass the flag as a static Python bool."
-            )
-        self._concrete("a concrete truth value", advice, frame)
+        raise truth_value_error(self.graph, self.id, self.aval) from None
 
     def __float__(self):
         self._concrete("a concrete float", "Keep it an array and use NumPy operations on it instead of float().")
@@ -256,49 +234,6 @@ class Tracer:
 
     def item(self, *args):
         self._concrete("a concrete scalar (.item())", "Keep it an array and use NumPy operations on it.")
-
-
-def _user_frame_named() -> Optional[FrameType]:
-    """The user's frame, after naming the values its variables hold, so that an error
-    can call a value by the user's name (`positive = x > 0; if positive:`)."""
-    frame = user_frame()
-    if _CONTEXTS and frame is not None and current().fixed is None:
-        current().harvest_names(frame)
-    return frame
-
-
-def describe(graph: Graph, i: int) -> str:
-    """How the user would spell node `i`: its variable name, or one operation on
-    named values and Python scalars (`x > 0`); "" when neither applies."""
-    node = graph.node(i)
-    if node.name:
-        return node.name
-    if node.op in ("input", "const") or node.op not in registry.registered():
-        return ""
-    prim = registry.get(node.op)
-    operands = []
-    for j in node.inputs:
-        operand = graph.node(j)
-        if operand.name and operand.name.isidentifier():
-            operands.append(ast.Name(operand.name, ast.Load()))
-        elif operand.op == "const" and operand.aval.weak:
-            operands.append(ast.Constant(operand.params["value"]))
-        else:
-            return ""
-    if prim.emit is None:
-        return ""
-    try:
-        return ast.unparse(prim.emit(*operands, **node.params))
-    except (TypeError, ValueError, KeyError):  # cannot print with these operands: say less
-        return ""
-
-
-def _condition_text(line: str) -> str:
-    """The condition of an `if`/`elif`/`while` source line, if it is one."""
-    match = re.match(r"(?:el)?if\s+(.*):$|while\s+(.*):$", line)
-    if not match:
-        return ""
-    return (match.group(1) or match.group(2) or "").strip()
 
 
 def lift(value: Any, graph: Graph) -> int:

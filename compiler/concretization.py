@@ -1,0 +1,96 @@
+"""The errors a tracer raises when code needs a value it does not have yet.
+
+They are phrased in the user's terms: the user's line, the user's name for the value
+(`if positive:` -> `positive`), or the one operation that made it (`x > 0`), and what
+to write instead.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from types import FrameType
+from typing import Optional
+
+from compiler.errors import TracingError, user_frame, where
+from compiler.ir import Aval, Graph
+from compiler.primitives import registry
+
+
+def concretization_error(graph: Graph, i: int, aval: Aval, what: str, advice: str,
+                         frame: Optional[FrameType] = None) -> TracingError:
+    """`file.py:LINE: `<line>` needs <what>, but `<value>` is traced ... <advice>`."""
+    from compiler.tracing import source_line
+
+    frame = frame or _user_frame_named()
+    text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame else ""
+    expr = describe(graph, i)
+    subject = f"`{expr}`" if expr else f"a {aval} value"
+    return TracingError(
+        f"{where(frame)}: `{text}` needs {what}, but {subject} is traced: its value is only known "
+        f"when the compiled function runs. {advice}"
+    )
+
+
+def truth_value_error(graph: Graph, i: int, aval: Aval) -> TracingError:
+    """`if` / `while` on a traced value: suggest np.where or a static loop."""
+    from compiler.tracing import source_line
+
+    frame = _user_frame_named()
+    text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame else ""
+    cond = describe(graph, i) or _condition_text(text) or "condition"
+    if re.match(r"while\b", text):
+        advice = (
+            "A loop whose trip count depends on traced data cannot be compiled: loop over a static "
+            f"range (a Python int), and select values with np.where({cond}, ..., ...) inside it."
+        )
+    else:
+        advice = (
+            f"Use np.where({cond}, ..., ...) instead for a data-dependent choice, "
+            "or pass the flag as a static Python bool."
+        )
+    return concretization_error(graph, i, aval, "a concrete truth value", advice, frame)
+
+
+def _user_frame_named() -> Optional[FrameType]:
+    """The user's frame, after naming the values its variables hold, so that an error
+    can call a value by the user's name (`positive = x > 0; if positive:`)."""
+    from compiler.tracing import _CONTEXTS
+
+    frame = user_frame()
+    if _CONTEXTS and frame is not None and _CONTEXTS[-1].fixed is None:
+        _CONTEXTS[-1].harvest_names(frame)
+    return frame
+
+
+def describe(graph: Graph, i: int) -> str:
+    """How the user would spell node `i`: its variable name, or one operation on
+    named values and Python scalars (`x > 0`); "" when neither applies."""
+    node = graph.node(i)
+    if node.name:
+        return node.name
+    if node.op in ("input", "const") or node.op not in registry.registered():
+        return ""
+    prim = registry.get(node.op)
+    operands = []
+    for j in node.inputs:
+        operand = graph.node(j)
+        if operand.name and operand.name.isidentifier():
+            operands.append(ast.Name(operand.name, ast.Load()))
+        elif operand.op == "const" and operand.aval.weak:
+            operands.append(ast.Constant(operand.params["value"]))
+        else:
+            return ""
+    if prim.emit is None:
+        return ""
+    try:
+        return ast.unparse(prim.emit(*operands, **node.params))
+    except (TypeError, ValueError, KeyError):  # cannot print with these operands: say less
+        return ""
+
+
+def _condition_text(line: str) -> str:
+    """The condition of an `if`/`elif`/`while` source line, if it is one."""
+    match = re.match(r"(?:el)?if\s+(.*):$|while\s+(.*):$", line)
+    if not match:
+        return ""
+    return (match.group(1) or match.group(2) or "").strip()
