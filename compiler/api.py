@@ -18,7 +18,7 @@ from compiler.ir import Graph, Loc
 from compiler.naming import sanitize
 from compiler.passes import optimize
 from compiler.signature import Signature, runtime_value, signature
-from compiler.tracing import Tracer, trace
+from compiler.tracing import Tracer, bind, trace
 from compiler.transforms.reverse import reverse
 from runtime import tree
 
@@ -32,6 +32,25 @@ class Compiled:
     generated: Generated
     graph: Graph
     rebuild: Callable[[Any], Any]
+    out_tree: Any = None  # the generated function's result: node ids in nested tuples
+
+    def inline(self, leaves: list) -> Any:
+        """Apply the compiled graph to traced values of an enclosing trace, node by
+        node: `grad(grad(f))` is the transform applied to a graph that already holds
+        a transform's result, with no generated code run on tracers."""
+        env: dict[int, Any] = dict(zip(self.graph.inputs, leaves))
+        for node in self.graph.nodes():
+            if node.op == "const":
+                env[node.id] = node.params["value"]
+            elif node.op != "input":
+                env[node.id] = bind(node.op, *(env[i] for i in node.inputs), **node.params)
+        return _map_ids(self.out_tree, env)
+
+
+def _map_ids(out_tree: Any, env: dict[int, Any]) -> Any:
+    if isinstance(out_tree, tuple):
+        return tuple(_map_ids(t, env) for t in out_tree)
+    return env[out_tree]
 
 
 class Transformed:
@@ -49,6 +68,8 @@ class Transformed:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             compiled, leaves = self._entry(args, kwargs)
+            if any(isinstance(leaf, Tracer) for leaf in leaves):
+                return compiled.rebuild(compiled.inline(leaves))
         except AdjointError as err:
             raise err.with_traceback(None) from None
         return compiled.rebuild(compiled.generated.fn(*leaves))
@@ -217,7 +238,7 @@ class GradTransform(Transformed):
         else:
             out_tree = (grad_tree, aux_tree) if self.has_aux else grad_tree
         generated = generate(joint, self._name("_value_and_grad" if self.with_value else "_grad"), out_tree)
-        return Compiled(generated, joint, self._rebuilder(sig, groups, aux_leaves, aux_def))
+        return Compiled(generated, joint, self._rebuilder(sig, groups, aux_leaves, aux_def), out_tree)
 
     def _rebuilder(self, sig: Signature, groups: list[list[int]], aux_leaves: list, aux_def) -> Callable:
         args_def = sig.treedef[2][0]

@@ -36,8 +36,9 @@ class Jit(Transformed):
         graph.outputs = [leaf.id for leaf in leaves if isinstance(leaf, Tracer)]
         optimize(graph)
         graph.validate()
-        generated = generate(graph, self._name("_jit"), tuple(graph.outputs))
-        return Compiled(generated, graph, _refill(leaves, treedef))
+        out_tree = tuple(graph.outputs)
+        generated = generate(graph, self._name("_jit"), out_tree)
+        return Compiled(generated, graph, _refill(leaves, treedef), out_tree)
 
 
 def _refill(leaves: list, treedef) -> Callable:
