@@ -73,13 +73,11 @@ class Step(Transformed):
         self.state: Any = None
         self._labels: Any = None
         self._predict: Jit | None = None
+        self._params_def: Any = None
 
     def __call__(self, params: Any, *batch: Any) -> Any:
         try:
-            if self.state is None:
-                self._check_params(params)
-                self.state = self.optimizer.init(params)
-            compiled, leaves = self._entry((params, self.state) + batch, {})
+            compiled, leaves = self._entry((params, self._state_for(params)) + batch, {})
         except AdjointError as err:
             raise err.with_traceback(None) from None
         self._labels = batch[-1] if batch else None
@@ -87,15 +85,19 @@ class Step(Transformed):
 
     @api_boundary
     def source(self, params: Any, *batch: Any) -> str:
-        if self.state is None:
-            self.state = self.optimizer.init(params)
-        return self._lookup((params, self.state) + batch, {})[0].generated.source
+        return self._lookup((params, self._state_for(params)) + batch, {})[0].generated.source
 
     @api_boundary
     def ir(self, params: Any, *batch: Any) -> Graph:
+        return self._lookup((params, self._state_for(params)) + batch, {})[0].graph
+
+    def _state_for(self, params: Any) -> Any:
+        """The optimizer state, created on first use from the first params seen."""
         if self.state is None:
+            self._check_params(params)
             self.state = self.optimizer.init(params)
-        return self._lookup((params, self.state) + batch, {})[0].graph
+            self._params_def = tree.flatten(params)[1]
+        return self.state
 
     def _check_params(self, params: Any) -> None:
         leaves, _ = tree.flatten(params)
@@ -111,6 +113,14 @@ class Step(Transformed):
 
     def _lookup(self, args: tuple, kwargs: dict):
         self._check_params(args[0])
+        params_def = tree.flatten(args[0])[1]
+        if self._params_def is None:
+            self._params_def = params_def
+        elif params_def != self._params_def:
+            raise at_user_line(
+                GradError, "these params do not have the structure this step's optimizer state was "
+                "created for; use one compile_step per model (or set step.state = None to start over)"
+            )
         sig = signature(self._named, args, kwargs)
         leaf_names = _param_names(args[0]) + ["_".join(map(str, p)) or "state" for p in tree.leaf_paths(args[1])]
         for k, leaf_index in enumerate(sig.traced):

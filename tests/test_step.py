@@ -479,3 +479,20 @@ def test_non_scalar_loss_names_the_shape():
         step(params, x, y)
     with pytest.raises(GradError, match=r"\(4, 3\)|\[4, ?3\]"):
         grad(not_a_loss)(params, x, y)
+
+
+def test_params_of_another_structure_are_refused_not_silently_mixed():
+    import compiler
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 5)), rng.integers(0, 3, 8)
+
+    def loss_fn(params, x, y):
+        return nn.softmax_cross_entropy(nn.mlp(params, x), y)
+
+    step = compiler.compile_step(loss_fn, optim.SGD(lr=0.1, momentum=0.9))
+    step(nn.init_mlp([5, 4, 3], rng=rng), x, y)
+    with pytest.raises(compiler.GradError, match="structure"):
+        step(nn.init_mlp([5, 6, 4, 3], rng=rng), x, y)
+    step.state = None
+    assert np.isfinite(step(nn.init_mlp([5, 6, 4, 3], rng=rng), x, y))
