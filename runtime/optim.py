@@ -68,11 +68,13 @@ class SGD(Optimizer):
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
         if wd:
             grads = tree_map(lambda g, p: g + wd * p, grads, params)
+        # `d_p` (PyTorch's name) is the gradient after weight decay; generated code
+        # names those values after it.
         if not mu:
-            return tree_map(lambda p, g: p - lr * g, params, grads), {}
-        velocity = tree_map(lambda v, g: mu * v + g, state["velocity"], grads)
+            return tree_map(lambda p, d_p: p - lr * d_p, params, grads), {}
+        velocity = tree_map(lambda v, d_p: mu * v + d_p, state["velocity"], grads)
         if self.nesterov:
-            step = tree_map(lambda g, v: g + mu * v, grads, velocity)
+            step = tree_map(lambda d_p, v: d_p + mu * v, grads, velocity)
         else:
             step = velocity
         new_params = tree_map(lambda p, s: p - lr * s, params, step)
