@@ -17,7 +17,7 @@ from compiler.errors import AdjointError, GradError, api_boundary, at_user_line
 from compiler.ir import Graph, Loc
 from compiler.naming import sanitize
 from compiler.passes import optimize
-from compiler.signature import Signature, runtime_value, signature
+from compiler.signature import STATIC_TYPES, Signature, runtime_value, signature
 from compiler.tracing import Tracer, bind, trace
 from compiler.transforms.reverse import reverse
 from runtime import tree
@@ -129,7 +129,6 @@ class Transformed:
         return f"<{self.kind} of {self.fun!r}>"
 
 
-_STATIC = (int, bool, str, type(None))
 
 
 def _fast_key(treedef: tree.TreeDef, leaves: list) -> Any:
@@ -141,7 +140,7 @@ def _fast_key(treedef: tree.TreeDef, leaves: list) -> Any:
             parts.append((leaf.shape, leaf.dtype))
         elif kind is float:
             parts.append(float)
-        elif kind in _STATIC:
+        elif kind in STATIC_TYPES:
             parts.append((kind, leaf))
         elif isinstance(leaf, np.generic):
             parts.append((kind, "scalar"))
@@ -249,9 +248,7 @@ class GradTransform(Transformed):
             trees = [tree.unflatten(d, [next(it) for _ in group]) for d, group in zip(arg_defs, groups)]
             return trees[0] if self.single else tuple(trees)
 
-        def rebuild_aux(aux_out: tuple) -> Any:
-            it = iter(aux_out)
-            return tree.unflatten(aux_def, [next(it) if isinstance(x, Tracer) else x for x in aux_leaves])
+        rebuild_aux = refill(aux_leaves, aux_def)
 
         def rebuild(out: Any) -> Any:
             """Generated results -> ((value, aux), grads) / (value, grads) / (grads, aux) / grads."""
@@ -267,6 +264,17 @@ class GradTransform(Transformed):
             return (result, rebuild_aux(aux_out)) if self.has_aux else result
 
         return rebuild
+
+
+def refill(leaves: list, treedef: tree.TreeDef) -> Callable[[tuple], Any]:
+    """Rebuild a traced result pytree: traced leaves from the generated function's
+    outputs (in order), static leaves as they were at trace time."""
+
+    def rebuild(out: tuple) -> Any:
+        it = iter(out)
+        return tree.unflatten(treedef, [next(it) if isinstance(x, Tracer) else x for x in leaves])
+
+    return rebuild
 
 
 def _name_gradients(graph: Graph, wrt: list[int], grads: list[int], forward_visible: bool) -> None:

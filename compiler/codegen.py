@@ -48,6 +48,7 @@ class _Emitter:
         self.lines: list[str] = []
         self.reads: list[tuple[int, set[str]]] = []  # (line index, names read) per statement
         self.large: set[str] = set()  # names of temporaries worth releasing early
+        self.calls_runtime = False
         self.group: Optional[tuple] = None
         self.outputs = set(graph.outputs)
         self.updates: dict[int, list[int]] = {}
@@ -70,7 +71,7 @@ class _Emitter:
 
     def name_for(self, node: Node) -> str:
         name = self._name_for(node)
-        if node.aval.size >= MIN_DEL_SIZE:
+        if node.aval.size >= MIN_DEL_SIZE and node.op != "const":
             self.large.add(name)
         return name
 
@@ -158,9 +159,22 @@ class _Emitter:
         return None
 
     def old_value_dead(self, buffer: int, node: Node) -> bool:
-        """Every reader of the buffer's old value is already emitted."""
+        """Every reader of the buffer's old value is already emitted, including the
+        readers of views of it (`g_B = A.T` still sees A's memory after `A -= ...`)."""
         chain = set(_ancestors_within(self.graph, node.id, self.exprs))
-        return all(u in chain or u in self.consumed or u in self.names for u in self.graph.users(buffer))
+        pending, seen = list(self.graph.users(buffer)), set()
+        while pending:
+            user = pending.pop()
+            if user in seen or user in chain:
+                continue
+            seen.add(user)
+            if user not in self.consumed and user not in self.names:
+                return False
+            if registry.get(self.graph.node(user).op).view:
+                if user in self.outputs:
+                    return False
+                pending.extend(self.graph.users(user))
+        return True
 
     def write(self, node: Node, stmts: list[ast.stmt]) -> None:
         loc = node.loc
@@ -179,7 +193,9 @@ class _Emitter:
         self.note_reads(stmts)
 
     def note_reads(self, stmts: list[ast.stmt]) -> None:
-        self.reads.append((len(self.lines), names_read(stmts)))
+        names = names_read(stmts)
+        self.calls_runtime |= "runtime" in names
+        self.reads.append((len(self.lines), names))
 
     def released(self, keep: set[str]) -> list[str]:
         """The body lines with `del` after the last read of each large temporary."""
@@ -224,7 +240,7 @@ def _ancestors_within(graph: Graph, i: int, inlined: dict) -> list[int]:
     return out
 
 
-def generate(graph: Graph, fn_name: str, out_tree: Any, doc: str = "",
+def generate(graph: Graph, fn_name: str, out_tree: Any,
              updates: Optional[list[tuple[int, int]]] = None) -> Generated:
     """Emit `graph` as a module defining `fn_name(*inputs)` returning `out_tree`
     (a node id, or nested tuples of node ids). `updates` lists (input, node) pairs:
@@ -245,9 +261,9 @@ def generate(graph: Graph, fn_name: str, out_tree: Any, doc: str = "",
     header = _unparse(ast.FunctionDef(name=fn_name, args=arguments, body=[ast.Pass()], decorator_list=[]))
     header = header.splitlines()[0]
     keep = names_read([returned]) | {n for line in em.deferred for n in names_read(ast.parse(line.strip()).body)}
-    body = ([f'    """{doc}"""'] if doc else []) + em.released(keep) + em.deferred + [f"    {ret}"]
+    body = em.released(keep) + em.deferred + [f"    {ret}"]
     imports = ["import numpy as np"]
-    if any("runtime." in line for line in em.lines):
+    if em.calls_runtime:
         imports.append("import runtime.nn")
     bound = [f"# {name}: {value.dtype}{list(value.shape)} array bound at compile time" for name, value in em.constants.items()]
     source = "\n".join(imports + bound + ["", "", header] + body) + "\n"

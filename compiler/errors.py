@@ -67,11 +67,10 @@ def is_library(filename: str) -> bool:
     return is_internal(filename) or os.path.abspath(filename).startswith(_RUNTIME_DIR + os.sep)
 
 
-def user_frame(skip_runtime: bool = True) -> Optional[FrameType]:
+def user_frame() -> Optional[FrameType]:
     """The innermost frame on the stack that belongs to the user."""
     frame = sys._getframe(1)
-    test = is_library if skip_runtime else is_internal
-    while frame is not None and test(frame.f_code.co_filename):
+    while frame is not None and is_library(frame.f_code.co_filename):
         frame = frame.f_back
     return frame
 

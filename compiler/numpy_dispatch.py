@@ -235,7 +235,9 @@ def apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:
     handler = FUNCTIONS.get(func)
     if handler is None:
         known = sorted({getattr(f, "__name__", "") for f in FUNCTIONS})
-        raise _unsupported("function", getattr(func, "__name__", str(func)), known)
+        module = getattr(func, "__module__", None) or "numpy"
+        prefix = module[len("numpy."):] + "." if module.startswith("numpy.") and "._" not in module else ""
+        raise _unsupported("function", prefix + getattr(func, "__name__", str(func)), known)
     return handler(*args, **kwargs)
 
 

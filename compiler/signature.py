@@ -97,6 +97,9 @@ def signature(fn: Callable, args: tuple, kwargs: dict) -> Signature:
 
 def runtime_value(leaf: Any) -> Any:
     """What the generated function receives for a traced leaf."""
-    if isinstance(leaf, (float, complex)) and not isinstance(leaf, np.generic):
-        return np.result_type(type(leaf)).type(leaf)
+    kind = type(leaf)
+    if kind is float:
+        return np.float64(leaf)
+    if kind is complex:
+        return np.complex128(leaf)
     return leaf

@@ -14,13 +14,14 @@ from typing import Any, Callable
 import networkx as nx
 import numpy as np
 
-from compiler.api import Compiled, Transformed, _scalar_output, split_aux
+from compiler.api import Compiled, Transformed, _scalar_output, refill, split_aux
 from compiler.codegen import generate
 from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
 from compiler.passes import optimize
 from compiler.signature import Signature, signature
-from compiler.tracing import Tracer, extend, trace
+from compiler.passes.rewrite import aliases_argument
+from compiler.tracing import Tracer, extend, rule_mode, trace
 from compiler.transforms.reverse import reverse
 from runtime import tree
 
@@ -33,23 +34,14 @@ class Jit(Transformed):
     def _compile(self, sig: Signature) -> Compiled:
         graph, result = self._trace(sig)
         leaves, treedef = tree.flatten(result)
+        with rule_mode(graph):  # results never alias arguments or bound constants
+            leaves = [x.copy() if isinstance(x, Tracer) and aliases_argument(graph, x.id) else x for x in leaves]
         graph.outputs = [leaf.id for leaf in leaves if isinstance(leaf, Tracer)]
         optimize(graph)
         graph.validate()
         out_tree = tuple(graph.outputs)
         generated = generate(graph, self._name("_jit"), out_tree)
-        return Compiled(generated, graph, _refill(leaves, treedef), out_tree)
-
-
-def _refill(leaves: list, treedef) -> Callable:
-    """Rebuild a result pytree: traced leaves from the generated function's outputs,
-    static leaves as they were at trace time."""
-
-    def rebuild(out: tuple) -> Any:
-        it = iter(out)
-        return tree.unflatten(treedef, [next(it) if isinstance(x, Tracer) else x for x in leaves])
-
-    return rebuild
+        return Compiled(generated, graph, refill(leaves, treedef), out_tree)
 
 
 @api_boundary
@@ -167,8 +159,8 @@ class Step(Transformed):
         new_params, new_state = extend(
             joint, lambda: self.optimizer.update(tree.tree_map(on_joint, params), grad_tree, tree.tree_map(on_joint, state))
         )
-        updates = _pair_updates(param_leaves, tree.flatten(new_params)[0], "parameter")
-        updates += _pair_updates(state_leaves, tree.flatten(new_state)[0], "optimizer state")
+        updates = _pair_updates(joint, param_leaves, tree.flatten(new_params)[0], "parameter")
+        updates += _pair_updates(joint, state_leaves, tree.flatten(new_state)[0], "optimizer state")
         aux_leaves, aux_def = tree.flatten(aux)
         aux_ids = [leaf.id for leaf in aux_leaves if isinstance(leaf, Tracer)]
         joint.outputs = [loss, *aux_ids, *(node for _, node in updates)]
@@ -180,8 +172,8 @@ class Step(Transformed):
         out_tree: Any = (loss_id, tuple(aux_out)) if self.has_aux else loss_id
         generated = generate(joint, self._name("_step"), out_tree, updates=pairs)
         if self.has_aux:
-            refill = _refill(aux_leaves, aux_def)
-            rebuild = lambda out: (out[0], refill(out[1]))  # noqa: E731
+            rebuild_aux = refill(aux_leaves, aux_def)
+            rebuild = lambda out: (out[0], rebuild_aux(out[1]))  # noqa: E731
         else:
             rebuild = lambda out: out  # noqa: E731
         return Compiled(generated, joint, rebuild)
@@ -258,13 +250,22 @@ def _model_output(graph: Graph, loss: int, x: int, labels: int) -> int:
     return max(common)
 
 
-def _pair_updates(buffers: list[Tracer], values: list, what: str) -> list[tuple[int, int]]:
+def _pair_updates(graph: Graph, buffers: list[Tracer], values: list, what: str) -> list[tuple[int, int]]:
+    """(buffer, new value) pairs for the in-place writes. A value that is an argument
+    (or a view of one) is copied first, so later in-place writes cannot change it;
+    a buffer left as it was needs no write."""
     if len(values) != len(buffers):
         raise at_user_line(UnsupportedError, f"the optimizer's update changed the {what} structure")
     pairs = []
     for buffer, value in zip(buffers, values):
         if not isinstance(value, Tracer):
             raise at_user_line(UnsupportedError, f"the optimizer's update returned a constant {what} leaf")
+        if value.id == buffer.id:
+            continue
+        if aliases_argument(graph, value.id):
+            with rule_mode(graph) as mode:
+                mode.at(loc=graph.node(value.id).loc)
+                value = value.copy()
         pairs.append((buffer.id, value.id))
     return pairs
 

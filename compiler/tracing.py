@@ -176,10 +176,10 @@ class Tracer:
 
     T = property(lambda self: np.transpose(self))
     mT = property(lambda self: np.swapaxes(self, -1, -2))
-    sum = lambda self, axis=None, keepdims=False: np.sum(self, axis=axis, keepdims=keepdims)  # noqa: E731
-    mean = lambda self, axis=None, keepdims=False: np.mean(self, axis=axis, keepdims=keepdims)  # noqa: E731
-    max = lambda self, axis=None, keepdims=False: np.max(self, axis=axis, keepdims=keepdims)  # noqa: E731
-    min = lambda self, axis=None, keepdims=False: np.min(self, axis=axis, keepdims=keepdims)  # noqa: E731
+    sum = lambda self, *args, **kwargs: np.sum(self, *args, **kwargs)  # noqa: E731
+    mean = lambda self, *args, **kwargs: np.mean(self, *args, **kwargs)  # noqa: E731
+    max = lambda self, *args, **kwargs: np.max(self, *args, **kwargs)  # noqa: E731
+    min = lambda self, *args, **kwargs: np.min(self, *args, **kwargs)  # noqa: E731
     ravel = lambda self: np.ravel(self)  # noqa: E731
     flatten = ravel  # a copy in NumPy; traced values are never written, so a view is the same
     squeeze = lambda self, axis=None: np.squeeze(self, axis)  # noqa: E731
@@ -337,21 +337,17 @@ def _binary(ufunc):
     return (lambda self, other: ufunc(self, other)), (lambda self, other: ufunc(other, self))
 
 
-_REFLECTED_COMPARISONS = {"__lt__": np.less, "__le__": np.less_equal}
-
 for _names, _ufunc in [
     (("__add__", "__radd__"), np.add), (("__sub__", "__rsub__"), np.subtract),
     (("__mul__", "__rmul__"), np.multiply), (("__truediv__", "__rtruediv__"), np.divide),
     (("__pow__", "__rpow__"), np.power), (("__matmul__", "__rmatmul__"), np.matmul),
-    (("__gt__", "__lt__"), np.greater), (("__ge__", "__le__"), np.greater_equal),
     (("__and__", "__rand__"), np.bitwise_and), (("__or__", "__ror__"), np.bitwise_or),
 ]:
     for _name, _method in zip(_names, _binary(_ufunc)):
         setattr(Tracer, _name, _method)
-for _name, _ufunc in _REFLECTED_COMPARISONS.items():
+for _name, _ufunc in [("__gt__", np.greater), ("__ge__", np.greater_equal), ("__lt__", np.less),
+                      ("__le__", np.less_equal), ("__eq__", np.equal), ("__ne__", np.not_equal)]:
     setattr(Tracer, _name, _binary(_ufunc)[0])
-Tracer.__eq__ = lambda self, other: np.equal(self, other)
-Tracer.__ne__ = lambda self, other: np.not_equal(self, other)
 Tracer.__hash__ = object.__hash__
 Tracer.__neg__ = lambda self: np.negative(self)
 Tracer.__pos__ = lambda self: self

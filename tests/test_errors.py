@@ -254,3 +254,13 @@ def test_error_is_raised_again_on_the_next_call():
     for _ in range(2):
         with pytest.raises(UnsupportedError):
             g(np.ones(3))
+
+
+def test_unsupported_keyword_of_an_array_method_is_an_adjoint_error():
+    with pytest.raises(UnsupportedError, match="dtype"):
+        grad(lambda x: x.mean(dtype=np.float32))(np.ones(3))
+
+
+def test_unsupported_function_in_a_numpy_submodule_is_named_in_full():
+    with pytest.raises(UnsupportedError, match=r"np\.linalg\.norm"):
+        grad(lambda x: np.linalg.norm(x))(np.ones(3))

@@ -50,3 +50,12 @@ def test_small_values_and_returned_values_are_not_deleted():
     big = grad(f).source(np.ones(MIN_DEL_SIZE))
     assert "g_x" not in {name for name, _ in _deleted_and_used_after(big)}
     assert np.allclose(grad(f)(np.full(MIN_DEL_SIZE, 0.3)), 2 * np.tanh(0.3) * (1 - np.tanh(0.3) ** 2))
+
+
+def test_large_captured_constants_are_never_deleted():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 30)), rng.normal(size=200)
+    loss = grad(lambda w: np.mean((X @ w - y) ** 2))
+    w = rng.normal(size=30)
+    assert np.allclose(loss(w), 2 * X.T @ (X @ w - y) / 200)
+    assert loss(w) is not loss(w)

@@ -496,3 +496,48 @@ def test_params_of_another_structure_are_refused_not_silently_mixed():
         step(nn.init_mlp([5, 6, 4, 3], rng=rng), x, y)
     step.state = None
     assert np.isfinite(step(nn.init_mlp([5, 6, 4, 3], rng=rng), x, y))
+
+
+class _Optimizer:
+    """A test optimizer whose update reads views of params and keeps a copy of them."""
+
+    def init(self, params):
+        return {"prev": {k: np.zeros_like(v) for k, v in params.items()}}
+
+    def update(self, params, grads, state):
+        new = {k: params[k] - 0.1 * grads[k] for k in params}
+        return new, {"prev": dict(params)}
+
+
+def test_in_place_updates_never_read_an_overwritten_buffer_through_a_view():
+    def loss_fn(p, x):
+        return np.sum(p["A"] * p["B"].T) + np.sum(x)
+
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(3, 4)), rng.normal(size=(4, 3))
+    params = {"A": A.copy(), "B": B.copy()}
+    step = compile_step(loss_fn, optim.SGD(lr=0.1))
+    step(params, np.ones(2))
+    np.testing.assert_allclose(params["A"], A - 0.1 * B.T)
+    np.testing.assert_allclose(params["B"], B - 0.1 * A.T)
+
+
+def test_state_that_keeps_the_old_params_gets_their_old_values():
+    def loss_fn(p, x):
+        return np.sum(p["W"] ** 2) + np.sum(x)
+
+    W = np.arange(4.0).reshape(2, 2)
+    params = {"W": W.copy()}
+    step = compile_step(loss_fn, _Optimizer())
+    step(params, np.ones(2))
+    np.testing.assert_allclose(step.state["prev"]["W"], W)
+    np.testing.assert_allclose(params["W"], W - 0.1 * 2 * W)
+    step(params, np.ones(2))
+    np.testing.assert_allclose(step.state["prev"]["W"], W - 0.1 * 2 * W)
+
+
+def test_float32_softmax_cross_entropy_gradient_has_no_seed_multiply():
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=(4, 3)).astype(np.float32), rng.integers(0, 3, 4)
+    source = grad(lambda z: nn.softmax_cross_entropy(z, y)).source(z)
+    assert "np.float32(1.0)" not in source and "/= 4" in source

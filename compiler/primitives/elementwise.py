@@ -143,7 +143,7 @@ _ufunc(
 for _name, _op in [("greater", ast.Gt()), ("greater_equal", ast.GtE()), ("less", ast.Lt()),
                    ("less_equal", ast.LtE()), ("equal", ast.Eq()), ("not_equal", ast.NotEq())]:
     _ufunc(_name, None, emit=compare(_op))
-for _name, _op in [("logical_and", None), ("logical_or", None)]:
+for _name in ("logical_and", "logical_or"):
     _ufunc(_name, None)
 
 

@@ -137,11 +137,18 @@ def _sce_grad_stmts(target: ast.Name, z, lse, labels, g, *, n: int, sparse: bool
         mass = np_call("sum", labels, axis=1, keepdims=True)
         stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Mult(), mass))
         stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Sub(), labels))
-    if isinstance(g, ast.Constant) and g.value == 1:
+    if _is_one(g):
         stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Div(), literal(n)))
     else:
         stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Mult(), ast.BinOp(g, ast.Div(), literal(n))))
     return stmts
+
+
+def _is_one(expr: ast.expr) -> bool:
+    """`1`, `1.0` or `np.float32(1.0)`: a seed that needs no multiply."""
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr.startswith("float"):
+        expr = expr.args[0]
+    return isinstance(expr, ast.Constant) and expr.value == 1
 
 
 def _sce_grad_vjp(gg, out, z, lse, labels, g, *, n, sparse):

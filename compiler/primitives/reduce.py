@@ -40,7 +40,7 @@ def _emit(fn: str):
     return emit
 
 
-def _abstract(fn: str, float_result: bool = False):
+def _abstract(fn: str):
     def abstract(x: Aval, *, axis: tuple[int, ...], keepdims: bool, ndim: int) -> Aval:
         if fn in ("max", "min") and any(x.shape[i] == 0 for i in axis):
             raise ShapeError(f"np.{fn}: zero-size axis has no maximum or minimum")

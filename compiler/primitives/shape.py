@@ -164,6 +164,8 @@ register(
 
 
 def _full_emit(*, shape: tuple[int, ...], value, dtype) -> ast.expr:
+    if shape == ():  # a NumPy scalar, as reductions return
+        return np_call(np.dtype(dtype).name, literal(value))
     if value == 0:
         return np_call("zeros", literal(tuple(shape)), dtype=np.dtype(dtype))
     return np_call("full", literal(tuple(shape)), literal(value), dtype=np.dtype(dtype))
