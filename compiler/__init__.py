@@ -4,8 +4,8 @@ Trace a NumPy function into an SSA graph, build its adjoint program, optimize it
 emit plain NumPy source for one fused forward+backward function.
 """
 from compiler import primitives as _primitives  # noqa: F401  (registers every primitive)
-from compiler.api import grad, value_and_grad
-from compiler.step import compile_step, jit
+from compiler.api import grad, jit, value_and_grad
+from compiler.step import compile_step
 from compiler.errors import AdjointError, GradError, ShapeError, TracingError, UnsupportedError
 from runtime import check as _check
 

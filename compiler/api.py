@@ -13,12 +13,13 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from compiler.codegen import Generated, generate
-from compiler.errors import AdjointError, GradError, api_boundary, at_user_line
+from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph, Loc
 from compiler.naming import sanitize
 from compiler.passes import optimize
 from compiler.signature import STATIC_TYPES, Signature, runtime_value, signature
-from compiler.tracing import Tracer, bind, trace
+from compiler.passes.rewrite import aliases_argument
+from compiler.tracing import Tracer, bind, rule_mode, trace
 from compiler.transforms.reverse import reverse
 from runtime import tree
 
@@ -147,6 +148,32 @@ def _fast_key(treedef: tree.TreeDef, leaves: list) -> Any:
         else:
             return None
     return treedef, tuple(parts)
+
+
+class Jit(Transformed):
+    """A forward-only compiled function (same tracing, cache and `.source`)."""
+
+    kind = "jit"
+
+    def _compile(self, sig: Signature) -> Compiled:
+        graph, result = self._trace(sig)
+        leaves, treedef = tree.flatten(result)
+        with rule_mode(graph):  # results never alias arguments or bound constants
+            leaves = [x.copy() if isinstance(x, Tracer) and aliases_argument(graph, x.id) else x for x in leaves]
+        graph.outputs = [leaf.id for leaf in leaves if isinstance(leaf, Tracer)]
+        optimize(graph)
+        graph.validate()
+        out_tree = tuple(graph.outputs)
+        generated = generate(graph, self._name("_jit"), out_tree)
+        return Compiled(generated, graph, refill(leaves, treedef), out_tree)
+
+
+@api_boundary
+def jit(fun: Callable) -> Jit:
+    """Compile `fun` forward-only: `jit(f)(x)` runs generated NumPy source."""
+    if not callable(fun):
+        raise at_user_line(UnsupportedError, f"jit expects a function, got {type(fun).__name__}")
+    return Jit(fun)
 
 
 def _check_argnums(argnums: Any) -> tuple[tuple[int, ...], bool]:

@@ -1,4 +1,4 @@
-"""Whole training steps and forward-only functions: `compile_step` and `jit`.
+"""Whole training steps: `compile_step`.
 
 `compile_step(loss_fn, optimizer)` traces the loss, builds its adjoint, then traces
 the optimizer's plain-NumPy `update` on the gradients into the same graph, so one
@@ -11,10 +11,10 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-import networkx as nx
 import numpy as np
 
 from compiler.api import Compiled, Transformed, _scalar_output, refill, split_aux
+from compiler.prediction import Prediction
 from compiler.codegen import generate
 from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
@@ -24,32 +24,6 @@ from compiler.passes.rewrite import aliases_argument
 from compiler.tracing import Tracer, extend, rule_mode, trace
 from compiler.transforms.reverse import reverse
 from runtime import tree
-
-
-class Jit(Transformed):
-    """A forward-only compiled function (same tracing, cache and `.source`)."""
-
-    kind = "jit"
-
-    def _compile(self, sig: Signature) -> Compiled:
-        graph, result = self._trace(sig)
-        leaves, treedef = tree.flatten(result)
-        with rule_mode(graph):  # results never alias arguments or bound constants
-            leaves = [x.copy() if isinstance(x, Tracer) and aliases_argument(graph, x.id) else x for x in leaves]
-        graph.outputs = [leaf.id for leaf in leaves if isinstance(leaf, Tracer)]
-        optimize(graph)
-        graph.validate()
-        out_tree = tuple(graph.outputs)
-        generated = generate(graph, self._name("_jit"), out_tree)
-        return Compiled(generated, graph, refill(leaves, treedef), out_tree)
-
-
-@api_boundary
-def jit(fun: Callable) -> Jit:
-    """Compile `fun` forward-only: `jit(f)(x)` runs generated NumPy source."""
-    if not callable(fun):
-        raise at_user_line(UnsupportedError, f"jit expects a function, got {type(fun).__name__}")
-    return Jit(fun)
 
 
 class Step(Transformed):
@@ -64,7 +38,7 @@ class Step(Transformed):
         self.has_aux = has_aux
         self.state: Any = None
         self._labels: Any = None
-        self._predict: Jit | None = None
+        self._predict: Prediction | None = None
         self._params_def: Any = None
 
     def __call__(self, params: Any, *batch: Any) -> Any:
@@ -179,7 +153,7 @@ class Step(Transformed):
         return Compiled(generated, joint, rebuild)
 
     @property
-    def predict(self) -> "Prediction":
+    def predict(self) -> Prediction:
         """The model's output for inputs `x`: the loss function cut where it first
         meets the labels (the last batch argument). Used by `runtime.train.fit`."""
         if self._predict is None:
@@ -187,67 +161,11 @@ class Step(Transformed):
         return self._predict
 
 
-class Prediction(Jit):
-    """`loss_fn(params, x, labels)` cut to the value it compares with the labels."""
-
-    kind = "prediction"
-
-    def __init__(self, step: Step):
-        super().__init__(step.fun)
-        self.step = step
-
-    def __call__(self, params: Any, x: Any) -> Any:
-        return super().__call__(params, x, self._dummy_labels(x))
-
-    def source(self, params: Any, x: Any) -> str:
-        return super().source(params, x, self._dummy_labels(x))
-
-    def _dummy_labels(self, x: Any) -> np.ndarray:
-        """Stand-in labels shaped like the step's last batch (they are cut away)."""
-        labels = self.step._labels
-        if labels is None:
-            raise TypeError("call the step on a batch first, so the shape and dtype of its labels are known")
-        return np.zeros((np.shape(x)[0],) + np.shape(labels)[1:], dtype=np.asarray(labels).dtype)
-
-    def _compile(self, sig: Signature) -> Compiled:
-        graph, result = self._trace(sig)
-        if self.step.has_aux:
-            result = result[0]
-        prediction = _model_output(graph, result.id, x=graph.inputs[-2], labels=graph.inputs[-1])
-        graph.outputs = [prediction]
-        optimize(graph)
-        labels = graph.inputs.pop()
-        graph.remove(labels)
-        generated = generate(graph, self._name("_predict"), prediction)
-        return Compiled(generated, graph, lambda out: out)
-
-    def _lookup(self, args, kwargs):
-        compiled, sig = super()._lookup(args, kwargs)
-        sig.traced = sig.traced[:-1]
-        return compiled, sig
-
-
 def _param_names(params: Any) -> list[str]:
     """`W1` for params["W1"] when the key is an identifier and unique, else the path."""
     paths = tree.leaf_paths(params)
     keys = [p[-1] if p and isinstance(p[-1], str) and p[-1].isidentifier() else None for p in paths]
     return [k if k is not None and keys.count(k) == 1 else "_".join(["params", *map(str, p)]) for k, p in zip(keys, paths)]
-
-
-def _model_output(graph: Graph, loss: int, x: int, labels: int) -> int:
-    """The value the loss compares with the labels: the latest node computed from `x`
-    (not from the labels) that every route from `x` into the label-dependent part of
-    the loss passes through. Penalty terms that do not involve `x` are ignored."""
-    from_labels = nx.descendants(graph.dag, labels) | {labels}
-    from_x = (nx.descendants(graph.dag, x) | {x}) - from_labels
-    frontier = [
-        i for i in nx.ancestors(graph.dag, loss) & from_x
-        if graph.node(i).dtype.kind in "fc" and any(u in from_labels for u in graph.users(i))
-    ]
-    if not frontier:
-        raise UnsupportedError("could not find the model's output in the loss; pass predict= to fit")
-    common = set.intersection(*((nx.ancestors(graph.dag, i) | {i}) & from_x for i in frontier))
-    return max(common)
 
 
 def _pair_updates(graph: Graph, buffers: list[Tracer], values: list, what: str) -> list[tuple[int, int]]:

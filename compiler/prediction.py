@@ -1,0 +1,72 @@
+"""A training step's model output, for evaluation: the loss function cut where it
+first meets the labels, compiled forward-only. `runtime.train.fit` calls it as
+`step.predict(params, x)` to measure accuracy without knowing the model."""
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from compiler.api import Compiled, Jit
+from compiler.codegen import generate
+from compiler.errors import UnsupportedError
+from compiler.ir import Graph
+from compiler.passes import optimize
+from compiler.signature import Signature
+
+
+class Prediction(Jit):
+    """`loss_fn(params, x, labels)` cut to the value it compares with the labels."""
+
+    kind = "prediction"
+
+    def __init__(self, step: Any):
+        super().__init__(step.fun)
+        self.step = step
+
+    def __call__(self, params: Any, x: Any) -> Any:
+        return super().__call__(params, x, self._dummy_labels(x))
+
+    def source(self, params: Any, x: Any) -> str:
+        return super().source(params, x, self._dummy_labels(x))
+
+    def _dummy_labels(self, x: Any) -> np.ndarray:
+        """Stand-in labels shaped like the step's last batch (they are cut away)."""
+        labels = self.step._labels
+        if labels is None:
+            raise TypeError("call the step on a batch first, so the shape and dtype of its labels are known")
+        return np.zeros((np.shape(x)[0],) + np.shape(labels)[1:], dtype=np.asarray(labels).dtype)
+
+    def _compile(self, sig: Signature) -> Compiled:
+        graph, result = self._trace(sig)
+        if self.step.has_aux:
+            result = result[0]
+        prediction = _model_output(graph, result.id, x=graph.inputs[-2], labels=graph.inputs[-1])
+        graph.outputs = [prediction]
+        optimize(graph)
+        labels = graph.inputs.pop()
+        graph.remove(labels)
+        generated = generate(graph, self._name("_predict"), prediction)
+        return Compiled(generated, graph, lambda out: out)
+
+    def _lookup(self, args, kwargs):
+        compiled, sig = super()._lookup(args, kwargs)
+        sig.traced = sig.traced[:-1]
+        return compiled, sig
+
+
+def _model_output(graph: Graph, loss: int, x: int, labels: int) -> int:
+    """The value the loss compares with the labels: the latest node computed from `x`
+    (not from the labels) that every route from `x` into the label-dependent part of
+    the loss passes through. Penalty terms that do not involve `x` are ignored."""
+    from_labels = nx.descendants(graph.dag, labels) | {labels}
+    from_x = (nx.descendants(graph.dag, x) | {x}) - from_labels
+    frontier = [
+        i for i in nx.ancestors(graph.dag, loss) & from_x
+        if graph.node(i).dtype.kind in "fc" and any(u in from_labels for u in graph.users(i))
+    ]
+    if not frontier:
+        raise UnsupportedError("could not find the model's output in the loss; pass predict= to fit")
+    common = set.intersection(*((nx.ancestors(graph.dag, i) | {i}) & from_x for i in frontier))
+    return max(common)
