@@ -68,15 +68,16 @@ class Transformed:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            compiled, leaves = self._entry(args, kwargs)
-            if any(isinstance(leaf, Tracer) for leaf in leaves):
+            compiled, leaves, traced = self._entry(args, kwargs)
+            if traced:
                 return compiled.rebuild(compiled.inline(leaves))
         except AdjointError as err:
             raise err.with_traceback(None) from None
         return compiled.rebuild(compiled.generated.fn(*leaves))
 
-    def _entry(self, args: tuple, kwargs: dict) -> tuple[Compiled, list]:
-        """The compiled function for these arguments and the leaves it takes.
+    def _entry(self, args: tuple, kwargs: dict) -> tuple[Compiled, list, bool]:
+        """The compiled function for these arguments, the leaves it takes, and whether
+        any leaf is a tracer of an enclosing transformation.
 
         A hit in `fast` costs one flatten and a key of shapes and dtypes; only a miss
         computes the full signature (names, static values, errors) and compiles.
@@ -89,7 +90,8 @@ class Transformed:
             hit = (compiled, tuple(sig.traced))
             if key is not None:
                 self.fast[key] = hit
-        return hit[0], [runtime_value(leaves[k]) for k in hit[1]]
+        taken = [runtime_value(leaves[k]) for k in hit[1]]
+        return hit[0], taken, key is None and any(isinstance(leaf, Tracer) for leaf in taken)
 
     @api_boundary
     def source(self, *args: Any, **kwargs: Any) -> str:

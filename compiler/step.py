@@ -43,7 +43,7 @@ class Step(Transformed):
 
     def __call__(self, params: Any, *batch: Any) -> Any:
         try:
-            compiled, leaves = self._entry((params, self._state_for(params)) + batch, {})
+            compiled, leaves, _ = self._entry((params, self._state_for(params)) + batch, {})
         except AdjointError as err:
             raise err.with_traceback(None) from None
         self._labels = batch[-1] if batch else None
