@@ -13,6 +13,7 @@ from compiler.codegen import generate
 from compiler.errors import UnsupportedError
 from compiler.ir import Graph
 from compiler.passes import optimize
+from compiler.primitives import registry
 from compiler.signature import Signature
 
 
@@ -24,6 +25,7 @@ class Prediction(Jit):
     def __init__(self, step: Any):
         super().__init__(step.fun)
         self.step = step
+        self.threshold = 0.0  # single outputs above it predict class 1 (0.5 for probabilities)
 
     def __call__(self, params: Any, x: Any) -> Any:
         return super().__call__(params, x, self._dummy_labels(x))
@@ -43,6 +45,7 @@ class Prediction(Jit):
         if self.step.has_aux:
             result = result[0]
         prediction = _model_output(graph, result.id, x=graph.inputs[-2], labels=graph.inputs[-1])
+        self.threshold = 0.5 if _is_probability(graph, prediction) else 0.0
         graph.outputs = [prediction]
         optimize(graph)
         labels = graph.inputs.pop()
@@ -70,3 +73,11 @@ def _model_output(graph: Graph, loss: int, x: int, labels: int) -> int:
         raise UnsupportedError("could not find the model's output in the loss; pass predict= to fit")
     common = set.intersection(*((nx.ancestors(graph.dag, i) | {i}) & from_x for i in frontier))
     return max(common)
+
+
+def _is_probability(graph: Graph, i: int) -> bool:
+    """Whether node `i` is a sigmoid output, possibly reshaped or indexed."""
+    node = graph.node(i)
+    while node.op in registry.registered() and registry.get(node.op).view:
+        node = graph.node(node.inputs[0])
+    return node.op == "runtime.nn.sigmoid"

@@ -9,12 +9,12 @@ Step = Callable[[Any, np.ndarray, np.ndarray], Any]
 Predict = Callable[[Any, np.ndarray], np.ndarray]
 
 
-def accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of correct predictions from model outputs (logits).
+def accuracy(outputs: np.ndarray, y: np.ndarray, threshold: float = 0.0) -> float:
+    """Fraction of correct predictions from model outputs.
 
     Outputs of shape (N, K) with K > 1 predict their argmax; `y` holds class indices
-    (N,) or one-hot rows (N, K). Outputs of shape (N,) or (N, 1) are binary logits
-    predicting class 1 where they are > 0; `y` holds 0/1 labels.
+    (N,) or one-hot rows (N, K). Outputs of shape (N,) or (N, 1) predict class 1 where
+    they exceed `threshold`: 0 for logits, 0.5 for probabilities; `y` holds 0/1 labels.
     """
     outputs = np.asarray(outputs)
     y = np.asarray(y)
@@ -22,7 +22,7 @@ def accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
         predicted = np.argmax(outputs, axis=1)
         labels = np.argmax(y, axis=1) if y.ndim == 2 else y
     else:
-        predicted = outputs.reshape(-1) > 0
+        predicted = outputs.reshape(-1) > threshold
         labels = y.reshape(-1) > 0.5
     return float(np.mean(predicted == labels))
 
@@ -60,14 +60,21 @@ def fit(step: Step, params: Any, X: np.ndarray, y: np.ndarray, epochs: int, batc
                 bar.update(len(batch))
                 bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
             history["loss"].append(total / n)
-            history["train_accuracy"].append(accuracy(predict(params, X), y))
+            history["train_accuracy"].append(_score(predict, params, X, y))
             postfix = {"loss": f"{total / n:.4f}", "acc": f"{history['train_accuracy'][-1]:.3f}"}
             if validation is not None:
                 X_val, y_val = validation
-                history["val_accuracy"].append(accuracy(predict(params, X_val), y_val))
+                history["val_accuracy"].append(_score(predict, params, X_val, y_val))
                 postfix["val_acc"] = f"{history['val_accuracy'][-1]:.3f}"
             bar.set_postfix(postfix)
     return history
+
+
+def _score(predict: Predict, params: Any, X: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of `predict`; a predictor may say where its single output splits the
+    classes (`threshold`: 0.5 for probabilities, 0 for logits, the default)."""
+    outputs = predict(params, X)
+    return accuracy(outputs, y, getattr(predict, "threshold", 0.0))
 
 
 def _tqdm() -> Any:

@@ -130,3 +130,21 @@ def test_fit_keeps_the_parameter_dtype(dtype):
     assert all(v.dtype == dtype for v in params.values())
     assert all(np.asarray(v).dtype == dtype for v in step.state["m"].values())
     assert step.state["t"].dtype == dtype
+
+
+def test_fit_scores_probability_outputs_at_one_half():
+    """A model whose loss is binary_cross_entropy on sigmoid probabilities predicts
+    probabilities; fit's accuracy splits them at 0.5, not at 0."""
+    X, y = data.xor()
+    params = nn.init_mlp([2, 8, 1], rng=np.random.default_rng(1), init="glorot")
+
+    def loss_fn(params, x, y):
+        p = nn.sigmoid(nn.mlp(params, x, activation=nn.tanh))[:, 0]
+        return nn.binary_cross_entropy(p, y)
+
+    step = compile_step(loss_fn, optim.Adam(lr=0.05))
+    history = fit(step, params, X, y.astype(float), epochs=300, batch_size=4,
+                  rng=np.random.default_rng(0), verbose=False)
+    assert step.predict.threshold == 0.5
+    assert history["train_accuracy"][-1] == 1.0
+    assert history["train_accuracy"][0] < 1.0 or history["loss"][-1] < history["loss"][0]
