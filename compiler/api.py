@@ -103,8 +103,11 @@ class Transformed:
         """The optimized graph the source was generated from."""
         return self._lookup(args, kwargs)[0].graph
 
+    def _signature(self, args: tuple, kwargs: dict) -> Signature:
+        return signature(self.fun, args, kwargs)
+
     def _lookup(self, args: tuple, kwargs: dict) -> tuple[Compiled, Signature]:
-        sig = signature(self.fun, args, kwargs)
+        sig = self._signature(args, kwargs)
         compiled = self.cache.get(sig.key)
         if compiled is None:
             self.trace_count += 1
@@ -113,10 +116,7 @@ class Transformed:
 
     def _trace(self, sig: Signature) -> tuple[Graph, Any]:
         def call(tracers: list[Tracer]) -> Any:
-            leaves = list(sig.leaves)
-            for k, t in zip(sig.traced, tracers):
-                leaves[k] = t
-            args, kwargs = tree.unflatten(sig.treedef, leaves)
+            args, kwargs = traced_args(sig, tracers)
             return self.fun(*args, **kwargs)
 
         return trace(self.fun, sig.avals, sig.names, call)
@@ -293,6 +293,14 @@ class GradTransform(Transformed):
             return (result, rebuild_aux(aux_out)) if self.has_aux else result
 
         return rebuild
+
+
+def traced_args(sig: Signature, tracers: list[Tracer]) -> tuple[tuple, dict]:
+    """The call's (args, kwargs) with tracers in place of the traced leaves."""
+    leaves = list(sig.leaves)
+    for k, t in zip(sig.traced, tracers):
+        leaves[k] = t
+    return tree.unflatten(sig.treedef, leaves)
 
 
 def refill(leaves: list, treedef: tree.TreeDef) -> Callable[[tuple], Any]:

@@ -90,18 +90,18 @@ def _no_extras(fn: str, **given: Any) -> None:
 def _reduction(fn: str) -> Callable:
     def reduce(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
         _no_extras(fn, dtype=dtype, out=out, initial=initial, where=where)
-        a = _as_tracer(a)
+        a = as_tracer(a)
         return bind(fn, a, axis=axes(axis, a.ndim), keepdims=bool(keepdims), ndim=a.ndim)
 
     return reduce
 
 
-def _as_tracer(x: Any) -> Tracer:
+def as_tracer(x: Any) -> Tracer:
     return x if isinstance(x, Tracer) else Tracer(current().graph, lift(x, current().graph))
 
 
 def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
-    a = _as_tracer(a)
+    a = as_tracer(a)
     shape = newshape if shape is None else shape
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
     if shape.count(-1) == 1:
@@ -117,7 +117,7 @@ def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
 
 
 def transpose(a, axes_=None, **kwargs):
-    a = _as_tracer(a)
+    a = as_tracer(a)
     perm = kwargs.get("axes", axes_)
     perm = tuple(reversed(range(a.ndim))) if perm is None else tuple(one_axis(p, a.ndim) for p in perm)
     if perm == tuple(range(a.ndim)):
@@ -126,7 +126,7 @@ def transpose(a, axes_=None, **kwargs):
 
 
 def swapaxes(a, axis1, axis2):
-    a = _as_tracer(a)
+    a = as_tracer(a)
     perm = list(range(a.ndim))
     i, j = one_axis(axis1, a.ndim), one_axis(axis2, a.ndim)
     perm[i], perm[j] = perm[j], perm[i]
@@ -134,7 +134,7 @@ def swapaxes(a, axis1, axis2):
 
 
 def expand_dims(a, axis):
-    a = _as_tracer(a)
+    a = as_tracer(a)
     new = axes(axis, a.ndim + len(axis if isinstance(axis, (tuple, list)) else (axis,)))
     shape, it = [], iter(a.shape)
     for i in range(a.ndim + len(new)):
@@ -143,7 +143,7 @@ def expand_dims(a, axis):
 
 
 def squeeze(a, axis=None):
-    a = _as_tracer(a)
+    a = as_tracer(a)
     drop = tuple(i for i, d in enumerate(a.shape) if d == 1) if axis is None else axes(axis, a.ndim)
     if any(a.shape[i] != 1 for i in drop):
         raise at_user_line(ShapeError, f"np.squeeze: cannot select an axis to squeeze out which has size not equal to one ({a.shape})")
@@ -155,7 +155,7 @@ def ravel(a, order="C"):
 
 
 def broadcast_to(array, shape, subok=False):
-    array = _as_tracer(array)
+    array = as_tracer(array)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
     if shape == array.shape:
         return array
@@ -164,7 +164,7 @@ def broadcast_to(array, shape, subok=False):
 
 def concatenate(arrays, axis=0, out=None, dtype=None, casting=None):
     _no_extras("concatenate", out=out, dtype=dtype, casting=casting)
-    arrays = [_as_tracer(a) for a in arrays]
+    arrays = [as_tracer(a) for a in arrays]
     if axis is None:
         arrays, axis = [ravel(a) for a in arrays], 0
     if arrays[0].ndim == 0:
@@ -174,7 +174,7 @@ def concatenate(arrays, axis=0, out=None, dtype=None, casting=None):
 
 def stack(arrays, axis=0, out=None, dtype=None, casting=None):
     _no_extras("stack", out=out, dtype=dtype, casting=casting)
-    arrays = [_as_tracer(a) for a in arrays]
+    arrays = [as_tracer(a) for a in arrays]
     return bind("stack", *arrays, axis=one_axis(axis, arrays[0].ndim + 1))
 
 

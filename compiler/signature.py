@@ -64,7 +64,7 @@ def arg_names(fn: Callable, count: int) -> list[str]:
     return names + [f"arg{k}" for k in range(len(names), count)]
 
 
-def _leaf_names(args: list[str], bases: list[str], paths: list[tuple]) -> list[str]:
+def leaf_names(args: list[str], bases: list[str], paths: list[tuple]) -> list[str]:
     """A readable name per traced leaf from its argument's name `bases[k]` and its path
     inside that argument: a dict leaf is named by its key (`p["W1"]` -> `W1`) when no
     other leaf or argument has that name, else by its whole path (`p_layers_0_W`)."""
@@ -91,7 +91,7 @@ def signature(fn: Callable, args: tuple, kwargs: dict) -> Signature:
             avals.append(aval)
             bases.append(arg_list[path[1]] if path[0] == 0 else str(path[1]))
             subpaths.append(path[2:])
-    names = _leaf_names(arg_list + sorted(kwargs), bases, subpaths)
+    names = leaf_names(arg_list + sorted(kwargs), bases, subpaths)
     return Signature(treedef, leaves, traced, avals, names, (treedef, tuple(keys)))
 
 

@@ -13,13 +13,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from compiler.api import Compiled, Transformed, _scalar_output, refill, split_aux
+from compiler.api import Compiled, Transformed, _scalar_output, refill, split_aux, traced_args
 from compiler.prediction import Prediction
 from compiler.codegen import generate
 from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
 from compiler.passes import optimize
-from compiler.signature import Signature, signature
+from compiler.signature import Signature, leaf_names, signature
 from compiler.passes.rewrite import aliases_argument
 from compiler.tracing import Tracer, extend, rule_mode, trace
 from compiler.transforms.reverse import reverse
@@ -77,9 +77,12 @@ class Step(Transformed):
                     "Pass data such as labels as batch arguments instead."
                 )
 
-    def _lookup(self, args: tuple, kwargs: dict):
-        self._check_params(args[0])
-        params_def = tree.flatten(args[0])[1]
+    def _signature(self, args: tuple, kwargs: dict) -> Signature:
+        """(params, state, *batch) seen abstractly; params named by their keys and
+        state leaves by their paths (`velocity_W1`)."""
+        params, state = args[0], args[1]
+        self._check_params(params)
+        params_def = tree.flatten(params)[1]
         if self._params_def is None:
             self._params_def = params_def
         elif params_def != self._params_def:
@@ -88,15 +91,13 @@ class Step(Transformed):
                 "created for; use one compile_step per model (or set step.state = None to start over)"
             )
         sig = signature(self._named, args, kwargs)
-        leaf_names = _param_names(args[0]) + ["_".join(map(str, p)) or "state" for p in tree.leaf_paths(args[1])]
+        param_paths = tree.leaf_paths(params)
+        names = leaf_names([], ["params"] * len(param_paths), param_paths)
+        names += ["_".join(map(str, p)) or "state" for p in tree.leaf_paths(state)]
         for k, leaf_index in enumerate(sig.traced):
-            if leaf_index < len(leaf_names):
-                sig.names[k] = leaf_names[leaf_index]
-        compiled = self.cache.get(sig.key)
-        if compiled is None:
-            self.trace_count += 1
-            compiled = self.cache[sig.key] = self._compile(sig)
-        return compiled, sig
+            if leaf_index < len(names):
+                sig.names[k] = names[leaf_index]
+        return sig
 
     @property
     def _named(self) -> Callable:
@@ -114,10 +115,7 @@ class Step(Transformed):
 
     def _compile(self, sig: Signature) -> Compiled:
         def call(tracers: list[Tracer]) -> Any:
-            leaves = list(sig.leaves)
-            for k, t in zip(sig.traced, tracers):
-                leaves[k] = t
-            (params, state, *batch), _ = tree.unflatten(sig.treedef, leaves)
+            (params, state, *batch), _ = traced_args(sig, tracers)
             call.inputs = (params, state)
             return self.fun(params, *batch)
 
@@ -159,13 +157,6 @@ class Step(Transformed):
         if self._predict is None:
             self._predict = Prediction(self)
         return self._predict
-
-
-def _param_names(params: Any) -> list[str]:
-    """`W1` for params["W1"] when the key is an identifier and unique, else the path."""
-    paths = tree.leaf_paths(params)
-    keys = [p[-1] if p and isinstance(p[-1], str) and p[-1].isidentifier() else None for p in paths]
-    return [k if k is not None and keys.count(k) == 1 else "_".join(["params", *map(str, p)]) for k, p in zip(keys, paths)]
 
 
 def _pair_updates(graph: Graph, buffers: list[Tracer], values: list, what: str) -> list[tuple[int, int]]:

@@ -81,13 +81,10 @@ def _ufunc(name: str, vjp, emit=None) -> None:
     )
 
 
-def _tie_share(g, a, b):
-    """Cotangent for `a` in max(a, b): all of g where a wins, half on ties."""
-    return np.where(a == b, 0.5 * g, np.where(a > b, g, 0))
-
-
-def _tie_share_min(g, a, b):
-    return np.where(a == b, 0.5 * g, np.where(a < b, g, 0))
+def _tie_share(g, a, b, wins=np.greater):
+    """Cotangent for `a` in max(a, b) (min with wins=np.less): all of g where a
+    wins, half on ties."""
+    return np.where(a == b, 0.5 * g, np.where(wins(a, b), g, 0))
 
 
 def _weak_value(t):
@@ -135,7 +132,7 @@ _ufunc(
     emit=binop(ast.Pow()),
 )
 _ufunc("maximum", lambda g, out, x, y: (_tie_share(g, x, y), _tie_share(g, y, x)))
-_ufunc("minimum", lambda g, out, x, y: (_tie_share_min(g, x, y), _tie_share_min(g, y, x)))
+_ufunc("minimum", lambda g, out, x, y: (_tie_share(g, x, y, np.less), _tie_share(g, y, x, np.less)))
 _ufunc(
     "logaddexp",
     lambda g, out, x, y: (g * np.exp(x - out), g * np.exp(y - out)),

@@ -15,7 +15,7 @@ import numpy as np
 
 from compiler.errors import ShapeError, UnsupportedError, at_user_line
 from compiler.ir import Aval
-from compiler.numpy_dispatch import axes, fused_rule
+from compiler.numpy_dispatch import as_tracer, axes, fused_rule
 from compiler.primitives.elementwise import elementwise_abstract, result_dtype
 from compiler.primitives.reduce import reduced_shape
 from compiler.primitives.registry import Primitive, literal, np_call, register
@@ -70,7 +70,7 @@ register(Primitive("runtime.nn.logsumexp", abstract=_lse_abstract, emit=_lse_emi
 
 @fused_rule("runtime.nn.logsumexp")
 def _bind_logsumexp(x, axis=None, keepdims=False):
-    x = _tracer(x)
+    x = as_tracer(x)
     return bind("runtime.nn.logsumexp", x, axis=axes(axis, x.ndim), keepdims=bool(keepdims))
 
 
@@ -86,14 +86,8 @@ register(
 
 @fused_rule("runtime.nn.log_softmax")
 def _bind_log_softmax(x, axis=-1):
-    x = _tracer(x)
+    x = as_tracer(x)
     return bind("runtime.nn.log_softmax", x, axis=axes(axis, x.ndim)[0])
-
-
-def _tracer(x) -> Tracer:
-    if not isinstance(x, Tracer):
-        raise at_user_line(UnsupportedError, "the first argument of a runtime.nn function must be the traced array")
-    return x
 
 
 # softmax cross-entropy over the last axis of (N, K) logits, with integer labels (N,)
@@ -167,7 +161,7 @@ register(
 
 @fused_rule("runtime.nn.softmax_cross_entropy")
 def _bind_softmax_cross_entropy(logits, labels):
-    logits = _tracer(logits)
+    logits = as_tracer(logits)
     if logits.ndim != 2:
         raise at_user_line(ShapeError, f"softmax_cross_entropy needs (N, K) logits, got shape {logits.shape}")
     n, k = logits.shape
@@ -204,7 +198,7 @@ register(
 
 @fused_rule("runtime.nn.binary_cross_entropy_with_logits")
 def _bind_bce(z, y):
-    z = _tracer(z)
+    z = as_tracer(z)
     try:
         np.broadcast_shapes(z.shape, np.shape(y))
     except ValueError:
