@@ -104,6 +104,11 @@ class Graph:
         """All nodes in deterministic topological order."""
         return [self.node(i) for i in nx.lexicographical_topological_sort(self.dag, key=lambda i: i)]
 
+    def python_scalar(self, i: int) -> Any:
+        """The Python number node `i` is a constant of (weak-typed), else None."""
+        node = self.node(i)
+        return node.params["value"] if node.op == "const" and node.aval.weak else None
+
     def users(self, i: int) -> list[int]:
         """Nodes that read `i` (each once, in id order)."""
         return sorted(self.dag.successors(i))

@@ -23,11 +23,6 @@ _FOLDABLE = {"add", "subtract", "multiply", "divide", "power", "negative"}
 _MOVES = ("reshape", "broadcast_to")
 
 
-def _weak_value(graph: Graph, i: int) -> Optional[object]:
-    node = graph.node(i)
-    return node.params["value"] if node.op == "const" and node.aval.weak else None
-
-
 def constant_value(graph: Graph, i: int) -> Optional[object]:
     """The Python number every element of node `i` equals, when known at compile
     time: a Python-scalar constant, `full`, or a reshape, broadcast, copy or cast
@@ -194,7 +189,7 @@ def _weaken_scalar(graph: Graph, node: Node) -> bool:
     for k, i in enumerate(node.inputs):
         operand = graph.node(i)
         numpy_scalar = operand.op == "const" and not operand.aval.weak and operand.shape == ()
-        cast_scalar = operand.op == "astype" and operand.shape == () and _weak_value(graph, operand.inputs[0]) is not None
+        cast_scalar = operand.op == "astype" and operand.shape == () and graph.python_scalar(operand.inputs[0]) is not None
         if not (numpy_scalar or cast_scalar):
             continue
         value = constant_value(graph, i)
@@ -212,11 +207,11 @@ def _reassociate(graph: Graph, node: Node) -> bool:
     if node.op != "multiply" or node.dtype.kind not in "fc":
         return False
     for k in (0, 1):
-        c1, inner = _weak_value(graph, node.inputs[k]), graph.node(node.inputs[1 - k])
+        c1, inner = graph.python_scalar(node.inputs[k]), graph.node(node.inputs[1 - k])
         if c1 is None or inner.op != "multiply" or graph.use_count(inner.id) != 1:
             continue
         for j in (0, 1):
-            c2, x = _weak_value(graph, inner.inputs[j]), inner.inputs[1 - j]
+            c2, x = graph.python_scalar(inner.inputs[j]), inner.inputs[1 - j]
             value = _evaluate("multiply", [c1, c2]) if c2 is not None else None
             if value is None or graph.node(x).aval.weak:
                 continue

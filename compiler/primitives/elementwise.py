@@ -87,17 +87,11 @@ def _tie_share(g, a, b, wins=np.greater):
     return np.where(a == b, 0.5 * g, np.where(wins(a, b), g, 0))
 
 
-def _weak_value(t):
-    """The Python scalar a traced operand stands for, when it is one."""
-    node = t.graph.node(t.id)
-    return node.params["value"] if node.op == "const" and node.aval.weak else None
-
-
 def _log_base(x):
     """log(x) for the exponent's cotangent of x ** y, 0 where x <= 0 (there x ** y
     is real only for integer y, and the derivative in y is taken as 0). A Python
     scalar base is folded at compile time, so `2.0 ** y` stays in y's precision."""
-    value = _weak_value(x)
+    value = x.graph.python_scalar(x.id)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return math.log(value) if value > 0 else 0.0
     return np.log(np.where(x > 0, x, 1))
@@ -147,10 +141,7 @@ for _name in ("logical_and", "logical_or"):
 def _where_abstract(c: Aval, x: Aval, y: Aval) -> Aval:
     """np.where always returns an array, so the result is never weak."""
     shape = broadcast_shape("where", (c, x, y))
-    kinds = (_kind(x), _kind(y))
-    dummies = [np.ones(1, dtype=k) if isinstance(k, np.dtype) else k(1) for k in kinds]
-    dtype = np.where(np.ones(1, bool), *dummies).dtype
-    return Aval(shape, dtype)
+    return Aval(shape, result_dtype("where", (np.dtype(bool), _kind(x), _kind(y))))
 
 
 ELEMENTWISE.add("where")
