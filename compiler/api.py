@@ -17,7 +17,7 @@ from compiler.errors import AdjointError, GradError, UnsupportedError, api_bound
 from compiler.ir import Graph, Loc
 from compiler.naming import sanitize
 from compiler.passes import optimize
-from compiler.signature import STATIC_TYPES, Signature, runtime_value, signature
+from compiler.signature import STATIC_TYPES, Signature, signature
 from compiler.passes.rewrite import aliases_argument
 from compiler.tracing import Tracer, bind, rule_mode, trace
 from compiler.transforms.reverse import reverse
@@ -90,7 +90,7 @@ class Transformed:
             hit = (compiled, tuple(sig.traced))
             if key is not None:
                 self.fast[key] = hit
-        taken = [runtime_value(leaves[k]) for k in hit[1]]
+        taken = [leaves[k] for k in hit[1]]
         return hit[0], taken, key is None and any(isinstance(leaf, Tracer) for leaf in taken)
 
     @api_boundary
@@ -160,8 +160,8 @@ class Jit(Transformed):
     def _compile(self, sig: Signature) -> Compiled:
         graph, result = self._trace(sig)
         leaves, treedef = tree.flatten(result)
-        with rule_mode(graph):  # results never alias arguments or bound constants
-            leaves = [x.copy() if isinstance(x, Tracer) and aliases_argument(graph, x.id) else x for x in leaves]
+        with rule_mode(graph):  # results are NumPy values that never alias arguments or bound constants
+            leaves = [as_numpy_result(graph, x) if isinstance(x, Tracer) else x for x in leaves]
         graph.outputs = [leaf.id for leaf in leaves if isinstance(leaf, Tracer)]
         optimize(graph)
         graph.validate()
@@ -340,6 +340,15 @@ def split_aux(result: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
     return result
 
 
+def as_numpy_result(graph: Graph, x: Tracer) -> Tracer:
+    """`x` as a value a compiled function may return: a NumPy value (a Python-number
+    expression becomes a NumPy scalar, as NumPy's own reductions return) that does
+    not alias an argument or a bound constant."""
+    if x.aval.weak:
+        return bind("astype", x, dtype=x.dtype)
+    return x.copy() if aliases_argument(graph, x.id) else x
+
+
 def _scalar_output(graph: Graph, result: Any, name: str) -> int:
     if not isinstance(result, Tracer):
         raise at_user_line(
@@ -353,6 +362,10 @@ def _scalar_output(graph: Graph, result: Any, name: str) -> int:
             f"{where}grad needs a scalar float output, but {name} returned {node.aval}. "
             "Reduce it first (e.g. np.sum or np.mean), or differentiate one element."
         )
+    if node.aval.weak:
+        with rule_mode(graph) as mode:
+            mode.at(loc=node.loc)
+            return as_numpy_result(graph, result).id
     return result.id
 
 

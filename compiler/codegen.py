@@ -106,7 +106,8 @@ class _Emitter:
         args = [self.ref(i) for i in node.inputs]
         size = 1 + sum(self.sizes.get(i, 0) for i in node.inputs)
         if prim.emit is not None:
-            expr = prim.emit(*args, **node.params)
+            weak = prim.emit_weak is not None and all(self.graph.node(i).aval.weak for i in node.inputs)
+            expr = (prim.emit_weak if weak else prim.emit)(*args, **node.params)
             if self.inlinable(node) and size <= MAX_INLINE:
                 self.exprs[node.id], self.sizes[node.id] = expr, size
                 return

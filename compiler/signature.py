@@ -38,7 +38,8 @@ def _leaf_key(leaf: Any) -> tuple[Hashable, Aval | None]:
     if isinstance(leaf, Tracer):
         return ("traced", leaf.aval), leaf.aval
     if isinstance(leaf, (float, complex)) and not isinstance(leaf, np.generic):
-        aval = Aval((), np.result_type(type(leaf)))
+        # A Python number stays weak (NEP 50): `float32_array * 2.0` is float32.
+        aval = Aval((), np.result_type(type(leaf)), weak=True)
         return ("traced", aval), aval
     if isinstance(leaf, (np.ndarray, np.generic)):
         if leaf.dtype == object:
@@ -93,13 +94,3 @@ def signature(fn: Callable, args: tuple, kwargs: dict) -> Signature:
             subpaths.append(path[2:])
     names = leaf_names(arg_list + sorted(kwargs), bases, subpaths)
     return Signature(treedef, leaves, traced, avals, names, (treedef, tuple(keys)))
-
-
-def runtime_value(leaf: Any) -> Any:
-    """What the generated function receives for a traced leaf."""
-    kind = type(leaf)
-    if kind is float:
-        return np.float64(leaf)
-    if kind is complex:
-        return np.complex128(leaf)
-    return leaf

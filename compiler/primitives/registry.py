@@ -25,7 +25,9 @@ class Primitive:
     `vjp=None` with `differentiable=False` means the output carries no gradient
     (comparisons, sign, integer ops). `emit_stmts` replaces `emit` for operations
     that need more than one statement (scatter-add into a fresh buffer); such a
-    value is never inlined into another expression.
+    value is never inlined into another expression. `emit_weak`, where given, is
+    the spelling used when every operand is a Python number at run time (a
+    Python float has no `.astype`).
     """
 
     name: str
@@ -33,6 +35,7 @@ class Primitive:
     emit: Optional[EmitRule] = None
     vjp: Optional[VjpRule] = None
     emit_stmts: Optional[StmtRule] = None
+    emit_weak: Optional[EmitRule] = None
     differentiable: bool = True
     view: bool = False
 

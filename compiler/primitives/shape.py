@@ -127,21 +127,13 @@ def _astype_vjp(g, out, x, *, dtype):
     return (g.astype(x.dtype),)
 
 
-def _is_literal(expr: ast.expr) -> bool:
-    """A Python number as printed by `literal` (`1.0`, `-2`, `np.inf`)."""
-    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.USub):
-        expr = expr.operand
-    return isinstance(expr, ast.Constant) or (
-        isinstance(expr, ast.Attribute) and expr.attr in ("inf", "nan") and isinstance(expr.value, ast.Name)
-    )
-
-
 def _astype_emit(x: ast.expr, *, dtype) -> ast.expr:
-    """`x.astype(np.float32)`; a Python number has no `.astype`: `np.float32(1.0)`."""
-    dtype = np.dtype(dtype)
-    if _is_literal(x):
-        return np_call(dtype.name, x)
-    return ast.Call(ast.Attribute(x, "astype", ast.Load()), [literal(dtype)], [])
+    return ast.Call(ast.Attribute(x, "astype", ast.Load()), [literal(np.dtype(dtype))], [])
+
+
+def _scalar_cast_emit(x: ast.expr, *, dtype) -> ast.expr:
+    """A Python number has no `.astype`: `np.float32(1.0)`."""
+    return np_call(np.dtype(dtype).name, x)
 
 
 register(
@@ -149,6 +141,7 @@ register(
         "astype",
         abstract=lambda x, *, dtype: Aval(x.shape, np.dtype(dtype)),
         emit=_astype_emit,
+        emit_weak=_scalar_cast_emit,
         vjp=_astype_vjp,
     )
 )

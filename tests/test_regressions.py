@@ -1,0 +1,25 @@
+"""Minimised programs that once gave wrong answers or crashed, one test each.
+
+Every failure the random-program fuzzer (tests/fuzzing.py) finds ends up here.
+"""
+import numpy as np
+
+from compiler import grad, jit, value_and_grad
+
+
+def test_python_float_argument_keeps_float32_work_float32():
+    x = np.array([1.0, -2.0, 3.0], dtype=np.float32)
+    value, (g_x, g_a) = value_and_grad(lambda x, a: np.sum(x * a), (0, 1))(x, 2.0)
+    assert value.dtype == np.float32 and g_x.dtype == np.float32
+    np.testing.assert_allclose(value, np.sum(x * 2.0))
+    np.testing.assert_allclose(g_x, np.full(3, 2.0))
+    np.testing.assert_allclose(g_a, np.sum(x))
+    assert jit(lambda x, a: x * a)(x, 2.0).dtype == np.float32
+
+
+def test_python_float_results_are_numpy_scalars():
+    value, g = value_and_grad(lambda a, b: a * b + 1.0)(2.0, 5.0)
+    assert isinstance(value, np.float64) and isinstance(g, np.float64)
+    assert (value, g) == (11.0, 5.0)
+    assert isinstance(jit(lambda a: a * 2.0)(3.0), np.float64)
+    assert grad(lambda a: np.sum(np.float32([1.0, 2.0]) * a))(2.0) == 3.0
