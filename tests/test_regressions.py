@@ -24,3 +24,23 @@ def test_python_float_results_are_numpy_scalars():
     assert (value, g) == (11.0, 5.0)
     assert isinstance(jit(lambda a: a * 2.0)(3.0), np.float64)
     assert grad(lambda a: np.sum(np.float32([1.0, 2.0]) * a))(2.0) == 3.0
+
+
+def test_scatter_add_keeps_the_reshape_that_shapes_its_cotangent():
+    x = np.array([1.5, -2.0, 0.5])
+    y = np.array([2.0, 3.0])
+    c = np.array([[1.0, 2.0]])
+    cases = [
+        (lambda x: np.sum(x[0].reshape(1) * np.ones(1)), np.eye(3)[0]),
+        (lambda x: np.sum(np.outer(x[0], y)), np.eye(3)[0] * 5.0),
+        (lambda x: np.sum(x[-2].flatten() * 3.0), np.eye(3)[1] * 3.0),
+        (lambda x: np.sum(x[np.array([0, 0])].reshape(1, 2) * c), np.eye(3)[0] * 3.0),
+    ]
+    for f, expected in cases:
+        np.testing.assert_allclose(grad(f)(x), expected)
+    m = np.arange(12.0).reshape(4, 3)
+    idx = np.array([2, 0])
+    ones = np.ones((2, 1, 2))
+    expected = np.zeros((4, 3))
+    expected[np.ix_([0, 2], [0, 2])] = 1.0
+    np.testing.assert_allclose(grad(lambda m: np.sum(np.expand_dims(m[::2, idx], -2) * ones))(m), expected)

@@ -98,6 +98,20 @@ def _index_add_stmts(target: ast.Name, g: ast.expr, *arrays: ast.expr, spec, sha
     return [zeros, add]
 
 
+def _index_add_abstract(g: Aval, *arrays: Aval, spec: Spec, shape, dtype) -> Aval:
+    """A buffer of `shape` with `g` added at the indexed positions: `g` must
+    broadcast to the indexed region's shape (without enlarging it), as the write
+    `buffer[index] = g` does at run time."""
+    region = _getitem_abstract(Aval(tuple(shape), np.dtype(dtype)), *arrays, spec=spec).shape
+    try:
+        fits = np.broadcast_shapes(g.shape, region) == region
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeError(f"a cotangent of shape {g.shape} cannot be added into an indexed region of shape {region}")
+    return Aval(tuple(shape), np.dtype(dtype))
+
+
 def _index_add_vjp(g, out, ct, *arrays, spec, shape, dtype):
     return (g[concrete_index(spec, arrays)],) + (None,) * len(arrays)
 
@@ -105,7 +119,7 @@ def _index_add_vjp(g, out, ct, *arrays, spec, shape, dtype):
 register(
     Primitive(
         "index_add",
-        abstract=lambda g, *arrays, spec, shape, dtype: Aval(tuple(shape), np.dtype(dtype)),
+        abstract=_index_add_abstract,
         emit_stmts=_index_add_stmts,
         vjp=_index_add_vjp,
     )
