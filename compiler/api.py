@@ -7,19 +7,25 @@ the same signature go straight to the generated NumPy function.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from compiler.codegen import Generated, generate
-from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
+from compiler.config import cache_size, register_cache
+from compiler.errors import (
+    AdjointError, GradError, NonFiniteError, UnsupportedError, api_boundary, at_user_line, definition_site,
+)
+from compiler.guards import Check, Guards
 from compiler.ir import Graph, Loc
 from compiler.naming import sanitize
 from compiler.passes import optimize
-from compiler.signature import STATIC_TYPES, Signature, signature
+from compiler.signature import STATIC_TYPES, Signature, check_call, signature
 from compiler.passes.rewrite import aliases_argument
-from compiler.tracing import Tracer, bind, rule_mode, trace
+from compiler.tracing import StaticArgument, Tracer, bind, current_guards, rule_mode, trace
 from compiler.transforms.reverse import reverse
 from runtime import tree
 
@@ -34,11 +40,23 @@ class Compiled:
     graph: Graph
     rebuild: Callable[[Any], Any]
     out_tree: Any = None  # the generated function's result: node ids in nested tuples
+    guards: Guards = field(default_factory=Guards)
+    check: Check = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.check = self.guards.freeze()
+
+    def current(self) -> bool:
+        """Whether every global and closure value the trace read is still the same."""
+        return not self.check or self.check.holds()
 
     def inline(self, leaves: list) -> Any:
         """Apply the compiled graph to traced values of an enclosing trace, node by
         node: `grad(grad(f))` is the transform applied to a graph that already holds
         a transform's result, with no generated code run on tracers."""
+        outer = current_guards()
+        if outer is not None:
+            outer.absorb(self.guards)
         env: dict[int, Any] = dict(zip(self.graph.inputs, leaves))
         for node in self.graph.nodes():
             if node.op == "const":
@@ -55,16 +73,30 @@ def _map_ids(out_tree: Any, env: dict[int, Any]) -> Any:
 
 
 class Transformed:
-    """A function transformed by adjoint; compiles per signature on first call."""
+    """A function transformed by adjoint; compiles per signature on first call.
+
+    Compiling is locked per transformed function, so threads calling it at once
+    compile each signature exactly once. Each function keeps its most recently used
+    `config.cache_size()` signatures.
+    """
 
     kind = "transformed"
 
     def __init__(self, fun: Callable):
         functools.update_wrapper(self, fun)
         self.fun = fun
-        self.cache: dict[Any, Compiled] = {}
+        self.cache: OrderedDict[Any, Compiled] = OrderedDict()
         self.fast: dict[Any, tuple[Compiled, tuple[int, ...]]] = {}
+        self.static_ints: dict[Any, frozenset[int]] = {}  # per structure: int leaves that decide the trace
         self.trace_count = 0
+        self._lock = threading.RLock()
+        register_cache(self)
+
+    def clear(self) -> None:
+        """Forget every compiled signature."""
+        with self._lock:
+            self.cache.clear()
+            self.fast = {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -73,7 +105,13 @@ class Transformed:
                 return compiled.rebuild(compiled.inline(leaves))
         except AdjointError as err:
             raise err.with_traceback(None) from None
-        return compiled.rebuild(compiled.generated.fn(*leaves))
+        return compiled.rebuild(self._run(compiled, leaves))
+
+    def _run(self, compiled: Compiled, leaves: list) -> Any:
+        try:
+            return compiled.generated.fn(*leaves)
+        except FloatingPointError as err:  # raised by debug_nans checks in generated code
+            raise NonFiniteError(str(err)).with_traceback(None) from None
 
     def _entry(self, args: tuple, kwargs: dict) -> tuple[Compiled, list, bool]:
         """The compiled function for these arguments, the leaves it takes, and whether
@@ -83,9 +121,9 @@ class Transformed:
         computes the full signature (names, static values, errors) and compiles.
         """
         leaves, treedef = tree.flatten((args, dict(sorted(kwargs.items()))))
-        key = _fast_key(treedef, leaves)
+        key = _fast_key(treedef, leaves, self.static_ints.get(treedef, frozenset()))
         hit = self.fast.get(key) if key is not None else None
-        if hit is None:
+        if hit is None or not hit[0].current():
             compiled, sig = self._lookup(args, kwargs)
             hit = (compiled, tuple(sig.traced))
             if key is not None:
@@ -103,23 +141,50 @@ class Transformed:
         """The optimized graph the source was generated from."""
         return self._lookup(args, kwargs)[0].graph
 
+    def _check_call(self, args: tuple, kwargs: dict) -> None:
+        check_call(self.fun, args, kwargs)
+
     def _signature(self, args: tuple, kwargs: dict) -> Signature:
-        return signature(self.fun, args, kwargs)
+        structure = tree.flatten((args, dict(sorted(kwargs.items()))))[1]
+        return signature(self.fun, args, kwargs, self.static_ints.get(structure, frozenset()))
 
     def _lookup(self, args: tuple, kwargs: dict) -> tuple[Compiled, Signature]:
-        sig = self._signature(args, kwargs)
-        compiled = self.cache.get(sig.key)
-        if compiled is None:
-            self.trace_count += 1
-            compiled = self.cache[sig.key] = self._compile(sig)
-        return compiled, sig
+        self._check_call(args, kwargs)
+        with self._lock:
+            while True:
+                sig = self._signature(args, kwargs)
+                compiled = self.cache.get(sig.key)
+                if compiled is not None and compiled.current():
+                    self.cache.move_to_end(sig.key)
+                    return compiled, sig
+                try:
+                    compiled = self._compile(sig)
+                except StaticArgument as needed:
+                    self._make_static(sig, needed.inputs)
+                    continue
+                self.trace_count += 1
+                self._store(sig.key, compiled)
+                return compiled, sig
 
-    def _trace(self, sig: Signature) -> tuple[Graph, Any]:
+    def _make_static(self, sig: Signature, inputs: tuple[int, ...]) -> None:
+        """Int arguments whose value the trace needed (a range, a shape, an index, an
+        `if`) become static for this structure: part of the cache key from now on."""
+        positions = frozenset(sig.traced[k] for k in inputs)
+        self.static_ints[sig.treedef] = self.static_ints.get(sig.treedef, frozenset()) | positions
+        self.fast = {}
+
+    def _store(self, key: Any, compiled: Compiled) -> None:
+        self.cache[key] = compiled
+        if len(self.cache) > cache_size():
+            self.cache.popitem(last=False)
+            self.fast = {}
+
+    def _trace(self, sig: Signature, guards: Guards) -> tuple[Graph, Any]:
         def call(tracers: list[Tracer]) -> Any:
             args, kwargs = traced_args(sig, tracers)
             return self.fun(*args, **kwargs)
 
-        return trace(self.fun, sig.avals, sig.names, call)
+        return trace(self.fun, sig.avals, sig.names, call, guards)
 
     def _compile(self, sig: Signature) -> Compiled:
         raise NotImplementedError
@@ -132,17 +197,17 @@ class Transformed:
         return f"<{self.kind} of {self.fun!r}>"
 
 
-
-
-def _fast_key(treedef: tree.TreeDef, leaves: list) -> Any:
+def _fast_key(treedef: tree.TreeDef, leaves: list, static_ints: frozenset[int]) -> Any:
     """A cheap cache key for common leaf types, or None to take the full path."""
     parts = []
-    for leaf in leaves:
+    for k, leaf in enumerate(leaves):
         kind = type(leaf)
         if kind is np.ndarray:
             parts.append((leaf.shape, leaf.dtype))
         elif kind is float:
             parts.append(float)
+        elif kind is int:
+            parts.append((int, leaf) if k in static_ints else int)
         elif kind in STATIC_TYPES:
             parts.append((kind, leaf))
         elif isinstance(leaf, np.generic):
@@ -158,8 +223,10 @@ class Jit(Transformed):
     kind = "jit"
 
     def _compile(self, sig: Signature) -> Compiled:
-        graph, result = self._trace(sig)
+        guards = Guards()
+        graph, result = self._trace(sig, guards)
         leaves, treedef = tree.flatten(result)
+        check_result_leaves(leaves, self.fun, "result")
         with rule_mode(graph):  # results are NumPy values that never alias arguments or bound constants
             leaves = [as_numpy_result(graph, x) if isinstance(x, Tracer) else x for x in leaves]
         graph.outputs = [leaf.id for leaf in leaves if isinstance(leaf, Tracer)]
@@ -167,7 +234,7 @@ class Jit(Transformed):
         graph.validate()
         out_tree = tuple(graph.outputs)
         generated = generate(graph, self._name("_jit"), out_tree)
-        return Compiled(generated, graph, refill(leaves, treedef), out_tree)
+        return Compiled(generated, graph, refill(leaves, treedef), out_tree, guards)
 
 
 @api_boundary
@@ -224,10 +291,10 @@ class GradTransform(Transformed):
             positions = list(range(starts[a], starts[a] + counts[a]))
             leaf_ids = []
             for p in positions:
-                if p not in sig.traced:
+                if p not in sig.traced or type(sig.leaves[p]) is int:
                     raise at_user_line(
                         GradError, f"argument {a} of {self._name('')} holds a static "
-                        f"{type(sig.leaves[p]).__name__} ({sig.leaves[p]!r}); only float arrays and floats "
+                        f"{type(sig.leaves[p]).__name__} ({sig.leaves[p]!r}), a value that has no gradient; only float arrays and floats "
                         "can be differentiated. Pass it as a float, or leave it out of argnums."
                     )
                 k = sig.traced.index(p)
@@ -244,12 +311,14 @@ class GradTransform(Transformed):
     def _compile(self, sig: Signature) -> Compiled:
         nargs = len(sig.treedef[2][0][2])
         groups = self._wrt(sig, nargs)
-        graph, result = self._trace(sig)
+        guards = Guards()
+        graph, result = self._trace(sig, guards)
         result, aux = split_aux(result, self.has_aux, self._name(""))
         value = _scalar_output(graph, result, self._name(""))
         wrt_nodes = [graph.inputs[k] for group in groups for k in group]
         joint, grads = reverse(graph, wrt_nodes, value)
         aux_leaves, aux_def = tree.flatten(aux)
+        check_result_leaves(aux_leaves, self.fun, "aux")
         aux_traced = [leaf.id for leaf in aux_leaves if isinstance(leaf, Tracer)]
         values = [value] if self.with_value else []
         joint.outputs = [*values, *grads, *aux_traced]
@@ -266,7 +335,7 @@ class GradTransform(Transformed):
         else:
             out_tree = (grad_tree, aux_tree) if self.has_aux else grad_tree
         generated = generate(joint, self._name("_value_and_grad" if self.with_value else "_grad"), out_tree)
-        return Compiled(generated, joint, self._rebuilder(sig, groups, aux_leaves, aux_def), out_tree)
+        return Compiled(generated, joint, self._rebuilder(sig, groups, aux_leaves, aux_def), out_tree, guards)
 
     def _rebuilder(self, sig: Signature, groups: list[list[int]], aux_leaves: list, aux_def) -> Callable:
         args_def = sig.treedef[2][0]
@@ -329,6 +398,22 @@ def _name_gradients(graph: Graph, wrt: list[int], grads: list[int], forward_visi
 def _leaf_count(treedef: tree.TreeDef) -> int:
     kind, _, children = treedef
     return 1 if kind == "leaf" else sum(_leaf_count(c) for c in children)
+
+
+_RESULT_TYPES = (Tracer, np.ndarray, np.generic, bool, int, float, complex, str, type(None))
+
+
+def check_result_leaves(leaves: list, fun: Callable, what: str) -> None:
+    """Results are arrays, numbers, strings or None in dicts, lists and tuples: any
+    other object (a set, an instance of a class) cannot be rebuilt from the
+    compiled function's outputs, and may hide traced values."""
+    for leaf in leaves:
+        if not isinstance(leaf, _RESULT_TYPES):
+            raise UnsupportedError(
+                f"{definition_site(fun)}: {getattr(fun, '__name__', 'the function')} returned a "
+                f"{type(leaf).__name__} in its {what}; compiled functions return arrays and numbers in "
+                "dicts, lists and tuples. Return a dict (or tuple) of the values instead."
+            )
 
 
 def split_aux(result: Any, has_aux: bool, name: str) -> tuple[Any, Any]:

@@ -92,7 +92,7 @@ class _Emitter:
             value = node.params["value"]
             if node.aval.weak:
                 self.exprs[node.id] = literal(value)
-            elif np.ndim(value) == 0 and value.dtype.kind in "biuf":
+            elif np.ndim(value) == 0 and value.dtype.kind in "biuf" and not node.params.get("captured"):
                 self.exprs[node.id] = np_call(value.dtype.name, literal(value.item()))
             else:
                 name = self.name_for(node)

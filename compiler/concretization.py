@@ -9,19 +9,20 @@ from __future__ import annotations
 import ast
 import re
 from types import FrameType
-from typing import Optional
+from typing import Callable, Optional
 
-from compiler.errors import TracingError, user_frame, where
+from compiler.errors import TracingError, source_line, user_frame, where
 from compiler.ir import Aval, Graph
 from compiler.primitives import registry
 
+# Names the values a user frame's variables hold (the active trace's harvester).
+Namer = Callable[[FrameType], None]
+
 
 def concretization_error(graph: Graph, i: int, aval: Aval, what: str, advice: str,
-                         frame: Optional[FrameType] = None) -> TracingError:
+                         namer: Optional[Namer] = None, frame: Optional[FrameType] = None) -> TracingError:
     """`file.py:LINE: `<line>` needs <what>, but `<value>` is traced ... <advice>`."""
-    from compiler.tracing import source_line
-
-    frame = frame or _user_frame_named()
+    frame = frame or _user_frame_named(namer)
     text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame else ""
     expr = describe(graph, i)
     subject = f"`{expr}`" if expr else f"a {aval} value"
@@ -31,11 +32,9 @@ def concretization_error(graph: Graph, i: int, aval: Aval, what: str, advice: st
     )
 
 
-def truth_value_error(graph: Graph, i: int, aval: Aval) -> TracingError:
+def truth_value_error(graph: Graph, i: int, aval: Aval, namer: Optional[Namer] = None) -> TracingError:
     """`if` / `while` on a traced value: suggest np.where or a static loop."""
-    from compiler.tracing import source_line
-
-    frame = _user_frame_named()
+    frame = _user_frame_named(namer)
     text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame else ""
     cond = describe(graph, i) or _condition_text(text) or "condition"
     if re.match(r"while\b", text):
@@ -48,17 +47,15 @@ def truth_value_error(graph: Graph, i: int, aval: Aval) -> TracingError:
             f"Use np.where({cond}, ..., ...) instead for a data-dependent choice, "
             "or pass the flag as a static Python bool."
         )
-    return concretization_error(graph, i, aval, "a concrete truth value", advice, frame)
+    return concretization_error(graph, i, aval, "a concrete truth value", advice, frame=frame)
 
 
-def _user_frame_named() -> Optional[FrameType]:
+def _user_frame_named(namer: Optional[Namer]) -> Optional[FrameType]:
     """The user's frame, after naming the values its variables hold, so that an error
     can call a value by the user's name (`positive = x > 0; if positive:`)."""
-    from compiler.tracing import _CONTEXTS
-
     frame = user_frame()
-    if _CONTEXTS and frame is not None and _CONTEXTS[-1].fixed is None:
-        _CONTEXTS[-1].harvest_names(frame)
+    if namer is not None and frame is not None:
+        namer(frame)
     return frame
 
 

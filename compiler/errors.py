@@ -7,8 +7,11 @@ library) and say what to do instead.
 from __future__ import annotations
 
 import functools
+import io
+import linecache
 import os
 import sys
+import tokenize
 from types import FrameType
 from typing import Optional
 
@@ -48,6 +51,14 @@ class GradError(AdjointError):
     """The gradient request itself is invalid (argnums, non-scalar output, int input)."""
 
 
+class ArgumentError(AdjointError, TypeError):
+    """A compiled function was called with arguments its Python function does not take."""
+
+
+class NonFiniteError(AdjointError, FloatingPointError):
+    """Under `debug_nans`, a computed value held a NaN or an infinity."""
+
+
 @functools.lru_cache(maxsize=None)
 def is_internal(filename: str) -> bool:
     """True for frames of the compiler itself, NumPy, functools and similar plumbing."""
@@ -80,6 +91,28 @@ def where(frame: Optional[FrameType]) -> str:
     if frame is None:
         return "<unknown>"
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def source_line(filename: str, line: int) -> str:
+    """The code on one line of a user's file, without indentation or a trailing comment."""
+    text = linecache.getline(filename, line).strip()
+    if "#" not in text:
+        return text
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.COMMENT:
+                return text[: token.start[1]].rstrip()
+    except (tokenize.TokenError, SyntaxError):  # a fragment of a longer statement
+        pass
+    return text
+
+
+def definition_site(fn) -> str:
+    """`file.py:LINE` of a function's `def`, or a placeholder."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return "<unknown>"
+    return f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
 
 
 def at_user_line(cls: type[AdjointError], message: str) -> AdjointError:

@@ -11,6 +11,7 @@ import numpy as np
 from compiler.api import Compiled, Jit
 from compiler.codegen import generate
 from compiler.errors import UnsupportedError
+from compiler.guards import Guards
 from compiler.ir import Graph
 from compiler.passes import optimize
 from compiler.primitives import registry
@@ -41,7 +42,8 @@ class Prediction(Jit):
         return np.zeros((np.shape(x)[0],) + np.shape(labels)[1:], dtype=np.asarray(labels).dtype)
 
     def _compile(self, sig: Signature) -> Compiled:
-        graph, result = self._trace(sig)
+        guards = Guards()
+        graph, result = self._trace(sig, guards)
         if self.step.has_aux:
             result = result[0]
         prediction = _model_output(graph, result.id, x=graph.inputs[-2], labels=graph.inputs[-1])
@@ -51,7 +53,7 @@ class Prediction(Jit):
         labels = graph.inputs.pop()
         graph.remove(labels)
         generated = generate(graph, self._name("_predict"), prediction)
-        return Compiled(generated, graph, lambda out: out)
+        return Compiled(generated, graph, lambda out: out, guards=guards)
 
     def _lookup(self, args, kwargs):
         compiled, sig = super()._lookup(args, kwargs)

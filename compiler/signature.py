@@ -1,9 +1,9 @@
 """Abstract signatures: which argument leaves are traced, which are static, and the
 cache key that says when a compiled function can be reused.
 
-Floats and arrays are traced (by shape and dtype); Python ints, bools, strings and
-None are static (by value). Pytrees of dicts, lists and tuples are flattened with
-`runtime.tree`.
+Floats and arrays are traced (by shape and dtype), and so are Python ints until a
+trace needs one's value; bools, strings, None and such ints are static (by value).
+Pytrees of dicts, lists and tuples are flattened with `runtime.tree`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
-from compiler.errors import UnsupportedError, at_user_line
+from compiler.errors import ArgumentError, UnsupportedError, at_user_line
 from compiler.ir import Aval
 from compiler.naming import sanitize
 from compiler.tracing import Tracer
@@ -34,7 +34,7 @@ class Signature:
     key: Hashable
 
 
-def _leaf_key(leaf: Any) -> tuple[Hashable, Aval | None]:
+def _leaf_key(leaf: Any, static: bool) -> tuple[Hashable, Aval | None]:
     if isinstance(leaf, Tracer):
         return ("traced", leaf.aval), leaf.aval
     if isinstance(leaf, (float, complex)) and not isinstance(leaf, np.generic):
@@ -45,6 +45,11 @@ def _leaf_key(leaf: Any) -> tuple[Hashable, Aval | None]:
         if leaf.dtype == object:
             raise at_user_line(UnsupportedError, "object arrays cannot be arguments; use numeric arrays")
         aval = Aval(np.shape(leaf), leaf.dtype)
+        return ("traced", aval), aval
+    if type(leaf) is int and not static:
+        # An int is traced as a weak integer until the trace needs its value (a range,
+        # a shape, an index, an `if`); then it becomes static (see api.Transformed).
+        aval = Aval((), np.dtype(np.int64), weak=True)
         return ("traced", aval), aval
     if isinstance(leaf, STATIC_TYPES):
         return ("static", type(leaf).__name__, leaf), None
@@ -78,14 +83,33 @@ def leaf_names(args: list[str], bases: list[str], paths: list[tuple]) -> list[st
     return names
 
 
-def signature(fn: Callable, args: tuple, kwargs: dict) -> Signature:
+def check_call(fn: Callable, args: tuple, kwargs: dict) -> None:
+    """Raise ArgumentError at the caller's line unless `fn` accepts these arguments."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as err:
+        name = getattr(fn, "__name__", "the function")
+        raise at_user_line(
+            ArgumentError, f"{name}{sig} cannot be called with these arguments: {err}. "
+            "Call the compiled function with the arguments the function itself takes."
+        ) from None
+
+
+def signature(fn: Callable, args: tuple, kwargs: dict, static_ints: frozenset[int] = frozenset(),
+              positional_names: list[str] | None = None) -> Signature:
+    """`args` and `kwargs` seen abstractly. `static_ints` are leaf positions of ints
+    to treat as static; `positional_names` overrides the names read from `fn`."""
     structure = (tuple(args), dict(sorted(kwargs.items())))  # keyword order is not part of a call
     leaves, treedef = tree.flatten(structure)
     paths = tree.leaf_paths(structure)
-    arg_list = arg_names(fn, len(args))
+    arg_list = positional_names or arg_names(fn, len(args))
     keys, traced, avals, bases, subpaths = [], [], [], [], []
     for k, (leaf, path) in enumerate(zip(leaves, paths)):
-        leaf_key, aval = _leaf_key(leaf)
+        leaf_key, aval = _leaf_key(leaf, k in static_ints)
         keys.append(leaf_key)
         if aval is not None:
             traced.append(k)

@@ -8,7 +8,6 @@ parameter and optimizer-state values are written into the caller's arrays in pla
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import numpy as np
@@ -19,7 +18,8 @@ from compiler.codegen import generate
 from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
 from compiler.passes import optimize
-from compiler.signature import Signature, leaf_names, signature
+from compiler.guards import Guards
+from compiler.signature import Signature, arg_names, check_call, leaf_names, signature
 from compiler.passes.rewrite import aliases_argument
 from compiler.tracing import Tracer, extend, rule_mode, trace
 from compiler.transforms.reverse import reverse
@@ -40,22 +40,37 @@ class Step(Transformed):
         self._labels: Any = None
         self._predict: Prediction | None = None
         self._params_def: Any = None
+        self.steps = 0  # calls so far: the step count learning-rate schedules see
 
     def __call__(self, params: Any, *batch: Any) -> Any:
         try:
-            compiled, leaves, _ = self._entry((params, self._state_for(params)) + batch, {})
+            compiled, leaves, _ = self._entry(self._arguments(params, batch), {})
         except AdjointError as err:
             raise err.with_traceback(None) from None
         self._labels = batch[-1] if batch else None
-        return compiled.rebuild(compiled.generated.fn(*leaves))
+        loss = compiled.rebuild(self._run(compiled, leaves))
+        self.steps += 1
+        return loss
 
     @api_boundary
     def source(self, params: Any, *batch: Any) -> str:
-        return self._lookup((params, self._state_for(params)) + batch, {})[0].generated.source
+        return self._lookup(self._arguments(params, batch), {})[0].generated.source
 
     @api_boundary
     def ir(self, params: Any, *batch: Any) -> Graph:
-        return self._lookup((params, self._state_for(params)) + batch, {})[0].graph
+        return self._lookup(self._arguments(params, batch), {})[0].graph
+
+    def _arguments(self, params: Any, batch: tuple) -> tuple:
+        """What the generated step takes: params, optimizer state, the hyperparameters'
+        values for this step (run-time inputs), the optimizer's static structure, and
+        the batch."""
+        hyperparams = getattr(self.optimizer, "hyperparams", None)
+        hyper = hyperparams(self.steps) if hyperparams is not None else {}
+        structure = self.optimizer.structure() if hasattr(self.optimizer, "structure") else ()
+        return (params, self._state_for(params), hyper, structure) + tuple(batch)
+
+    def _check_call(self, args: tuple, kwargs: dict) -> None:
+        check_call(self.fun, (args[0],) + args[4:], kwargs)
 
     def _state_for(self, params: Any) -> Any:
         """The optimizer state, created on first use from the first params seen."""
@@ -78,9 +93,10 @@ class Step(Transformed):
                 )
 
     def _signature(self, args: tuple, kwargs: dict) -> Signature:
-        """(params, state, *batch) seen abstractly; params named by their keys and
-        state leaves by their paths (`velocity_W1`)."""
-        params, state = args[0], args[1]
+        """(params, state, hyper, structure, *batch) seen abstractly; params named by
+        their keys, state leaves by their paths (`velocity_W1`), hyperparameters by
+        their names (`lr`)."""
+        params, state, hyper = args[0], args[1], args[2]
         self._check_params(params)
         params_def = tree.flatten(params)[1]
         if self._params_def is None:
@@ -90,37 +106,28 @@ class Step(Transformed):
                 GradError, "these params do not have the structure this step's optimizer state was "
                 "created for; use one compile_step per model (or set step.state = None to start over)"
             )
-        sig = signature(self._named, args, kwargs)
+        structure = tree.flatten((args, dict(sorted(kwargs.items()))))[1]
+        batch_names = arg_names(self.fun, len(args) - 3)[1:]
+        sig = signature(self.fun, args, kwargs, self.static_ints.get(structure, frozenset()),
+                        ["params", "state", "hyper", "structure", *batch_names])
         param_paths = tree.leaf_paths(params)
         names = leaf_names([], ["params"] * len(param_paths), param_paths)
         names += ["_".join(map(str, p)) or "state" for p in tree.leaf_paths(state)]
+        names += [f"opt_{k}" if k in names else str(k) for k in hyper]
         for k, leaf_index in enumerate(sig.traced):
             if leaf_index < len(names):
                 sig.names[k] = names[leaf_index]
         return sig
 
-    @property
-    def _named(self) -> Callable:
-        """`loss_fn` as seen by the signature: (params, state, *batch)."""
-        def step(*args: Any) -> Any:
-            raise NotImplementedError
-
-        try:
-            params = list(inspect.signature(self.fun).parameters.values())
-        except (TypeError, ValueError):
-            params = []
-        state = inspect.Parameter("state", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        step.__signature__ = inspect.Signature(params[:1] + [state] + params[1:])
-        return step
-
     def _compile(self, sig: Signature) -> Compiled:
         def call(tracers: list[Tracer]) -> Any:
-            (params, state, *batch), _ = traced_args(sig, tracers)
-            call.inputs = (params, state)
+            (params, state, hyper, _, *batch), _ = traced_args(sig, tracers)
+            call.inputs = (params, state, hyper)
             return self.fun(params, *batch)
 
-        graph, result = trace(self.fun, sig.avals, sig.names, call)
-        params, state = call.inputs
+        guards = Guards()
+        graph, result = trace(self.fun, sig.avals, sig.names, call, guards)
+        params, state, hyper = call.inputs
         result, aux = split_aux(result, self.has_aux, self._name(""))
         loss = _scalar_output(graph, result, self._name(""))
         param_leaves, param_def = tree.flatten(params)
@@ -128,9 +135,11 @@ class Step(Transformed):
         joint, grads = reverse(graph, [p.id for p in param_leaves], loss)
         grad_tree = tree.unflatten(param_def, [Tracer(joint, g) for g in grads])
         on_joint = lambda t: Tracer(joint, t.id) if isinstance(t, Tracer) else t  # noqa: E731
-        new_params, new_state = extend(
-            joint, lambda: self.optimizer.update(tree.tree_map(on_joint, params), grad_tree, tree.tree_map(on_joint, state))
-        )
+        # An optimizer without `hyperparams` (any object with init/update) keeps its own.
+        extra = (tree.tree_map(on_joint, hyper),) if hasattr(self.optimizer, "hyperparams") else ()
+        new_params, new_state = extend(joint, lambda: self.optimizer.update(
+            tree.tree_map(on_joint, params), grad_tree, tree.tree_map(on_joint, state), *extra
+        ))
         updates = _pair_updates(joint, param_leaves, tree.flatten(new_params)[0], "parameter")
         updates += _pair_updates(joint, state_leaves, tree.flatten(new_state)[0], "optimizer state")
         aux_leaves, aux_def = tree.flatten(aux)
@@ -148,7 +157,7 @@ class Step(Transformed):
             rebuild = lambda out: (out[0], rebuild_aux(out[1]))  # noqa: E731
         else:
             rebuild = lambda out: out  # noqa: E731
-        return Compiled(generated, joint, rebuild)
+        return Compiled(generated, joint, rebuild, guards=guards)
 
     @property
     def predict(self) -> Prediction:

@@ -9,27 +9,30 @@ user's variable names (read from the frames' locals; outer frames win).
 """
 from __future__ import annotations
 
-import io
-import linecache
 import sys
-import tokenize
+import threading
 from types import FrameType
 from typing import Any, Callable, Optional
 
+import networkx as nx
 import numpy as np
 
 from compiler.errors import (
     AdjointError,
     ShapeError,
+    TracingError,
     UnsizedError,
     UnsupportedAttributeError,
     UnsupportedError,
+    api_boundary,
     is_internal,
     is_library,
+    source_line,
     user_frame,
     where,
 )
 from compiler.concretization import concretization_error, truth_value_error
+from compiler.guards import Guards
 from compiler.ir import Aval, Graph, Loc
 from compiler.primitives import registry
 
@@ -41,11 +44,13 @@ class TraceContext:
     (a transform applying VJP rules) every node gets a fixed `loc` and `grad_of`.
     """
 
-    def __init__(self, graph: Graph, root: Optional[FrameType] = None):
+    def __init__(self, graph: Graph, root: Optional[FrameType] = None, guards: Optional[Guards] = None):
         self.graph = graph
         self.root = root
+        self.guards = guards
         self.fixed: Optional[dict[str, Any]] = None
         self.name_depth: dict[int, int] = {}
+        self.frame_depth: dict[FrameType, int] = {}
 
     def meta(self) -> dict[str, Any]:
         if self.fixed is not None:
@@ -66,47 +71,85 @@ class TraceContext:
             outer = outer.f_back
         return frame if outer is None or outer is self.root else outer
 
-    def harvest_names(self, frame: Optional[FrameType]) -> None:
-        """Name unnamed nodes after the user variables that hold them."""
-        chain = []
-        while frame is not None and frame is not self.root:
-            if not is_internal(frame.f_code.co_filename):
-                chain.append(frame)
+    def depth(self, frame: FrameType) -> int:
+        """How many traced user frames lie between `frame` and the trace's root
+        (amortized O(1): each frame's depth is computed once and cached). A user
+        frame seen for the first time has the globals it reads guarded."""
+        path = []
+        while frame is not None and frame is not self.root and frame not in self.frame_depth:
+            path.append(frame)
             frame = frame.f_back
-        for depth, f in enumerate(reversed(chain)):
-            for var, value in f.f_locals.items():
-                if isinstance(value, Tracer) and value.graph is self.graph and var.isidentifier():
-                    node = self.graph.node(value.id)
-                    if node.op in ("input", "const") or node.grad_of is not None or self.name_depth.get(value.id, 1 << 30) <= depth:
-                        continue
-                    node.name = var
-                    self.name_depth[value.id] = depth
+        depth = self.frame_depth.get(frame, -1) if frame is not None else -1
+        for f in reversed(path):
+            if not is_internal(f.f_code.co_filename):
+                depth += 1
+                if self.guards is not None and not is_library(f.f_code.co_filename):
+                    self.guards.watch_frame(f)
+            self.frame_depth[f] = depth
+        return depth
+
+    def harvest_names(self, frame: FrameType) -> None:
+        """Name unnamed nodes after the variables of `frame` that hold them; a name
+        from an outer frame wins over one from a helper it called."""
+        if frame is self.root or is_internal(frame.f_code.co_filename):
+            return
+        depth = self.depth(frame)
+        for var, value in frame.f_locals.items():
+            if isinstance(value, Tracer) and value.graph is self.graph and var.isidentifier():
+                node = self.graph.node(value.id)
+                if node.op in ("input", "const") or node.grad_of is not None or self.name_depth.get(value.id, 1 << 30) <= depth:
+                    continue
+                node.name = var
+                self.name_depth[value.id] = depth
 
 
-_CONTEXTS: list[TraceContext] = []
+class _ContextStack(threading.local):
+    """The active trace contexts, innermost last; one stack per thread, so threads
+    compile concurrently without seeing each other's traces."""
+
+    def __init__(self) -> None:
+        self.contexts: list[TraceContext] = []
+
+
+_STACK = _ContextStack()
 
 
 def current() -> TraceContext:
-    return _CONTEXTS[-1]
+    """The innermost active trace context of this thread."""
+    return _STACK.contexts[-1]
+
+
+def current_guards() -> Optional[Guards]:
+    """The guards of this thread's innermost active trace, if it records any."""
+    contexts = _STACK.contexts
+    return contexts[-1].guards if contexts else None
+
+
+class StaticArgument(Exception):
+    """The trace needs the concrete value of these traced int arguments (graph input
+    positions): the caller makes them static and traces again."""
+
+    def __init__(self, inputs: tuple[int, ...]):
+        super().__init__(inputs)
+        self.inputs = inputs
+
+
+def _needs_static(graph: Graph, i: int) -> None:
+    """Raise StaticArgument when node `i` is computed from Python int arguments alone."""
+    sources = [graph.node(j) for j in nx.ancestors(graph.dag, i) | {i}]
+    inputs = [node for node in sources if node.op == "input"]
+    if inputs and all(node.aval.weak and node.dtype.kind in "iu" for node in inputs):
+        raise StaticArgument(tuple(sorted(node.params["index"] for node in inputs)))
+
+
+def _namer() -> Optional[Callable[[FrameType], None]]:
+    contexts = _STACK.contexts
+    return contexts[-1].harvest_names if contexts and contexts[-1].fixed is None else None
 
 
 def frame_loc(frame: FrameType) -> Loc:
     filename, line = frame.f_code.co_filename, frame.f_lineno
     return Loc(filename, line, source_line(filename, line))
-
-
-def source_line(filename: str, line: int) -> str:
-    """The code on one line of a user's file, without indentation or a trailing comment."""
-    text = linecache.getline(filename, line).strip()
-    if "#" not in text:
-        return text
-    try:
-        for token in tokenize.generate_tokens(io.StringIO(text).readline):
-            if token.type == tokenize.COMMENT:
-                return text[: token.start[1]].rstrip()
-    except (tokenize.TokenError, SyntaxError):  # a fragment of a longer statement
-        pass
-    return text
 
 
 class Tracer:
@@ -203,10 +246,12 @@ class Tracer:
 
     # values the tracer does not have
     def _concrete(self, what: str, advice: str) -> None:
-        raise concretization_error(self.graph, self.id, self.aval, what, advice) from None
+        _needs_static(self.graph, self.id)
+        raise concretization_error(self.graph, self.id, self.aval, what, advice, _namer()) from None
 
     def __bool__(self):
-        raise truth_value_error(self.graph, self.id, self.aval) from None
+        _needs_static(self.graph, self.id)
+        raise truth_value_error(self.graph, self.id, self.aval, _namer()) from None
 
     def __float__(self):
         self._concrete("a concrete float", "Keep it an array and use NumPy operations on it instead of float().")
@@ -240,18 +285,18 @@ def lift(value: Any, graph: Graph) -> int:
     """The node id for an operand: a tracer's node, or a new constant node."""
     if isinstance(value, Tracer):
         if value.graph is not graph:
-            raise UnsupportedError(
-                f"{where(user_frame())}: a traced value from an enclosing transformation was captured "
-                "by a closure; pass it to the inner function as an argument instead."
-            )
+            raise _foreign_tracer_error(value)
         return value.id
     if isinstance(value, (bool, int, float, complex)) and not isinstance(value, np.generic):
         dtype = np.result_type(type(value))
         return graph.add("const", (), {"value": value}, Aval((), dtype, weak=True))
     if isinstance(value, (np.ndarray, np.generic)):
-        array = np.array(value, copy=True)
-        if array.dtype == object:
+        if value.dtype == object:
             raise UnsupportedError(f"{where(user_frame())}: object arrays cannot be traced; use numeric arrays.")
+        name = _captured_name(value)
+        if name is not None:  # the user's global or closure array: read live at call time
+            return graph.add("const", (), {"value": value, "captured": True}, Aval(value.shape, value.dtype), name=name)
+        array = np.array(value, copy=True)  # a value of this trace: frozen as it is now
         return graph.add("const", (), {"value": array}, Aval(array.shape, array.dtype))
     raise UnsupportedError(
         f"{where(user_frame())}: cannot use a {type(value).__name__} as an array operand; "
@@ -259,8 +304,34 @@ def lift(value: Any, graph: Graph) -> int:
     )
 
 
+def _captured_name(value: Any) -> Optional[str]:
+    contexts = _STACK.contexts
+    guards = contexts[-1].guards if contexts else None
+    return guards.captured_name(value) if guards is not None and isinstance(value, np.ndarray) else None
+
+
+def _foreign_tracer_error(value: Tracer) -> UnsupportedError:
+    """A tracer used where its own trace is not the active one."""
+    if any(ctx.graph is value.graph for ctx in _STACK.contexts):
+        return UnsupportedError(
+            f"{where(user_frame())}: a traced value from an enclosing transformation was captured "
+            "by a closure; pass it to the inner function as an argument instead."
+        )
+    return leaked_error()
+
+
+def leaked_error() -> UnsupportedError:
+    return UnsupportedError(
+        f"{where(user_frame())}: this value is a tracer that escaped from a function while it was "
+        "being compiled (stored in a global, a list or an attribute); it has no value outside that "
+        "trace. Return the value from the compiled function instead of storing it."
+    )
+
+
 def bind(op: str, *operands: Any, **params: Any) -> Tracer:
     """Apply primitive `op` to operands (tracers or constants): append its node."""
+    if not _STACK.contexts:
+        raise leaked_error()
     ctx = current()
     graph = ctx.graph
     ids = [lift(x, graph) for x in operands]
@@ -272,12 +343,16 @@ def bind(op: str, *operands: Any, **params: Any) -> Tracer:
     return Tracer(graph, graph.add(op, ids, params, aval, **ctx.meta()))
 
 
-def trace(fn: Callable, avals: list[Aval], arg_names: list[str], call: Callable) -> tuple[Graph, Any]:
+def trace(fn: Callable, avals: list[Aval], arg_names: list[str], call: Callable,
+          guards: Optional[Guards] = None) -> tuple[Graph, Any]:
     """Trace `call(tracers)` (which calls `fn`) into a new graph.
 
     Returns the graph (inputs set, outputs not yet) and whatever `call` returned,
-    with tracers still in it; the caller decides which values are outputs.
+    with tracers still in it; the caller decides which values are outputs. The
+    globals and closure values the trace reads are recorded in `guards`.
     """
+    if guards is not None:
+        guards.watch_function(fn)
     graph = Graph()
     code = getattr(fn, "__code__", None)
     def_loc = Loc(code.co_filename, code.co_firstlineno, source_line(code.co_filename, code.co_firstlineno)) if code else None
@@ -286,30 +361,48 @@ def trace(fn: Callable, avals: list[Aval], arg_names: list[str], call: Callable)
         i = graph.add("input", (), {"index": len(graph.inputs)}, aval, name=name, loc=def_loc)
         graph.inputs.append(i)
         tracers.append(Tracer(graph, i))
-    return graph, extend(graph, lambda: call(tracers))
+    return graph, extend(graph, lambda: call(tracers), guards)
 
 
-def extend(graph: Graph, call: Callable[[], Any]) -> Any:
+def extend(graph: Graph, call: Callable[[], Any], guards: Optional[Guards] = None) -> Any:
     """Run `call()` tracing user code into an existing `graph` (locations and
     names from the user's frames); returns what `call` returned."""
-    ctx = TraceContext(graph, root=sys._getframe())
-    _CONTEXTS.append(ctx)
+    ctx = TraceContext(graph, root=sys._getframe(), guards=guards)
+    _STACK.contexts.append(ctx)
     previous = sys.getprofile()
-    sys.setprofile(_name_returns(ctx))
+    sys.setprofile(_watch_user_frames(ctx))
     try:
         return call()
     except AdjointError as err:
         raise err.with_traceback(None) from None
+    except RecursionError as err:
+        raise _recursion_error(err) from None
     finally:
         sys.setprofile(previous)
-        _CONTEXTS.pop()
+        _STACK.contexts.pop()
 
 
-def _name_returns(ctx: TraceContext):
-    """A profile hook that harvests names from user frames as they return."""
+def _recursion_error(err: RecursionError) -> TracingError:
+    """Unbounded (or too deep) recursion in the traced code, at the user's innermost line."""
+    tb, frame = err.__traceback__, None
+    while tb is not None:
+        if not is_library(tb.tb_frame.f_code.co_filename):
+            frame = tb.tb_frame
+        tb = tb.tb_next
+    return TracingError(
+        f"{where(frame)}: recursion deeper than Python's limit ({sys.getrecursionlimit()} frames) while "
+        "tracing. Traced recursion unrolls at compile time: make sure it stops on a static "
+        "condition (a Python int), or write it as a loop over a static range."
+    )
+
+
+def _watch_user_frames(ctx: TraceContext):
+    """A profile hook: the values a traced user frame's variables hold are named as
+    it returns (frames the trace never entered, such as a garbage collector's
+    callbacks, are left alone)."""
 
     def hook(frame, event, arg):
-        if event == "return" and not is_internal(frame.f_code.co_filename):
+        if event == "return" and frame in ctx.frame_depth:
             ctx.harvest_names(frame)
 
     return hook
@@ -326,11 +419,11 @@ class rule_mode:
         self.ctx.fixed = meta
 
     def __enter__(self) -> "rule_mode":
-        _CONTEXTS.append(self.ctx)
+        _STACK.contexts.append(self.ctx)
         return self
 
     def __exit__(self, *exc) -> None:
-        _CONTEXTS.pop()
+        _STACK.contexts.pop()
 
 
 def _binary(ufunc):
@@ -353,3 +446,18 @@ Tracer.__neg__ = lambda self: np.negative(self)
 Tracer.__pos__ = lambda self: self
 Tracer.__abs__ = lambda self: np.absolute(self)
 Tracer.__invert__ = lambda self: np.invert(self)
+
+
+def _as_entry_points() -> None:
+    """Every way user code reaches a tracer (operators, NumPy protocols, methods) is a
+    boundary: an error it raises shows the user's line, not the compiler's frames."""
+    for name, member in list(vars(Tracer).items()):
+        if name in ("__init__", "__repr__", "__hash__", "__iter__"):
+            continue
+        if isinstance(member, staticmethod):
+            setattr(Tracer, name, staticmethod(api_boundary(member.__func__)))
+        elif callable(member) and not isinstance(member, type):
+            setattr(Tracer, name, api_boundary(member))
+
+
+_as_entry_points()

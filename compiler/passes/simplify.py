@@ -32,6 +32,8 @@ def constant_value(graph: Graph, i: int) -> Optional[object]:
         value = node.params["value"]
         if node.aval.weak:
             return value
+        if node.params.get("captured"):  # the user's array, read live: never folded
+            return None
         return value.item() if np.ndim(value) == 0 and value.dtype.kind in "biuf" else None
     if node.op == "full":
         return node.params["value"]

@@ -1,0 +1,142 @@
+"""Guards: the global and closure values a trace read, so that a compiled function
+never runs with stale ones.
+
+While a function is traced, every user frame that starts has its globals (the names
+its code reads) and the traced function's closure cells looked at. Numbers and
+arrays there, and dicts, lists and tuples of them, are recorded by identity. A
+compiled function checks its guards on every call; when the user has rebound one
+(`W = new_W`, `scale = 0.5`), the function is traced again. Arrays themselves are
+referenced, never copied, so in-place changes (`W[...] = 0`, `W -= 0.1`) are seen
+by the next call without a retrace.
+"""
+from __future__ import annotations
+
+from types import CellType, CodeType, FrameType
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from runtime import tree
+
+_NUMBERS = (bool, int, float, complex, np.ndarray, np.generic)
+_CONTAINERS = (dict, list, tuple)
+MAX_CONTAINER_LEAVES = 256  # larger containers are guarded only by identity
+
+
+def _guardable(value: Any) -> bool:
+    if isinstance(value, _NUMBERS):
+        return True
+    if isinstance(value, _CONTAINERS) and value:
+        leaves, _ = tree.flatten(value)
+        return all(isinstance(leaf, _NUMBERS) for leaf in leaves)
+    return False
+
+
+def _snapshot(value: Any) -> Any:
+    """What must stay the same: the object, and for a small container its structure
+    and the identity of each leaf."""
+    if isinstance(value, _CONTAINERS):
+        leaves, treedef = tree.flatten(value)
+        if len(leaves) <= MAX_CONTAINER_LEAVES:
+            return value, treedef, tuple(map(id, leaves))
+    return value, None, None
+
+
+def _unchanged(current: Any, snapshot: Any) -> bool:
+    value, treedef, leaf_ids = snapshot
+    if current is not value:
+        return False
+    if treedef is None:
+        return True
+    leaves, now = tree.flatten(current)
+    return now == treedef and tuple(map(id, leaves)) == leaf_ids
+
+
+_MISSING = object()
+
+
+class Guards:
+    """The values one trace read from globals and closures."""
+
+    def __init__(self) -> None:
+        self.globals: dict[tuple[int, str], tuple[dict, str, Any]] = {}
+        self.cells: dict[int, tuple[CellType, Any]] = {}
+        self.names: dict[int, str] = {}  # id of a watched array -> the user's name for it
+        self._seen_code: set[tuple[int, CodeType]] = set()
+
+    def watch_function(self, fn: Callable) -> None:
+        """The closure cells of the traced function itself."""
+        code, closure = getattr(fn, "__code__", None), getattr(fn, "__closure__", None)
+        if code is None or not closure:
+            return
+        for name, cell in zip(code.co_freevars, closure):
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if _guardable(value):
+                self.cells[id(cell)] = (cell, _snapshot(value))
+                self._name(value, name)
+
+    def watch_frame(self, frame: FrameType) -> None:
+        """The globals a starting user frame's code reads."""
+        namespace = frame.f_globals
+        key = (id(namespace), frame.f_code)
+        if key in self._seen_code:
+            return
+        self._seen_code.add(key)
+        for name in frame.f_code.co_names:
+            value = namespace.get(name, _MISSING)
+            if value is not _MISSING and (id(namespace), name) not in self.globals and _guardable(value):
+                self.globals[(id(namespace), name)] = (namespace, name, _snapshot(value))
+                self._name(value, name)
+
+    def _name(self, value: Any, name: str) -> None:
+        if isinstance(value, np.ndarray):
+            self.names.setdefault(id(value), name)
+        elif isinstance(value, _CONTAINERS):
+            leaves, _ = tree.flatten(value)
+            paths = tree.leaf_paths(value)
+            for leaf, path in zip(leaves, paths):
+                if isinstance(leaf, np.ndarray):
+                    self.names.setdefault(id(leaf), "_".join([name, *map(str, path)]))
+
+    def captured_name(self, array: Any) -> Optional[str]:
+        """The user's name for an array read from a global or closure, else None."""
+        return self.names.get(id(array))
+
+    def absorb(self, other: "Guards") -> None:
+        """Take on the guards of a compiled function inlined into this trace."""
+        self.globals.update(other.globals)
+        self.cells.update(other.cells)
+        for key, name in other.names.items():
+            self.names.setdefault(key, name)
+
+    def freeze(self) -> "Check":
+        return Check([entry for entry in self.globals.values()], list(self.cells.values()))
+
+
+class Check:
+    """The compiled function's side of the guards: `holds()` on every call."""
+
+    __slots__ = ("globals", "cells")
+
+    def __init__(self, globals_: list[tuple[dict, str, Any]], cells: list[tuple[CellType, Any]]):
+        self.globals = globals_
+        self.cells = cells
+
+    def __bool__(self) -> bool:
+        return bool(self.globals or self.cells)
+
+    def holds(self) -> bool:
+        for namespace, name, snapshot in self.globals:
+            if not _unchanged(namespace.get(name, _MISSING), snapshot):
+                return False
+        for cell, snapshot in self.cells:
+            try:
+                current = cell.cell_contents
+            except ValueError:
+                return False
+            if not _unchanged(current, snapshot):
+                return False
+        return True
