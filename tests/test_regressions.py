@@ -4,7 +4,9 @@ Every failure the random-program fuzzer (tests/fuzzing.py) finds ends up here.
 """
 import numpy as np
 
-from compiler import grad, jit, value_and_grad
+from compiler import compile_step, grad, jit, value_and_grad
+from runtime import nn, optim
+from runtime.check import numerical_grad
 
 
 def test_python_float_argument_keeps_float32_work_float32():
@@ -44,3 +46,31 @@ def test_scatter_add_keeps_the_reshape_that_shapes_its_cotangent():
     expected = np.zeros((4, 3))
     expected[np.ix_([0, 2], [0, 2])] = 1.0
     np.testing.assert_allclose(grad(lambda m: np.sum(np.expand_dims(m[::2, idx], -2) * ones))(m), expected)
+
+
+def test_bce_with_logits_labels_that_broadcast_the_logits():
+    f = lambda z, y: nn.binary_cross_entropy_with_logits(z, y)  # noqa: E731
+    z, y = np.array([0.5, -1.0]), np.array([[0.3, 0.7]])
+    for argnums in (0, 1):
+        expected = numerical_grad(f, z, y, argnums=argnums)
+        np.testing.assert_allclose(grad(f, argnums=argnums)(z, y), expected, rtol=1e-6, atol=1e-8)
+
+
+def test_bce_with_logits_python_float_label_keeps_float32():
+    x = np.array([[0.5]], np.float32)
+    f = lambda v: nn.binary_cross_entropy_with_logits(v, 0.5).astype(np.float64)  # noqa: E731
+    assert jit(f)(x).dtype == f(x).dtype == np.float64
+    assert grad(lambda v: nn.binary_cross_entropy_with_logits(v, -0.28))(x).dtype == np.float32
+
+
+def test_compile_step_updates_a_parameter_only_after_its_last_read():
+    W1, W2 = np.array(0.5), np.array([2.0])
+
+    def loss(p):
+        return 0.4 * np.sum(p["b"] * W1) + np.sum(p["a"] * p["b"] * W2)
+
+    p = {"a": np.array([1.35]), "b": np.array(-2.2)}
+    value = compile_step(loss, optim.SGD(lr=0.1))(p)
+    np.testing.assert_allclose(value, 0.2 * -2.2 + 1.35 * -2.2 * 2.0)
+    np.testing.assert_allclose(p["a"], [1.35 - 0.1 * (-2.2 * 2.0)])
+    np.testing.assert_allclose(p["b"], -2.2 - 0.1 * (0.2 + 1.35 * 2.0))

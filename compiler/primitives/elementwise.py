@@ -23,7 +23,8 @@ from compiler.primitives.registry import Primitive, call, register
 _WEAK_TYPES = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
 
 
-def _kind(aval: Aval):
+def dtype_or_weak_type(aval: Aval):
+    """What NumPy promotes with: the dtype, or the Python type of a weak scalar."""
     return _WEAK_TYPES[aval.dtype.kind] if aval.weak else aval.dtype
 
 
@@ -50,7 +51,7 @@ def elementwise_abstract(ufunc: str, python_op: bool = False):
     def abstract(*avals: Aval) -> Aval:
         shape = broadcast_shape(ufunc, avals)
         weak = python_op and all(a.weak for a in avals)
-        return Aval(shape, result_dtype(ufunc, tuple(_kind(a) for a in avals)), weak)
+        return Aval(shape, result_dtype(ufunc, tuple(dtype_or_weak_type(a) for a in avals)), weak)
 
     return abstract
 
@@ -68,7 +69,7 @@ def compare(op: ast.cmpop):
     return lambda a, b: ast.Compare(a, [op], [b])
 
 
-def _ufunc(name: str, vjp, emit=None) -> None:
+def _ufunc(name: str, vjp, emit=None, augmented=None, commutative=False) -> None:
     ELEMENTWISE.add(name)
     register(
         Primitive(
@@ -77,6 +78,8 @@ def _ufunc(name: str, vjp, emit=None) -> None:
             emit=emit or call(name),
             vjp=vjp,
             differentiable=vjp is not None,
+            augmented=augmented,
+            commutative=commutative,
         )
     )
 
@@ -116,10 +119,10 @@ _ufunc("isnan", None)
 _ufunc("isinf", None)
 
 # binary
-_ufunc("add", lambda g, out, x, y: (g, g), emit=binop(ast.Add()))
-_ufunc("subtract", lambda g, out, x, y: (g, -g), emit=binop(ast.Sub()))
-_ufunc("multiply", lambda g, out, x, y: (g * y, g * x), emit=binop(ast.Mult()))
-_ufunc("divide", lambda g, out, x, y: (g / y, -(g * out) / y), emit=binop(ast.Div()))
+_ufunc("add", lambda g, out, x, y: (g, g), emit=binop(ast.Add()), augmented=ast.Add(), commutative=True)
+_ufunc("subtract", lambda g, out, x, y: (g, -g), emit=binop(ast.Sub()), augmented=ast.Sub())
+_ufunc("multiply", lambda g, out, x, y: (g * y, g * x), emit=binop(ast.Mult()), augmented=ast.Mult(), commutative=True)
+_ufunc("divide", lambda g, out, x, y: (g / y, -(g * out) / y), emit=binop(ast.Div()), augmented=ast.Div())
 _ufunc(
     "power",
     lambda g, out, x, y: (g * (y * x ** (y - 1)), g * (out * _log_base(x))),
@@ -141,7 +144,7 @@ for _name in ("logical_and", "logical_or"):
 def _where_abstract(c: Aval, x: Aval, y: Aval) -> Aval:
     """np.where always returns an array, so the result is never weak."""
     shape = broadcast_shape("where", (c, x, y))
-    return Aval(shape, result_dtype("where", (np.dtype(bool), _kind(x), _kind(y))))
+    return Aval(shape, result_dtype("where", (np.dtype(bool), dtype_or_weak_type(x), dtype_or_weak_type(y))))
 
 
 ELEMENTWISE.add("where")

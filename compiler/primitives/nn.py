@@ -16,7 +16,7 @@ import numpy as np
 from compiler.errors import ShapeError, UnsupportedError, at_user_line
 from compiler.ir import Aval
 from compiler.numpy_dispatch import as_tracer, axes, fused_rule
-from compiler.primitives.elementwise import elementwise_abstract, result_dtype
+from compiler.primitives.elementwise import dtype_or_weak_type, elementwise_abstract, result_dtype
 from compiler.primitives.reduce import reduced_shape
 from compiler.primitives.registry import Primitive, literal, np_call, register
 from compiler.tracing import Tracer, bind
@@ -178,12 +178,18 @@ def _bind_softmax_cross_entropy(logits, labels):
 
 
 def _bce_abstract(z: Aval, y: Aval, *, n: int) -> Aval:
-    return Aval((), result_dtype("multiply", (z.dtype, y.dtype)))
+    return Aval((), result_dtype("multiply", (dtype_or_weak_type(z), dtype_or_weak_type(y))))
 
 
 def _bce_vjp(g, out, z, y, *, n):
     p = bind("runtime.nn.sigmoid", z)
-    return g * (p - y) / n, (g * -z / n if y.dtype.kind in "fc" else None)
+    if y.dtype.kind not in "fc":
+        return g * (p - y) / n, None
+    g_y = g * -z / n
+    shape = np.broadcast_shapes(z.shape, y.shape)
+    if g_y.shape != shape:  # labels broadcast the logits: the loss sums over both
+        g_y = np.broadcast_to(g_y, shape)
+    return g * (p - y) / n, g_y
 
 
 register(

@@ -27,7 +27,10 @@ class Primitive:
     that need more than one statement (scatter-add into a fresh buffer); such a
     value is never inlined into another expression. `emit_weak`, where given, is
     the spelling used when every operand is a Python number at run time (a
-    Python float has no `.astype`).
+    Python float has no `.astype`). `augmented` is the operator of the in-place
+    form (`x += y` for add), which the memory pass may use when the result
+    overwrites the buffer of its first operand (or either, when `commutative`).
+    `view` results may share memory with their first operand.
     """
 
     name: str
@@ -38,6 +41,8 @@ class Primitive:
     emit_weak: Optional[EmitRule] = None
     differentiable: bool = True
     view: bool = False
+    augmented: Optional[ast.operator] = None
+    commutative: bool = False
 
     def __post_init__(self) -> None:
         if (self.emit is None) == (self.emit_stmts is None):

@@ -1,0 +1,224 @@
+"""Memory planning: the order values are computed in, which of them are printed
+inside another expression, which overwrite a dead buffer in place, and where each
+large temporary is released.
+
+Code generation prints exactly what the plan says. The plan is made over the IR:
+
+- **Order.** A topological order, ties broken by node id, except that work needed
+  only for in-place updates (a training step's backward pass and optimizer update)
+  is scheduled after everything the returned values need, so a late read of a
+  parameter by the loss never follows the parameter's update.
+- **Inlining.** A value used once, with no user name and no cotangent role, is
+  printed inside its consumer's expression (at most `MAX_INLINE` operations per
+  expression). An inlined value is evaluated where its consumer is.
+- **In place.** The new value of an updated buffer (`W_new = W - lr * g_W`) is
+  written as augmented assignments (`W -= lr * g_W`), through chains of inlined
+  temporaries (`v *= mu; v += g`), when every read of the buffer's old value, and
+  of every view of it, is evaluated before; otherwise the value is computed into a
+  new array and copied into the buffer at the very end.
+- **Release.** A large temporary is deleted right after the statement that reads
+  it last, so peak memory stays where a careful hand-written function keeps it.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+import networkx as nx
+
+from compiler.ir import Graph, Node
+from compiler.primitives import registry
+
+MAX_INLINE = 8  # operations folded into one expression before a temporary is named
+MIN_DEL_SIZE = 4096  # elements: smaller arrays cost less to keep than a `del` line costs to read
+
+# One step of an in-place chain: (node, operator, other operand): `buffer <op>= other`.
+Step = tuple[int, ast.operator, int]
+
+
+@dataclass
+class MemoryPlan:
+    """What code generation prints, in order."""
+
+    order: list[int]  # every node except graph inputs, in evaluation order
+    inlined: set[int]  # printed inside their single consumer's expression
+    in_place: dict[int, tuple[int, list[Step]]]  # node -> (buffer input, augmented steps)
+    copies: list[tuple[int, int]]  # (buffer input, node): `buffer[...] = node` at the end
+    release: dict[int, list[int]] = field(default_factory=dict)  # statement -> values to delete after it
+
+
+def plan_memory(graph: Graph, returned: Iterable[int], updates: Iterable[tuple[int, int]] = (),
+                inline: bool = True) -> MemoryPlan:
+    """Plan a function that returns the nodes `returned` and writes each update's
+    node into its buffer (a graph input) in place."""
+    returned = list(returned)
+    updates = list(updates)
+    order = _schedule(graph, returned)
+    targets = {node: buffer for buffer, node in reversed(updates)}  # first buffer per node
+    inlined = _inlined(graph, order, set(graph.outputs) | set(returned) | {node for _, node in updates}, inline)
+    position = _positions(graph, order, inlined)
+    in_place: dict[int, tuple[int, list[Step]]] = {}
+    copies = []
+    for buffer, node in updates:
+        if node not in in_place and targets.get(node) == buffer:
+            steps = _chain(graph, buffer, node, inlined)
+            if steps is not None and _old_value_dead(graph, buffer, node, inlined, position):
+                in_place[node] = (buffer, steps)
+                continue
+        copies.append((buffer, node))
+    plan = MemoryPlan(order, inlined, in_place, copies)
+    plan.release = _releases(graph, plan, position, returned)
+    return plan
+
+
+def _schedule(graph: Graph, returned: list[int]) -> list[int]:
+    """Topological order by node id, with nodes that no returned value needs last."""
+    needed = set(returned)
+    for i in returned:
+        needed |= nx.ancestors(graph.dag, i)
+    inputs = set(graph.inputs)
+    order = nx.lexicographical_topological_sort(graph.dag, key=lambda i: (i not in needed, i))
+    return [i for i in order if i not in inputs]
+
+
+def _inlined(graph: Graph, order: list[int], kept: set[int], inline: bool) -> set[int]:
+    """Values printed inside their consumer: used once, unnamed, small expressions."""
+    inlined: set[int] = set()
+    sizes: dict[int, int] = {}
+    for i in order:
+        node = graph.node(i)
+        if node.op == "const":
+            if node.aval.weak:
+                inlined.add(i)  # a Python number prints as a literal
+            continue
+        size = 1 + sum(sizes.get(j, 0) for j in node.inputs if j in inlined)
+        if inline and _inlinable(graph, node, kept) and size <= MAX_INLINE:
+            inlined.add(i)
+            sizes[i] = size
+    return inlined
+
+
+def _inlinable(graph: Graph, node: Node, kept: set[int]) -> bool:
+    if node.id in kept or node.name or node.cotangent_of is not None:
+        return False
+    return registry.get(node.op).emit is not None and graph.use_count(node.id) == 1
+
+
+def _positions(graph: Graph, order: list[int], inlined: set[int]) -> dict[int, int]:
+    """Where each value is evaluated: a statement's own place, or for an inlined
+    value the place of the statement whose expression holds it."""
+    position: dict[int, int] = {}
+    for k, i in enumerate(order):
+        if i not in inlined:
+            position[i] = k
+    for i in reversed(order):
+        if i in inlined:
+            users = graph.users(i)
+            position[i] = position[users[0]] if users else len(order)
+    return position
+
+
+def _chain(graph: Graph, buffer: int, i: int, inlined: set[int]) -> Optional[list[Step]]:
+    """Augmented assignments that turn `buffer` into node `i`'s value, or None."""
+    if i == buffer:
+        return []
+    node = graph.node(i)
+    prim = registry.get(node.op) if node.op not in ("input", "const") else None
+    if prim is None or prim.augmented is None or node.aval != graph.node(buffer).aval:
+        return None
+    x, y = node.inputs
+    for link, other in [(x, y), (y, x)] if prim.commutative else [(x, y)]:
+        if link != buffer and link not in inlined:
+            continue
+        before = _chain(graph, buffer, link, inlined)
+        if before is None or (before and _touches(graph, other, buffer, inlined)):
+            continue  # `other` would be read after the buffer has changed
+        return before + [(i, prim.augmented, other)]
+    return None
+
+
+def _touches(graph: Graph, i: int, buffer: int, inlined: set[int]) -> bool:
+    """Whether evaluating node `i` reads `buffer`'s memory: directly, through a view
+    of it, or through an inlined operand that does."""
+    node = graph.node(i)
+    if i == buffer:
+        return True
+    view = node.op not in ("input", "const") and registry.get(node.op).view
+    if view and _touches(graph, node.inputs[0], buffer, inlined):
+        return True
+    return i in inlined and any(_touches(graph, j, buffer, inlined) for j in node.inputs)
+
+
+def _views(graph: Graph, buffer: int) -> set[int]:
+    """`buffer` and every value that may share its memory (views of views)."""
+    out, pending = set(), [buffer]
+    while pending:
+        i = pending.pop()
+        if i in out:
+            continue
+        out.add(i)
+        pending.extend(u for u in graph.users(i) if registry.get(graph.node(u).op).view and graph.node(u).inputs[0] == i)
+    return out
+
+
+def _old_value_dead(graph: Graph, buffer: int, node: int, inlined: set[int], position: dict[int, int]) -> bool:
+    """Every read of `buffer`'s old value (or of a view of it) happens before `node`
+    overwrites it, and no view of it outlives the function as a result."""
+    expression = _expression(graph, node, inlined)
+    aliases = _views(graph, buffer)
+    if any(i in graph.outputs for i in aliases if i != buffer):
+        return False
+    for alias in aliases:
+        for reader in graph.users(alias):
+            if reader in expression or reader in aliases:
+                continue
+            if position[reader] >= position[node]:
+                return False
+    return True
+
+
+def _expression(graph: Graph, i: int, inlined: set[int]) -> set[int]:
+    """Node `i` and the inlined operands its expression is built from."""
+    out, pending = set(), [i]
+    while pending:
+        j = pending.pop()
+        out.add(j)
+        pending.extend(k for k in graph.node(j).inputs if k in inlined)
+    return out
+
+
+def _releases(graph: Graph, plan: MemoryPlan, position: dict[int, int], returned: list[int]) -> dict[int, list[int]]:
+    """For each statement, the large temporaries whose last read it is."""
+    kept = set(returned) | {node for _, node in plan.copies} | set(graph.inputs)
+    statements = [i for i in plan.order if i not in plan.inlined]
+    reads: list[set[int]] = [set() for _ in statements]
+    index = {i: k for k, i in enumerate(statements)}
+    for i in plan.order:
+        if graph.node(i).inputs:
+            reads[index[_statement_of(graph, i, plan.inlined)]].update(graph.node(i).inputs)
+    releasable = {
+        i for i in statements
+        if i not in kept and i not in plan.in_place and graph.node(i).op != "const"
+        and graph.node(i).aval.size >= MIN_DEL_SIZE
+    }
+    return {statements[k]: names for k, names in release_points(reads, releasable).items()}
+
+
+def _statement_of(graph: Graph, i: int, inlined: set[int]) -> int:
+    """The statement whose expression evaluates node `i`."""
+    while i in inlined:
+        i = graph.users(i)[0]
+    return i
+
+
+def release_points(reads: list[set], releasable: set) -> dict[int, list]:
+    """For statement index k, the releasable values whose last read is statement k."""
+    last: dict = {}
+    for k, names in enumerate(reads):
+        for name in names & releasable:
+            last[name] = k
+    points: dict[int, list] = {}
+    for name, k in sorted(last.items(), key=lambda item: (item[1], item[0])):
+        points.setdefault(k, []).append(name)
+    return points

@@ -1,0 +1,1024 @@
+"""Random straight-line NumPy programs, and the checks that run them through adjoint.
+
+A program is generated statement by statement. Every candidate statement is evaluated
+eagerly on the program's own inputs while it is built, so the generator knows each
+intermediate's shape and values: it keeps inputs inside each function's domain (log,
+sqrt, power and division see values >= 0.2, or wrapped ones such as `x * x + 0.5`),
+keeps magnitudes moderate, and rejects statements whose inputs lie within a margin of
+a kink (abs/sign/relu at 0, near-ties of maximum/minimum/max/min, where-conditions and
+clip bounds), so that centered finite differences are a valid reference.
+
+The same builder runs on hypothesis draws (`programs()`, which shrinks) and on a seeded
+`random.Random` (`random_program`, for `tests/fuzz_run.py`). A program renders as the
+source of a module
+
+    DTYPE = np.float64
+    W = np.array(...)                       # fixed weights of the scalarisation
+
+    def program(x0, x1, s0): ...            # the straight-line body, array-valued
+    def loss(x0, x1, s0): return np.sum(program(x0, x1, s0) * W)
+    def step_loss(params, s0): return loss(params["x0"], params["x1"], s0)
+
+which is written to a real file and imported from it, once per dtype. `check_program`
+runs jit, grad, value_and_grad and compile_step on it and compares with eager NumPy and
+centered finite differences in float64.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import random
+import re
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Callable, Sequence, TypeVar
+
+import numpy as np
+from hypothesis import strategies as st
+
+from compiler import AdjointError, compile_step, grad, jit, value_and_grad
+from runtime import nn, optim
+from runtime.check import numerical_grad
+
+T = TypeVar("T")
+
+MAX_STATEMENTS = 8
+MAX_ARRAY_INPUTS = 4
+MAX_INPUT_ELEMENTS = 96    # bounds the cost of finite differences
+MAX_SIZE = 128             # elements of any intermediate
+MAX_MAGNITUDE = 50.0       # |value| of any intermediate
+LR = 0.1
+
+# tolerances: |actual - expected| <= atol * (1 + max|expected|) + rtol * |expected|
+TOLERANCES = {
+    ("forward", "float64"): (1e-9, 1e-9),
+    ("gradient", "float64"): (1e-5, 1e-6),
+    ("forward", "float32"): (2e-4, 2e-5),
+    ("gradient", "float32"): (2e-3, 2e-4),
+}
+
+
+# --- choices: one interface over hypothesis draws and a seeded generator ------------
+
+class Choices:
+    """The decisions a program is built from. Subclasses supply `integer`; everything
+    else is expressed through it, so hypothesis can shrink every decision towards the
+    first option of each list."""
+
+    def integer(self, low: int, high: int) -> int:
+        raise NotImplementedError
+
+    def pick(self, options: Sequence[T]) -> T:
+        return options[self.integer(0, len(options) - 1)]
+
+    def chance(self, percent: int) -> bool:
+        return self.integer(0, 99) < percent
+
+    def weighted(self, table: Sequence[tuple[int, T]]) -> T:
+        ticket = self.integer(0, sum(w for w, _ in table) - 1)
+        for weight, option in table:
+            if ticket < weight:
+                return option
+            ticket -= weight
+        raise AssertionError("unreachable")
+
+
+class DrawnChoices(Choices):
+    """Choices drawn by hypothesis (`draw` of a composite strategy)."""
+
+    def __init__(self, draw: Callable[[st.SearchStrategy], Any]):
+        self.draw = draw
+
+    def integer(self, low: int, high: int) -> int:
+        return self.draw(st.integers(low, high))
+
+
+class SeededChoices(Choices):
+    """Choices from a seeded `random.Random`: no hypothesis overhead."""
+
+    def __init__(self, seed: int):
+        self.random = random.Random(seed)
+
+    def integer(self, low: int, high: int) -> int:
+        return self.random.randint(low, high)
+
+
+# --- programs -------------------------------------------------------------------------
+
+@dataclass
+class Input:
+    name: str
+    value: Any  # float64 array, or a Python float for scalar inputs (both float32-exact)
+
+
+@dataclass
+class Program:
+    """A generated program: inputs, statements `name = expression`, the weights of the
+    scalarisation, and whether it is checked in float32 as well as float64."""
+
+    inputs: list[Input]
+    body: list[tuple[str, str]]
+    outputs: list[str]  # the last statement, then up to two statements nothing uses
+    weights: list[np.ndarray]  # one per output
+    float32: bool
+    _modules: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def params(self) -> list[str]:
+        """Array inputs: the parameters of compile_step (scalars go in the batch)."""
+        return [i.name for i in self.inputs if isinstance(i.value, np.ndarray)]
+
+    def source(self, dtype: str = "float64") -> str:
+        names = ", ".join(i.name for i in self.inputs)
+        batch = [i.name for i in self.inputs if not isinstance(i.value, np.ndarray)]
+        from_params = ", ".join(i.name if i.name in batch else f'params["{i.name}"]' for i in self.inputs)
+        lines = [
+            "import numpy as np",
+            "",
+            "from runtime import nn",
+            "",
+            f"DTYPE = np.{dtype}",
+            *(f"W{k} = np.array({_literal_list(w)}, dtype=DTYPE)" for k, w in enumerate(self.weights)),
+            "",
+            "",
+            f"def program({names}):",
+            *(f"    {name} = {expr}" for name, expr in self.body),
+            f"    return {', '.join(self.outputs)}",
+            "",
+            "",
+            f"def loss({names}):",
+            *self._loss_body(names),
+            "",
+            "",
+            f"def step_loss({', '.join(['params', *batch])}):",
+            f"    return loss({from_params})",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def _loss_body(self, names: str) -> list[str]:
+        """The scalarisation: a weighted sum of every output with fixed weights."""
+        if len(self.outputs) == 1:
+            return [f"    return np.sum(program({names}) * W0)"]
+        terms = " + ".join(f"np.sum({out} * W{k})" for k, out in enumerate(self.outputs))
+        return [f"    {', '.join(self.outputs)} = program({names})", f"    return {terms}"]
+
+    def arguments(self, dtype: str = "float64") -> tuple:
+        """Fresh copies of the inputs in `dtype` (scalar inputs stay Python floats)."""
+        return tuple(i.value.astype(dtype) if isinstance(i.value, np.ndarray) else i.value for i in self.inputs)
+
+    def intermediate_dtypes(self, dtype: str) -> set[np.dtype]:
+        """The dtypes of every statement's value, evaluated eagerly in `dtype`."""
+        namespace = {"np": np, "nn": nn, "DTYPE": np.dtype(dtype).type}
+        namespace.update((i.name, a) for i, a in zip(self.inputs, self.arguments(dtype)))
+        dtypes = set()
+        with np.errstate(all="ignore"):
+            for name, expr in self.body:
+                namespace[name] = eval(expr, namespace)
+                dtypes.add(np.result_type(namespace[name]))
+        return dtypes
+
+    def load(self, dtype: str = "float64") -> ModuleType:
+        """The program's module for `dtype`, imported from a real file."""
+        if dtype not in self._modules:
+            self._modules[dtype] = _import_source(self.source(dtype))
+        return self._modules[dtype]
+
+
+def _literal_list(weights: np.ndarray) -> str:
+    return repr(np.round(weights, 2).tolist())
+
+
+_TEMP_DIR = tempfile.TemporaryDirectory(prefix="adjoint-fuzz-")
+
+
+def _import_source(source: str) -> ModuleType:
+    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    path = f"{_TEMP_DIR.name}/program_{digest}.py"
+    with open(path, "w") as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location(f"fuzz_program_{digest}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the builder ----------------------------------------------------------------------
+
+class Reject(Exception):
+    """The proposed statement is invalid or too close to a kink; propose another."""
+
+
+@dataclass
+class Var:
+    name: str
+    value: Any  # float64 array (0-d included), or a Python float
+
+
+def _fmt(x: float) -> str:
+    """A short Python float literal, parenthesised when negative (safe as an operand)."""
+    text = repr(float(x))
+    return f"({text})" if x < 0 else text
+
+
+def _margin(scale: Any) -> Any:
+    return 1e-3 * (1.0 + np.abs(scale))
+
+
+def _require_far(distance: Any, scale: Any) -> None:
+    """Reject unless every |distance| clears the kink margin (exact zeros allowed:
+    they come from structurally identical operands, such as a broadcast copy)."""
+    d = np.abs(np.asarray(distance, dtype=np.float64))
+    if np.any((d > 0) & (d < _margin(scale))):
+        raise Reject("near a kink")
+
+
+def _require_clear_of(values: Any, points: Sequence[float]) -> None:
+    for p in points:
+        if np.any(np.abs(np.asarray(values) - p) < _margin(p)):
+            raise Reject("near a kink")
+
+
+class Builder:
+    """Builds one program from `choices`; inputs' values come from a numpy generator
+    seeded by a drawn integer."""
+
+    def __init__(self, choices: Choices):
+        self.choices = choices
+        self.rng = np.random.default_rng(choices.integer(0, 2**32 - 1))
+        self.inputs: list[Var] = []
+        self.body: list[Var] = []
+        self.exprs: dict[str, str] = {}
+
+    # values ---------------------------------------------------------------------
+
+    @property
+    def vars(self) -> list[Var]:
+        return self.inputs + self.body
+
+    def eval(self, expr: str) -> Any:
+        namespace = {"np": np, "nn": nn, "DTYPE": np.float64, **{v.name: v.value for v in self.vars}}
+        try:
+            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+                return eval(expr, namespace)
+        except (ValueError, IndexError, TypeError, FloatingPointError, np.exceptions.AxisError) as err:
+            raise Reject(str(err)) from None
+
+    def _draw_values(self, shape: tuple[int, ...]) -> np.ndarray:
+        kind = self.choices.pick(["normal", "positive", "negative", "wide"])
+        if kind == "normal":
+            values = self.rng.normal(size=shape)
+        elif kind == "positive":
+            values = self.rng.uniform(0.5, 2.0, size=shape)
+        elif kind == "negative":
+            values = self.rng.uniform(-2.0, -0.5, size=shape)
+        else:
+            values = self.rng.uniform(-3.0, 3.0, size=shape)
+        return values.astype(np.float32).astype(np.float64)  # exact in both dtypes
+
+    def fresh(self, shape: tuple[int, ...]) -> Var:
+        """A new array input of `shape`."""
+        arrays = [v for v in self.inputs if isinstance(v.value, np.ndarray)]
+        total = sum(v.value.size for v in arrays) + int(np.prod(shape))
+        if len(arrays) >= MAX_ARRAY_INPUTS or total > MAX_INPUT_ELEMENTS:
+            raise Reject("too many inputs")
+        var = Var(f"x{len(arrays)}", self._draw_values(shape))
+        self.inputs.append(var)
+        return var
+
+    def scalar_input(self) -> Var:
+        """A Python float input (an existing one, or a new one)."""
+        existing = [v for v in self.inputs if not isinstance(v.value, np.ndarray)]
+        if existing and self.choices.chance(70):
+            return self.choices.pick(existing)
+        if len(existing) >= 2:
+            raise Reject("too many scalar inputs")
+        value = float(np.float32(self._draw_values(()).item()))
+        var = Var(f"s{len(existing)}", value)
+        self.inputs.append(var)
+        return var
+
+    def literal(self, low: float = -2.0, high: float = 2.0) -> str:
+        """A Python float literal with two decimals in [low, high], never 0.0."""
+        return _fmt(round(low + (high - low) * self.choices.integer(0, 100) / 100, 2) or 0.5)
+
+    def shape(self, min_dims: int = 0, max_dims: int = 3) -> tuple[int, ...]:
+        ndim = self.choices.integer(min_dims, max_dims)
+        return tuple(self.side() for _ in range(ndim))
+
+    def side(self) -> int:
+        """A dimension's length: 1 a third of the time, where broadcasting and
+        reshapes are most often wrong."""
+        return self.choices.weighted([(3, 1), (3, 2), (2, 3), (1, 4)])
+
+    # operands -------------------------------------------------------------------
+
+    def operand(self, accept: Callable[[Any], bool] = lambda v: True) -> Var:
+        """An existing value accepted by `accept` (most often the latest statement or
+        a value nothing uses yet, so that the data flow joins up), or a fresh input
+        when none is accepted."""
+        candidates = [v for v in reversed(self.vars) if isinstance(v.value, np.ndarray) and accept(v.value)]
+        unused = [v for v in candidates if not self.used(v.name)]
+        if candidates and self.body and candidates[0] is self.body[-1] and self.choices.chance(60):
+            return candidates[0]
+        if unused and self.choices.chance(50):
+            return self.choices.pick(unused)
+        if candidates and self.choices.chance(80):
+            return self.choices.pick(candidates)
+        for _ in range(4):
+            shape = self.shape()
+            if accept(np.zeros(shape)):
+                return self.fresh(shape)
+        raise Reject("no operand")
+
+    def used(self, name: str) -> bool:
+        return any(re.search(rf"\b{name}\b", expr) for expr in self.exprs.values())
+
+    def partner(self, shape: tuple[int, ...]) -> str:
+        """An operand that broadcasts with `shape`: an existing value, a fresh input of
+        a related shape, a Python float literal or input, or a constant array."""
+        kind = self.choices.weighted([(5, "existing"), (4, "fresh"), (3, "literal"), (2, "scalar"), (1, "ones")])
+        if kind == "literal":
+            return self.literal()
+        if kind == "scalar":
+            return self.scalar_input().name
+        related = self.related_shape(shape)
+        if kind == "ones":
+            return f"np.ones({related}, dtype=DTYPE)"
+        if kind == "existing":
+            candidates = [v for v in self.vars if isinstance(v.value, np.ndarray) and _broadcasts(shape, v.value.shape)]
+            if candidates:
+                return self.choices.pick(candidates).name
+        return self.fresh(related).name
+
+    def related_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """A shape that broadcasts with `shape`: some leading dims dropped or added,
+        some dims replaced by 1."""
+        dims = [1 if self.choices.chance(25) else d for d in shape]
+        if self.choices.chance(40):
+            return tuple(dims[self.choices.integer(0, len(dims)):])
+        if self.choices.chance(20):
+            return (self.choices.integer(1, 3), *dims)
+        return tuple(dims)
+
+    def positive(self, var: Var) -> str:
+        """An expression of `var` whose values are >= 0.2 (domain of log, sqrt, ...)."""
+        values = np.asarray(var.value)
+        if values.min() >= 0.2 and self.choices.chance(70):
+            return var.name
+        n = var.name
+        forms = [f"({n} * {n} + 0.5)", f"np.sqrt({n} * {n} + 1.0)", f"(nn.sigmoid({n}) + 0.5)", f"np.exp(np.tanh({n}))"]
+        if np.abs(values).max() <= 3:
+            forms.append(f"np.exp({n})")
+        if np.abs(values).min() > _margin(0.0):
+            forms.append(f"(np.abs({n}) + 0.5)")
+        return self.choices.pick(forms)
+
+    def nonzero(self, var: Var) -> str:
+        """An expression of `var` whose values are at least 0.2 away from 0."""
+        values = np.asarray(var.value)
+        if np.abs(values).min() >= 0.2 and self.choices.chance(60):
+            return var.name
+        expr = self.positive(var)
+        return f"(-{expr})" if self.choices.chance(30) else expr
+
+    def bounded(self, var: Var, limit: float = 3.0) -> str:
+        """`var`, or tanh of it when it is larger than `limit` (input of exp)."""
+        return var.name if np.abs(var.value).max() <= limit else f"np.tanh({var.name})"
+
+    def threshold(self, values: Any) -> str:
+        """A Python float literal at least a margin away from every value: in a gap
+        between two of them, or outside their range."""
+        points = np.unique(np.round(np.asarray(values, dtype=np.float64), 6))
+        candidates = [points[0] - 0.5, points[-1] + 0.5]
+        candidates += [(a + b) / 2 for a, b in zip(points[:-1], points[1:]) if b - a > 4 * _margin(b)]
+        c = candidates[self.choices.integer(0, len(candidates) - 1)]
+        for text in (_fmt(round(c, 2)), _fmt(c)):
+            if np.all(np.abs(points - float(text.strip("()"))) >= _margin(points)):
+                return text
+        raise Reject("no threshold")
+
+    # statements -----------------------------------------------------------------
+
+    def add(self, expr: str) -> None:
+        value = self.eval(expr)
+        if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind != "f":
+            raise Reject("not a float array")
+        if value.size == 0 or value.size > MAX_SIZE:
+            raise Reject("size")
+        if not np.all(np.isfinite(value)) or np.abs(value).max() > MAX_MAGNITUDE:
+            raise Reject("magnitude")
+        self.body.append(Var(f"v{len(self.body)}", np.asarray(value, dtype=np.float64)))
+        self.exprs[self.body[-1].name] = expr
+
+    def statement(self) -> None:
+        """Append one statement, retrying other operations on rejection."""
+        for _ in range(8):
+            op = self.choices.weighted(OPERATIONS)
+            inputs, body = list(self.inputs), list(self.body)
+            try:
+                self.add(op(self))
+                return
+            except Reject:
+                self.inputs, self.body = inputs, body
+        self.add(f"np.tanh({self.operand().name})")
+
+    def build(self, float32: bool) -> Program:
+        for _ in range(self.choices.integer(1, MAX_STATEMENTS)):
+            self.statement()
+        last = self.body[-1]
+        dangling = [v for v in self.body[:-1] if not self.used(v.name)][-2:]
+        outputs = [last] + [v for v in dangling if self.choices.chance(50)]
+        return Program(
+            [Input(v.name, v.value) for v in self.inputs],
+            [(v.name, self.exprs[v.name]) for v in self.body],
+            [v.name for v in outputs],
+            [np.round(self.rng.normal(size=np.shape(v.value)), 2) for v in outputs],
+            float32,
+        )
+
+
+def _broadcasts(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    try:
+        return int(np.prod(np.broadcast_shapes(a, b))) <= MAX_SIZE
+    except ValueError:
+        return False
+
+
+# --- operations: each returns the expression of a new statement ------------------------
+
+def op_unary(b: Builder) -> str:
+    a = b.operand()
+    form = b.choices.pick([
+        "-{a}", "np.negative({a})", "np.sin({a})", "np.cos({a})", "np.tanh({a})", "nn.tanh({a})",
+        "np.square({a})", "{a} ** 2", "{a} ** 3", "nn.sigmoid({a})", "{a}.astype(DTYPE)",
+        "{a}.astype(np.float64)", "np.isfinite({a}) * {a}",
+    ])
+    return form.format(a=a.name)
+
+
+def op_exp(b: Builder) -> str:
+    a = b.operand()
+    return b.choices.pick(["np.exp({a})", "np.expm1({a})"]).format(a=b.bounded(a))
+
+
+def op_domain(b: Builder) -> str:
+    """log, sqrt, log1p and powers of positive values."""
+    a = b.operand()
+    p = b.positive(a)
+    form = b.choices.pick(["np.log({p})", "np.sqrt({p})", "np.log1p({p})", "{p} ** 0.5", "{p} ** -1.5",
+                           "np.power({p}, {c})", "{p} ** {c}"])
+    return form.format(p=p, c=b.literal(-2.0, 2.5))
+
+
+def op_kink(b: Builder) -> str:
+    """abs, sign, relu, elu: away from 0."""
+    a = b.operand()
+    _require_clear_of(a.value, [0.0])
+    return b.choices.pick(["np.abs({a})", "np.sign({a}) * {a}", "nn.relu({a})", "nn.elu({a})"]).format(a=a.name)
+
+
+def op_binary(b: Builder) -> str:
+    a = b.operand()
+    other = b.partner(a.value.shape)
+    x, y = (a.name, other) if b.choices.chance(70) else (other, a.name)
+    form = b.choices.pick(["{x} + {y}", "{x} - {y}", "{x} * {y}", "np.add({x}, {y})", "np.subtract({x}, {y})",
+                           "np.multiply({x}, {y})", "np.logaddexp({x}, {y})"])
+    return form.format(x=x, y=y)
+
+
+def op_divide(b: Builder) -> str:
+    a = b.operand()
+    other = b.partner(a.value.shape)
+    if b.choices.chance(50):
+        numerator, denominator = other, b.nonzero(a)
+    else:
+        numerator, denominator = a.name, _nonzero_expr(b, other)
+    return b.choices.pick(["{n} / {d}", "np.divide({n}, {d})"]).format(n=numerator, d=denominator)
+
+
+def _nonzero_expr(b: Builder, expr: str) -> str:
+    """`expr` (a name or literal) made at least 0.2 away from 0."""
+    var = next((v for v in b.vars if v.name == expr), None)
+    if var is not None:
+        return b.nonzero(var) if isinstance(var.value, np.ndarray) else f"({expr} * {expr} + 0.5)"
+    value = b.eval(expr)
+    return expr if np.all(np.abs(value) >= 0.2) else f"({expr} * {expr} + 0.5)"
+
+
+def op_power(b: Builder) -> str:
+    """x ** y with both operands traced: x positive, y moderate."""
+    a = b.operand()
+    other = b.partner(a.value.shape)
+    exponent = f"np.tanh({other})" if re.fullmatch(r"[a-z]\w*", other) else other
+    return b.choices.pick(["{p} ** {e}", "np.power({p}, {e})"]).format(p=b.positive(a), e=exponent)
+
+
+def op_extremum(b: Builder) -> str:
+    """np.maximum / np.minimum, away from ties."""
+    a = b.operand()
+    other = b.partner(a.value.shape)
+    _require_far(a.value - b.eval(other), a.value)
+    return b.choices.pick(["np.maximum({x}, {y})", "np.minimum({x}, {y})"]).format(x=a.name, y=other)
+
+
+def op_where(b: Builder) -> str:
+    cond = _condition(b)
+    if b.choices.chance(30):
+        cond = b.choices.pick(["np.logical_and({c}, {d})", "np.logical_or({c}, {d})"]).format(c=cond, d=_condition(b))
+    elif b.choices.chance(15):
+        cond = f"np.logical_not({cond})"
+    shape = np.shape(b.eval(cond))
+    x, y = b.partner(shape), b.partner(shape)
+    if b.choices.chance(50):  # most often a branch is the latest value
+        x = b.body[-1].name if b.body and _broadcasts(shape, b.body[-1].value.shape) else x
+    return f"np.where({cond}, {x}, {y})"
+
+
+def _condition(b: Builder) -> str:
+    a = b.operand()
+    op = b.choices.pick([">", "<", ">=", "<="])
+    if b.choices.chance(60):
+        other = b.threshold(a.value)
+    else:
+        other = b.partner(a.value.shape)
+        _require_far(a.value - b.eval(other), a.value)
+        if np.any(a.value - b.eval(other) == 0):
+            raise Reject("exact tie in a comparison")
+    if b.choices.chance(25):
+        name = {">": "greater", "<": "less", ">=": "greater_equal", "<=": "less_equal"}[op]
+        return f"np.{name}({a.name}, {other})"
+    return f"({a.name} {op} {other})"
+
+
+def op_clip(b: Builder) -> str:
+    a = b.operand()
+    lo = float(b.threshold(a.value).strip("()"))
+    above = a.value[a.value > lo]
+    hi = b.threshold(np.append(above, lo)) if above.size else _fmt(lo + 1.0)
+    if float(hi.strip("()")) <= lo:
+        hi = _fmt(lo + 1.0)
+    lo_text, hi_text = b.choices.pick([(_fmt(lo), hi), (_fmt(lo), "None"), ("None", hi)])
+    return f"np.clip({a.name}, {lo_text}, {hi_text})"
+
+
+def _axis(b: Builder, ndim: int, allow_none: bool = True) -> tuple[str, Any]:
+    """An axis argument (source, value): None, an int (maybe negative) or a tuple."""
+    kinds = (["none"] if allow_none else []) + (["int", "tuple"] if ndim else [])
+    kind = b.choices.pick(kinds)
+    if kind == "none":
+        return "None", None
+    if kind == "int":
+        axis = b.choices.integer(-ndim, ndim - 1)
+        return str(axis), axis
+    axes = sorted({b.choices.integer(0, ndim - 1) for _ in range(b.choices.integer(1, ndim))})
+    axes = tuple(ax - ndim if b.choices.chance(30) else ax for ax in axes)
+    return repr(axes), axes
+
+
+def op_reduce(b: Builder) -> str:
+    """sum / mean / max / min as functions or methods, with axis and keepdims."""
+    a = b.operand()
+    fn = b.choices.pick(["sum", "mean", "max", "min"])
+    axis_text, axis = _axis(b, a.value.ndim)
+    if fn in ("max", "min"):
+        _require_no_near_ties(a.value if fn == "max" else -a.value, axis)
+    args = []
+    if axis is not None or b.choices.chance(30):
+        args.append(axis_text if b.choices.chance(30) else f"axis={axis_text}")
+    if b.choices.chance(35):
+        args.append("keepdims=True")
+    if b.choices.chance(40):
+        return f"{a.name}.{fn}({', '.join(args)})"
+    return f"np.{fn}({', '.join([a.name, *args])})"
+
+
+def _require_no_near_ties(values: np.ndarray, axis: Any) -> None:
+    """Reject if, along the reduced axes, a value is within the margin of the maximum
+    without being equal to it."""
+    top = np.max(values, axis=axis, keepdims=True)
+    _require_far(top - values, top)
+
+
+def op_logsumexp(b: Builder) -> str:
+    a = b.operand()
+    axis_text, _ = _axis(b, a.value.ndim)
+    keepdims = ", keepdims=True" if b.choices.chance(35) else ""
+    return f"nn.logsumexp({a.name}, axis={axis_text}{keepdims})"
+
+
+def op_softmax(b: Builder) -> str:
+    a = b.operand(lambda v: v.ndim >= 1)
+    axis = b.choices.integer(-a.value.ndim, a.value.ndim - 1)
+    return b.choices.pick(["nn.softmax({a}, axis={k})", "nn.log_softmax({a}, axis={k})",
+                           "nn.log_softmax({a})"]).format(a=a.name, k=axis)
+
+
+def op_activation_loss(b: Builder) -> str:
+    """The fused losses: softmax_cross_entropy with integer labels or label rows, and
+    binary_cross_entropy_with_logits."""
+    if b.choices.chance(50):
+        z = b.operand(lambda v: v.ndim >= 1)
+        target = b.partner(z.value.shape) if b.choices.chance(60) else b.fresh(z.value.shape).name
+        return f"nn.binary_cross_entropy_with_logits({z.name}, {target})"
+    logits = b.operand(lambda v: v.ndim == 2)
+    n, k = logits.value.shape
+    if b.choices.chance(60):
+        labels = [b.choices.integer(0, k - 1) for _ in range(n)]
+        return f"nn.softmax_cross_entropy({logits.name}, np.array({labels}))"
+    rows = b.choices.pick([v for v in b.vars if np.shape(v.value) == (n, k)] + [b.fresh((n, k))])
+    return f"nn.softmax_cross_entropy({logits.name}, {rows.name})"
+
+
+def op_matmul(b: Builder) -> str:
+    a = b.operand(lambda v: v.ndim >= 1)
+    left = b.choices.chance(60)
+    form = b.choices.pick(["{x} @ {y}", "np.matmul({x}, {y})", "np.dot({x}, {y})", "np.outer({x}, {y})"])
+    if "outer" in form:
+        other = b.operand()
+        x, y = (a.name, other.name) if left else (other.name, a.name)
+        return form.format(x=x, y=y)
+    max_dims = 2 if "dot" in form else 4
+    if a.value.ndim > max_dims:
+        raise Reject("dot of a >2-D array")
+    shape = _matmul_partner_shape(b, a.value.shape, left, max_dims)
+    fits = lambda v: _matmul_ok(a.value.shape, v.shape, left) and v.ndim <= max_dims  # noqa: E731
+    existing = [v for v in b.vars if isinstance(v.value, np.ndarray) and fits(v.value)]
+    other = b.choices.pick(existing) if existing and b.choices.chance(40) else b.fresh(shape)
+    x, y = (a.name, other.name) if left else (other.name, a.name)
+    return form.format(x=x, y=y)
+
+
+def _matmul_partner_shape(b: Builder, shape: tuple[int, ...], left: bool, max_dims: int) -> tuple[int, ...]:
+    """A shape S such that `a @ S` (left) or `S @ a` is valid for `a` of `shape`."""
+    inner = shape[-1] if left else (shape[-2] if len(shape) >= 2 else shape[0])
+    other = b.choices.integer(1, 4)
+    kind = b.choices.pick(["vector", "matrix", "batched"][: 2 if max_dims == 2 else 3])
+    if kind == "vector":
+        return (inner,)
+    matrix = (inner, other) if left else (other, inner)
+    if kind == "matrix":
+        return matrix
+    batch = b.related_shape(shape[:-2]) if len(shape) > 2 else (b.choices.integer(1, 3),)
+    return batch[-2:] + matrix
+
+
+def _matmul_ok(a: tuple[int, ...], other: tuple[int, ...], left: bool) -> bool:
+    x, y = (a, other) if left else (other, a)
+    try:
+        np.matmul(np.zeros(x), np.zeros(y))
+        return True
+    except ValueError:
+        return False
+
+
+def op_reshape(b: Builder) -> str:
+    a = b.operand()
+    shape = _factorization(b, a.value.size)
+    if shape and b.choices.chance(30):
+        shape[b.choices.integer(0, len(shape) - 1)] = -1
+    text = repr(tuple(shape))
+    return b.choices.pick(["{a}.reshape({s})", "np.reshape({a}, {s})", "{a}.reshape({s})"]).format(
+        a=a.name, s=text if len(shape) != 1 or b.choices.chance(50) else str(shape[0]))
+
+
+def _factorization(b: Builder, size: int) -> list[int]:
+    """Random dims with product `size`, size-1 dims included."""
+    ndim = b.choices.integer(0 if size == 1 else 1, 4)
+    if ndim == 0:
+        return []
+    dims = [1] * ndim
+    for prime in (2, 3, 5, 7, 11, 13):
+        while size % prime == 0:
+            size //= prime
+            dims[b.choices.integer(0, ndim - 1)] *= prime
+    dims[0] *= size
+    return dims
+
+
+def op_transpose(b: Builder) -> str:
+    a = b.operand()
+    ndim = a.value.ndim
+    perm = list(range(ndim))
+    for i in range(ndim - 1, 0, -1):
+        j = b.choices.integer(0, i)
+        perm[i], perm[j] = perm[j], perm[i]
+    forms = ["{a}.T", "np.transpose({a})", "np.transpose({a}, {p})", "{a}.transpose({p})"]
+    if ndim:
+        forms.append("np.swapaxes({a}, {i}, {j})")
+    i, j = (b.choices.integer(-ndim, ndim - 1) for _ in range(2)) if ndim else (0, 0)
+    return b.choices.pick(forms).format(a=a.name, p=tuple(perm), i=i, j=j)
+
+
+def op_dims(b: Builder) -> str:
+    """expand_dims, squeeze, ravel, broadcast_to."""
+    a = b.operand()
+    shape = a.value.shape
+    kind = b.choices.pick(["expand_dims", "squeeze", "ravel", "broadcast_to"])
+    if kind == "expand_dims":
+        if b.choices.chance(30):
+            axes = tuple(sorted({b.choices.integer(0, len(shape) + 1) for _ in range(2)}))
+            return f"np.expand_dims({a.name}, {axes})"
+        return f"np.expand_dims({a.name}, {b.choices.integer(-len(shape) - 1, len(shape))})"
+    if kind == "squeeze":
+        ones = [i for i, d in enumerate(shape) if d == 1]
+        if ones and b.choices.chance(60):
+            axis = b.choices.pick(ones)
+            return f"np.squeeze({a.name}, axis={axis - len(shape) if b.choices.chance(30) else axis})"
+        return f"np.squeeze({a.name})"
+    if kind == "ravel":
+        return f"np.ravel({a.name})"
+    target = tuple(b.choices.integer(2, 3) if d == 1 and b.choices.chance(60) else d for d in shape)
+    target = tuple(b.choices.integer(1, 3) for _ in range(b.choices.integer(0, 2))) + target
+    return f"np.broadcast_to({a.name}, {target})"
+
+
+def op_join(b: Builder) -> str:
+    """concatenate and stack of two or three operands."""
+    a = b.operand()
+    shape = a.value.shape
+    stack = not shape or b.choices.chance(40)
+    axis = b.choices.integer(-len(shape) - stack, len(shape) - 1 + stack)
+    parts = [a.name]
+    for _ in range(b.choices.integer(1, 2)):
+        need = list(shape)
+        if not stack:
+            need[axis] = b.choices.integer(1, 3)
+        same = [v for v in b.vars if np.shape(v.value) == tuple(need) and isinstance(v.value, np.ndarray)]
+        parts.append(b.choices.pick(same).name if same and b.choices.chance(60) else b.fresh(tuple(need)).name)
+    seq = f"[{', '.join(parts)}]" if b.choices.chance(60) else f"({', '.join(parts)})"
+    fn = "np.stack" if stack else "np.concatenate"
+    axis_text = "" if axis == 0 and b.choices.chance(40) else f", axis={axis}"
+    return f"{fn}({seq}{axis_text})"
+
+
+def op_index(b: Builder) -> str:
+    a = b.operand()
+    parts = [_index_part(b, n) for n in a.value.shape]
+    if parts and b.choices.chance(40):
+        while parts and parts[-1] == ":":
+            parts.pop()
+    for _ in range(b.choices.integer(0, 2) if b.choices.chance(30) else 0):
+        parts.insert(b.choices.integer(0, len(parts)), "None")
+    if b.choices.chance(25):
+        start = b.choices.integer(0, len(parts))
+        stop = b.choices.integer(start, len(parts))
+        if all(p in (":", "None") for p in parts[start:stop]) or start == stop:
+            parts[start:stop] = [p for p in parts[start:stop] if p == "None"] + ["..."]
+    if not parts:
+        parts = [b.choices.pick(["()", "...", "None"])]
+        return f"{a.name}[{parts[0]}]"
+    return f"{a.name}[{', '.join(parts)}]"
+
+
+def _index_part(b: Builder, n: int) -> str:
+    kind = b.choices.weighted([(3, "all"), (3, "int"), (3, "slice"), (2, "array")])
+    if kind == "int":
+        return str(b.choices.integer(-n, n - 1))
+    if kind == "array":
+        idx = [b.choices.integer(-n, n - 1) for _ in range(b.choices.integer(1, 4))]
+        return f"np.array({idx})" if b.choices.chance(50) else repr(idx)
+    if kind == "slice":
+        step = b.choices.pick([1, 2, -1, -2, 3, None])
+        start = b.choices.pick([None, b.choices.integer(-n, n - 1)])
+        stop = b.choices.pick([None, b.choices.integer(-n - 1, n)])
+        if len(range(n)[slice(start, stop, step)]):
+            text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+            return text + ("" if step is None else f":{step}")
+    return ":"
+
+
+# (weight, operation): hypothesis shrinks towards the first entries
+OPERATIONS: list[tuple[int, Callable[[Builder], str]]] = [
+    (6, op_binary), (5, op_unary), (2, op_exp), (3, op_domain), (2, op_kink), (2, op_divide),
+    (1, op_power), (2, op_extremum), (3, op_where), (1, op_clip), (4, op_reduce), (1, op_logsumexp),
+    (1, op_softmax), (1, op_activation_loss), (3, op_matmul), (3, op_reshape), (2, op_transpose),
+    (4, op_dims), (2, op_join), (5, op_index),
+]
+
+
+def build_program(choices: Choices) -> Program:
+    """One program from `choices`; about a third are also checked in float32."""
+    builder = Builder(choices)
+    first = builder.shape()
+    builder.fresh(first)
+    return builder.build(float32=choices.chance(35))
+
+
+@st.composite
+def programs(draw: Callable[[st.SearchStrategy], Any]) -> Program:
+    """Hypothesis strategy of random programs (valid by construction)."""
+    return build_program(DrawnChoices(draw))
+
+
+def random_program(seed: int) -> Program:
+    """The program of a seed, without hypothesis: what `tests/fuzz_run.py` runs."""
+    return build_program(SeededChoices(seed))
+
+
+# --- the checker ---------------------------------------------------------------------
+
+@dataclass
+class Failure:
+    """kind: "crash" (an exception inside the compiler or generated code), "refusal"
+    (an AdjointError on a valid program), "mismatch" (wrong values), "dtype" (wrong
+    dtype or shape) or "mutation" (an input changed). check: what was run."""
+
+    kind: str
+    check: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.check}: {self.detail}"
+
+
+@dataclass
+class Report:
+    failures: list[Failure] = field(default_factory=list)
+    gradients_checked: int = 0
+
+
+def check_program(program: Program) -> Report:
+    """Run `program` through jit, grad, value_and_grad and compile_step in float64 (and
+    float32 when the program says so) and compare with eager NumPy and finite
+    differences of the float64 loss."""
+    report = Report()
+    module64 = program.load("float64")
+    args64 = program.arguments("float64")
+    argnums = tuple(range(len(args64)))
+    with np.errstate(all="ignore"):
+        reference = numerical_grad(module64.loss, *args64, argnums=argnums)
+    for dtype in ("float64", "float32") if program.float32 else ("float64",):
+        _Checks(program, dtype, reference, report).run()
+    return report
+
+
+class _Checks:
+    """The checks of one program at one dtype, appending to a shared report."""
+
+    def __init__(self, program: Program, dtype: str, reference: tuple, report: Report):
+        self.program, self.dtype, self.reference, self.report = program, dtype, reference, report
+        self.module = program.load(dtype)
+        self.argnums = tuple(range(len(program.inputs)))
+        with np.errstate(all="ignore"):
+            self.out = self.module.program(*program.arguments(dtype))
+            self.loss = self.module.loss(*program.arguments(dtype))
+
+    def run(self) -> None:
+        for check in (self.jit_program, self.jit_loss, self.grad, self.value_and_grad, self.compile_step):
+            check()
+
+    def fail(self, kind: str, check: str, detail: str) -> None:
+        self.report.failures.append(Failure(kind, f"{check}[{self.dtype}]", detail))
+
+    def call(self, check: str, fn: Callable, *args: Any) -> Any:
+        """`fn(*args)`, or None after recording a crash or refusal. Only the compiler's
+        own work runs in here, so an exception in the checker is not mistaken for one."""
+        try:
+            with np.errstate(all="ignore"):
+                return fn(*args)
+        except AdjointError as err:
+            self.fail("refusal", check, f"{type(err).__name__}: {err}")
+        except Exception as err:  # noqa: BLE001 - every other exception is a crash
+            frames = traceback.format_exception(type(err), err, err.__traceback__)
+            self.fail("crash", check, f"{type(err).__name__}: {err}\n" + "".join(frames[-6:]))
+        return None
+
+    def unmutated(self, check: str, fn: Callable, args: tuple) -> Any:
+        """`fn(*args)` through `call`, failing if it changes any argument."""
+        before = [np.copy(a) for a in args]
+        result = self.call(check, fn, *args)
+        for name, a, b in zip(self.names, args, before):
+            if not (np.array_equal(a, b) and np.result_type(a) == np.result_type(b)):
+                self.fail("mutation", check, f"argument {name} changed from {b!r} to {a!r}")
+        return result
+
+    # checks ----------------------------------------------------------------------
+
+    def jit_program(self) -> None:
+        args = self.program.arguments(self.dtype)
+        fn = self.call("jit_program", jit, self.module.program)
+        out = None if fn is None else self.unmutated("jit_program", fn, args)
+        if out is not None:
+            expected = self.out if isinstance(self.out, tuple) else (self.out,)
+            actual = out if isinstance(out, tuple) else (out,)
+            if len(actual) != len(expected) or isinstance(out, tuple) != isinstance(self.out, tuple):
+                self.fail("dtype", "jit_program", f"returned {type(out).__name__} of {len(actual)}, "
+                          f"eager NumPy {type(self.out).__name__} of {len(expected)}")
+                return
+            for name, a, e in zip(self.program.outputs, actual, expected):
+                self.compare("jit_program", f"output {name}", a, e, "forward")
+
+    def jit_loss(self) -> None:
+        args = self.program.arguments(self.dtype)
+        out = self.unmutated("jit_loss", jit(self.module.loss), args)
+        if out is not None:
+            self.compare("jit_loss", "loss", out, self.loss, "forward")
+
+    def grad(self) -> None:
+        args = self.program.arguments(self.dtype)
+        fn = grad(self.module.loss, argnums=self.argnums)
+        grads = self.unmutated("grad", fn, args)
+        if grads is None:
+            return
+        self.compare_grads("grad", grads, args)
+        self.check_float32_throughout(args)
+        again = self.call("grad", fn, *args)
+        for name, g, h in zip(self.names, grads, again or grads):
+            if not np.array_equal(g, h):
+                self.fail("mismatch", "grad", f"second call (cached) gives another gradient of {name}: {h!r} vs {g!r}")
+
+    def check_float32_throughout(self, args: tuple) -> None:
+        """A float32 program whose eager intermediates are all float32 must compile to
+        a gradient graph without float64 arrays (Python scalars stay weak: NEP 50).
+        Only the array inputs are differentiated: a Python float's own gradient is
+        rightly float64."""
+        if self.dtype != "float32" or self.program.intermediate_dtypes("float32") != {np.dtype(np.float32)}:
+            return
+        arrays = tuple(k for k, a in enumerate(args) if isinstance(a, np.ndarray))
+        graph = self.call("grad", grad(self.module.loss, argnums=arrays).ir, *args)
+        widened = [] if graph is None else [
+            n for n in graph.nodes() if n.dtype.kind == "f" and n.dtype != np.float32 and not n.aval.weak
+        ]
+        if widened:
+            n = widened[0]
+            self.fail("dtype", "grad", f"float32 program computes in float64 ({len(widened)} nodes), e.g. "
+                      f"{n.op} -> {n.aval} from line {n.loc.line} `{n.loc.text}`")
+
+    def value_and_grad(self) -> None:
+        args = self.program.arguments(self.dtype)
+        result = self.unmutated("value_and_grad", value_and_grad(self.module.loss, argnums=self.argnums), args)
+        if result is not None:
+            value, grads = result
+            self.compare("value_and_grad", "value", value, self.loss, "forward")
+            self.compare_grads("value_and_grad", grads, args)
+
+    def compile_step(self) -> None:
+        args = self.program.arguments(self.dtype)
+        params = {i.name: a for i, a in zip(self.program.inputs, args) if isinstance(a, np.ndarray)}
+        batch = [a for a in args if not isinstance(a, np.ndarray)]
+        old = {k: v.copy() for k, v in params.items()}
+        step = compile_step(self.module.step_loss, optim.SGD(lr=LR))
+        loss = self.call("compile_step", step, params, *batch)
+        if loss is None:
+            return
+        self.compare("compile_step", "returned loss", loss, self.loss, "forward", check_dtype=False)
+        for i, g in zip(self.program.inputs, self.reference):
+            if i.name in params:
+                expected = (old[i.name] - LR * g).astype(self.dtype)
+                self.compare("compile_step", f"updated {i.name}", params[i.name], expected, "gradient")
+
+    # comparisons -----------------------------------------------------------------
+
+    @property
+    def names(self) -> list[str]:
+        return [i.name for i in self.program.inputs]
+
+    def compare_grads(self, check: str, grads: tuple, args: tuple) -> None:
+        for name, g, expected, arg in zip(self.names, grads, self.reference, args):
+            self.report.gradients_checked += 1
+            if np.result_type(g) != np.result_type(arg) or np.shape(g) != np.shape(arg):
+                self.fail("dtype", check, f"gradient of {name} is {_describe(g)}, argument is {_describe(arg)}")
+            else:
+                self.compare(check, f"gradient of {name} (vs finite differences)", g, expected, "gradient",
+                             check_dtype=False)
+
+    def compare(self, check: str, what: str, actual: Any, expected: Any, quantity: str,
+                check_dtype: bool = True) -> None:
+        if check_dtype and (np.result_type(actual) != np.result_type(expected) or np.shape(actual) != np.shape(expected)):
+            self.fail("dtype", check, f"{what} is {_describe(actual)}, eager NumPy gives {_describe(expected)}")
+            return
+        rtol, atol = TOLERANCES[(quantity, self.dtype)]
+        a, e = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+        if a.shape != e.shape:
+            self.fail("dtype", check, f"{what} has shape {a.shape}, expected {e.shape}")
+            return
+        err = np.abs(a - e)
+        tol = atol * (1.0 + (np.abs(e).max() if e.size else 0.0)) + rtol * np.abs(e)
+        if not np.all(err <= tol):  # also catches nan
+            flat = np.nanargmax(np.where(np.isnan(err), np.inf, err - tol))
+            worst = tuple(int(i) for i in np.unravel_index(flat, err.shape))
+            self.fail("mismatch", check, f"{what}: max error {np.nanmax(err):.3g} at {worst}\n"
+                      f"  got:      {_array(a)}\n  expected: {_array(e)}")
+
+
+def _describe(x: Any) -> str:
+    return f"{type(x).__name__} of dtype {np.result_type(x)} and shape {np.shape(x)}"
+
+
+def _array(x: np.ndarray) -> str:
+    return np.array2string(x, precision=6, threshold=40, separator=", ").replace("\n", "\n            ")
+
+
+def describe(program: Program, report: Report) -> str:
+    """A failure report: the failures, then the source of the program."""
+    dtype = "float32" if any("float32" in f.check for f in report.failures) else "float64"
+    lines = [str(f) for f in report.failures]
+    lines += ["", f"program ({dtype}; inputs: {_inputs_text(program)}):", program.source(dtype)]
+    return "\n".join(lines)
+
+
+def _inputs_text(program: Program) -> str:
+    return ", ".join(f"{i.name}={np.array2string(np.asarray(i.value), precision=8, separator=', ')}" for i in program.inputs)
