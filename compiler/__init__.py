@@ -6,9 +6,15 @@ emit plain NumPy source for one fused forward+backward function.
 from compiler import primitives as _primitives  # noqa: F401  (registers every primitive)
 from compiler.api import grad, jit, value_and_grad
 from compiler.step import compile_step
-from compiler.errors import AdjointError, GradError, ShapeError, TracingError, UnsupportedError
+from compiler.config import clear_cache, debug_nans, set_cache_size
+from compiler.errors import (
+    AdjointError, ArgumentError, GradError, NonFiniteError, ShapeError, TracingError, UnsupportedError,
+)
 from runtime import check as _check
 
 _check.use_gradient(lambda f, argnums: grad(f, argnums=argnums))
 
-__all__ = ["grad", "value_and_grad", "jit", "compile_step", "AdjointError", "GradError", "ShapeError", "TracingError", "UnsupportedError"]
+__all__ = [
+    "grad", "value_and_grad", "jit", "compile_step", "clear_cache", "set_cache_size", "debug_nans",
+    "AdjointError", "ArgumentError", "GradError", "NonFiniteError", "ShapeError", "TracingError", "UnsupportedError",
+]

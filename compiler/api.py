@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from compiler.codegen import Generated, generate
-from compiler.config import cache_size, register_cache
+from compiler.config import cache_size, debug_nans_enabled, register_cache
 from compiler.errors import (
     AdjointError, GradError, NonFiniteError, UnsupportedError, api_boundary, at_user_line, definition_site,
 )
@@ -121,7 +121,7 @@ class Transformed:
         computes the full signature (names, static values, errors) and compiles.
         """
         leaves, treedef = tree.flatten((args, dict(sorted(kwargs.items()))))
-        key = _fast_key(treedef, leaves, self.static_ints.get(treedef, frozenset()))
+        key = _fast_key(treedef, leaves, self.static_ints.get(treedef, frozenset()), debug_nans_enabled())
         hit = self.fast.get(key) if key is not None else None
         if hit is None or not hit[0].current():
             compiled, sig = self._lookup(args, kwargs)
@@ -153,9 +153,10 @@ class Transformed:
         with self._lock:
             while True:
                 sig = self._signature(args, kwargs)
-                compiled = self.cache.get(sig.key)
+                key = (sig.key, debug_nans_enabled())
+                compiled = self.cache.get(key)
                 if compiled is not None and compiled.current():
-                    self.cache.move_to_end(sig.key)
+                    self.cache.move_to_end(key)
                     return compiled, sig
                 try:
                     compiled = self._compile(sig)
@@ -163,7 +164,7 @@ class Transformed:
                     self._make_static(sig, needed.inputs)
                     continue
                 self.trace_count += 1
-                self._store(sig.key, compiled)
+                self._store(key, compiled)
                 return compiled, sig
 
     def _make_static(self, sig: Signature, inputs: tuple[int, ...]) -> None:
@@ -197,7 +198,7 @@ class Transformed:
         return f"<{self.kind} of {self.fun!r}>"
 
 
-def _fast_key(treedef: tree.TreeDef, leaves: list, static_ints: frozenset[int]) -> Any:
+def _fast_key(treedef: tree.TreeDef, leaves: list, static_ints: frozenset[int], debug: bool) -> Any:
     """A cheap cache key for common leaf types, or None to take the full path."""
     parts = []
     for k, leaf in enumerate(leaves):
@@ -210,11 +211,13 @@ def _fast_key(treedef: tree.TreeDef, leaves: list, static_ints: frozenset[int]) 
             parts.append((int, leaf) if k in static_ints else int)
         elif kind in STATIC_TYPES:
             parts.append((kind, leaf))
+        elif kind is np.random.Generator:
+            parts.append(kind)
         elif isinstance(leaf, np.generic):
             parts.append((kind, "scalar"))
         else:
             return None
-    return treedef, tuple(parts)
+    return treedef, tuple(parts), debug
 
 
 class Jit(Transformed):
@@ -233,7 +236,7 @@ class Jit(Transformed):
         optimize(graph)
         graph.validate()
         out_tree = tuple(graph.outputs)
-        generated = generate(graph, self._name("_jit"), out_tree)
+        generated = generate(graph, self._name("_jit"), out_tree, debug_nans=debug_nans_enabled())
         return Compiled(generated, graph, refill(leaves, treedef), out_tree, guards)
 
 
@@ -242,7 +245,7 @@ def jit(fun: Callable) -> Jit:
     """Compile `fun` forward-only: `jit(f)(x)` runs generated NumPy source."""
     if not callable(fun):
         raise at_user_line(UnsupportedError, f"jit expects a function, got {type(fun).__name__}")
-    return Jit(fun)
+    return _MEMO.get(("jit", fun), lambda: Jit(fun))
 
 
 def _check_argnums(argnums: Any) -> tuple[tuple[int, ...], bool]:
@@ -334,7 +337,8 @@ class GradTransform(Transformed):
             out_tree: Any = ((value_id, aux_tree) if self.has_aux else value_id, grad_tree)
         else:
             out_tree = (grad_tree, aux_tree) if self.has_aux else grad_tree
-        generated = generate(joint, self._name("_value_and_grad" if self.with_value else "_grad"), out_tree)
+        generated = generate(joint, self._name("_value_and_grad" if self.with_value else "_grad"), out_tree,
+                             debug_nans=debug_nans_enabled())
         return Compiled(generated, joint, self._rebuilder(sig, groups, aux_leaves, aux_def), out_tree, guards)
 
     def _rebuilder(self, sig: Signature, groups: list[list[int]], aux_leaves: list, aux_def) -> Callable:
@@ -425,6 +429,12 @@ def split_aux(result: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
     return result
 
 
+def definition_site_of(graph: Graph) -> str:
+    """`file.py:LINE: ` of the traced function's `def` (where its inputs come from)."""
+    loc = graph.node(graph.inputs[0]).loc if graph.inputs else None
+    return f"{loc}: " if isinstance(loc, Loc) else ""
+
+
 def as_numpy_result(graph: Graph, x: Tracer) -> Tracer:
     """`x` as a value a compiled function may return: a NumPy value (a Python-number
     expression becomes a NumPy scalar, as NumPy's own reductions return) that does
@@ -435,6 +445,12 @@ def as_numpy_result(graph: Graph, x: Tracer) -> Tracer:
 
 
 def _scalar_output(graph: Graph, result: Any, name: str) -> int:
+    if isinstance(result, (tuple, list)) and result and isinstance(result[0], Tracer):
+        raise GradError(
+            f"{definition_site_of(graph)}{name} returned a {type(result).__name__} of {len(result)} values; "
+            "grad needs a scalar float result. To return a loss with extra values, return "
+            "(loss, aux) and pass has_aux=True."
+        )
     if not isinstance(result, Tracer):
         raise at_user_line(
             GradError, f"{name} returned a {type(result).__name__}, not a value computed from its "
@@ -454,15 +470,48 @@ def _scalar_output(graph: Graph, result: Any, name: str) -> int:
     return result.id
 
 
+class _TransformMemo:
+    """The transformed functions made so far, so that `grad(f)(x)` written inline in
+    a loop finds the same compiled code every time (bounded, least recently used out)."""
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[Any, Transformed] = OrderedDict()
+        self.lock = threading.Lock()
+        register_cache(self)
+
+    def get(self, key: Any, make: Callable[[], Transformed]) -> Transformed:
+        try:
+            hash(key)
+        except TypeError:  # e.g. a bound method of an unhashable object
+            return make()
+        with self.lock:
+            transformed = self.entries.get(key)
+            if transformed is None:
+                transformed = self.entries[key] = make()
+                if len(self.entries) > cache_size():
+                    self.entries.popitem(last=False)
+            self.entries.move_to_end(key)
+            return transformed
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+_MEMO = _TransformMemo()
+
+
 def _transform(with_value: bool):
     @api_boundary
     def transform(fun: Optional[Callable] = None, argnums: Argnums = 0, has_aux: bool = False):
         if fun is None:
             _check_argnums(argnums)
-            return lambda f: GradTransform(f, argnums, has_aux, with_value)
+            return api_boundary(lambda f: transform(f, argnums, has_aux))
         if not callable(fun):
             raise at_user_line(GradError, f"expected a function to differentiate, got {type(fun).__name__}")
-        return GradTransform(fun, argnums, has_aux, with_value)
+        positions, _ = _check_argnums(argnums)
+        key = ("value_and_grad" if with_value else "grad", fun, positions, isinstance(argnums, (int, np.integer)), has_aux)
+        return _MEMO.get(key, lambda: GradTransform(fun, argnums, has_aux, with_value))
 
     return transform
 

@@ -121,7 +121,7 @@ class _Emitter:
         self.lines.extend("    " + _unparse(s) + suffix for s in stmts)
         self.calls_runtime |= "runtime" in names_read(stmts)
         if self.debug_nans and node.dtype.kind in "fc":
-            self.lines.append("    " + _unparse(_finite_check(self.names[node.id], node)))
+            self.lines.extend("    " + line for line in _unparse(_finite_check(self.names[node.id], node)).splitlines())
         released = self.plan.release.get(node.id)
         if released:
             self.lines.append("    del " + ", ".join(self.names[i] for i in released))

@@ -24,7 +24,7 @@ def concretization_error(graph: Graph, i: int, aval: Aval, what: str, advice: st
     """`file.py:LINE: `<line>` needs <what>, but `<value>` is traced ... <advice>`."""
     frame = frame or _user_frame_named(namer)
     text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame else ""
-    expr = describe(graph, i)
+    expr = describe(graph, i, frame)
     subject = f"`{expr}`" if expr else f"a {aval} value"
     return TracingError(
         f"{where(frame)}: `{text}` needs {what}, but {subject} is traced: its value is only known "
@@ -36,7 +36,12 @@ def truth_value_error(graph: Graph, i: int, aval: Aval, namer: Optional[Namer] =
     """`if` / `while` on a traced value: suggest np.where or a static loop."""
     frame = _user_frame_named(namer)
     text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame else ""
-    cond = describe(graph, i) or _condition_text(text) or "condition"
+    builtin = re.search(r"\b(max|min)\(", text)
+    if builtin and not re.match(r"(el)?if\b|while\b", text):
+        np_fn = {"max": "np.maximum", "min": "np.minimum"}[builtin.group(1)]
+        advice = f"Python's {builtin.group(1)}() compares values; use {np_fn}(a, b) on traced arrays instead."
+        return concretization_error(graph, i, aval, "a concrete truth value", advice, frame=frame)
+    cond = _condition_text(text) or describe(graph, i, frame) or "condition"
     if re.match(r"while\b", text):
         advice = (
             "A loop whose trip count depends on traced data cannot be compiled: loop over a static "
@@ -59,9 +64,35 @@ def _user_frame_named(namer: Optional[Namer]) -> Optional[FrameType]:
     return frame
 
 
-def describe(graph: Graph, i: int) -> str:
-    """How the user would spell node `i`: its variable name, or one operation on
-    named values and Python scalars (`x > 0`); "" when neither applies."""
+def better_advice(frame: Optional[FrameType], advice: str) -> str:
+    """Advice for what the user's line actually does, where the generic one would
+    mislead: `math.exp(x)` and `np.array([a, b])` on traced values."""
+    text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame else ""
+    call = re.search(r"\bmath\.(\w+)\(", text)
+    if call:
+        return f"Use np.{call.group(1)} instead of math.{call.group(1)}: the math module needs Python floats."
+    if re.search(r"\bnp\.(array|asarray)\(\s*[\[(]", text):
+        return "Build arrays from traced values with np.stack([...]) or np.concatenate instead of np.array([...])."
+    return advice
+
+
+def _local_name(frame: Optional[FrameType], graph: Graph, i: int) -> str:
+    """The name a variable of `frame` gives node `i`, if any."""
+    if frame is None:
+        return ""
+    for var, value in frame.f_locals.items():
+        if getattr(value, "graph", None) is graph and getattr(value, "id", None) == i and var.isidentifier():
+            return var
+    return ""
+
+
+def describe(graph: Graph, i: int, frame: Optional[FrameType] = None) -> str:
+    """How the user would spell node `i` on the line at `frame`: the variable of that
+    frame holding it, its recorded name, or one operation on named values and Python
+    scalars (`x > 0`); "" when none applies."""
+    local = _local_name(frame, graph, i)
+    if local:
+        return local
     node = graph.node(i)
     if node.name:
         return node.name
@@ -71,8 +102,9 @@ def describe(graph: Graph, i: int) -> str:
     operands = []
     for j in node.inputs:
         operand = graph.node(j)
-        if operand.name and operand.name.isidentifier():
-            operands.append(ast.Name(operand.name, ast.Load()))
+        name = _local_name(frame, graph, j) or operand.name
+        if name and name.isidentifier():
+            operands.append(ast.Name(name, ast.Load()))
         elif operand.op == "const" and operand.aval.weak:
             operands.append(ast.Constant(operand.params["value"]))
         else:

@@ -20,6 +20,7 @@ _RUNTIME_DIR = os.path.join(os.path.dirname(_COMPILER_DIR), "runtime")
 _NUMPY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__import__("numpy").__file__)))
 _STDLIB_DIR = os.path.dirname(os.path.abspath(os.__file__))
 _FUSED_FILE = os.path.join(_RUNTIME_DIR, "fused.py")  # dispatch plumbing, never a user's line
+_NETWORKX_DIR = os.path.dirname(os.path.abspath(__import__("networkx").__file__))  # the IR's graph library
 
 
 class AdjointError(Exception):
@@ -66,6 +67,7 @@ def is_internal(filename: str) -> bool:
     return (
         path == _FUSED_FILE
         or path.startswith(_COMPILER_DIR + os.sep)
+        or path.startswith(_NETWORKX_DIR + os.sep)
         or path.startswith(os.path.join(_NUMPY_DIR, "numpy") + os.sep)
         or (path.startswith(_STDLIB_DIR + os.sep) and "site-packages" not in path)
         or filename.startswith("<frozen")

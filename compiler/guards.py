@@ -11,6 +11,7 @@ by the next call without a retrace.
 """
 from __future__ import annotations
 
+import pickle
 from types import CellType, CodeType, FrameType
 from typing import Any, Callable, Optional
 
@@ -140,3 +141,35 @@ class Check:
             if not _unchanged(current, snapshot):
                 return False
         return True
+
+
+def _random_token(generator: Any) -> bytes:
+    """The state of a NumPy Generator or RandomState, comparable with ==."""
+    bit_generator = generator.bit_generator if isinstance(generator, np.random.Generator) else generator._bit_generator
+    return pickle.dumps(bit_generator.state)
+
+
+class RandomStates:
+    """NumPy's global random state and the Generators a traced function can reach
+    through its globals and closure, as they were when its trace began. A trace that
+    draws from them would freeze the draw into the compiled code (dropout that never
+    changes), so a change is refused."""
+
+    def __init__(self, fn: Callable) -> None:
+        sources = [np.random.mtrand._rand]
+        closure = getattr(fn, "__closure__", None) or ()
+        for cell in closure:
+            try:
+                sources.append(cell.cell_contents)
+            except ValueError:
+                pass
+        sources.extend(getattr(fn, "__globals__", {}).values())
+        seen: set[int] = set()
+        self.generators = []
+        for obj in sources:
+            if isinstance(obj, (np.random.Generator, np.random.RandomState)) and id(obj) not in seen:
+                seen.add(id(obj))
+                self.generators.append((obj, _random_token(obj)))
+
+    def changed(self) -> bool:
+        return any(_random_token(generator) != token for generator, token in self.generators)

@@ -33,9 +33,14 @@ def _unsupported(kind: str, name: str, known: list[str]) -> UnsupportedError:
     )
 
 
+_UFUNC_REDUCTIONS = {"add": "np.sum", "maximum": "np.max", "minimum": "np.min"}
+
+
 def apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
     if method != "__call__":
-        raise at_user_line(UnsupportedError, f"np.{ufunc.__name__}.{method} is not supported on traced values.")
+        instead = _UFUNC_REDUCTIONS.get(ufunc.__name__) if method == "reduce" else None
+        hint = f" Use {instead}(x, axis=0) instead." if instead else " Write it with supported NumPy functions."
+        raise at_user_line(UnsupportedError, f"np.{ufunc.__name__}.{method} is not supported on traced values.{hint}")
     if kwargs:
         raise at_user_line(
             UnsupportedError, f"np.{ufunc.__name__} with {', '.join(kwargs)}= is not supported; "
@@ -84,7 +89,8 @@ def one_axis(axis: Any, ndim: int) -> int:
 def _no_extras(fn: str, **given: Any) -> None:
     for key, value in given.items():
         if value is not None and value is not np._NoValue:
-            raise at_user_line(UnsupportedError, f"np.{fn}(..., {key}=...) is not supported on traced values.")
+            hint = " Write the result to a new variable instead." if key == "out" else ""
+            raise at_user_line(UnsupportedError, f"np.{fn}(..., {key}=...) is not supported on traced values.{hint}")
 
 
 def _reduction(fn: str) -> Callable:

@@ -11,6 +11,7 @@ import numpy as np
 from compiler.api import Compiled, Jit
 from compiler.codegen import generate
 from compiler.errors import UnsupportedError
+from compiler.config import debug_nans_enabled
 from compiler.guards import Guards
 from compiler.ir import Graph
 from compiler.passes import optimize
@@ -52,7 +53,7 @@ class Prediction(Jit):
         optimize(graph)
         labels = graph.inputs.pop()
         graph.remove(labels)
-        generated = generate(graph, self._name("_predict"), prediction)
+        generated = generate(graph, self._name("_predict"), prediction, debug_nans=debug_nans_enabled())
         return Compiled(generated, graph, lambda out: out, guards=guards)
 
     def _lookup(self, args, kwargs):

@@ -46,6 +46,10 @@ def _leaf_key(leaf: Any, static: bool) -> tuple[Hashable, Aval | None]:
             raise at_user_line(UnsupportedError, "object arrays cannot be arguments; use numeric arrays")
         aval = Aval(np.shape(leaf), leaf.dtype)
         return ("traced", aval), aval
+    if isinstance(leaf, np.random.Generator):
+        # drawn from at run time (see tracing.TracedGenerator); object dtype marks it
+        aval = Aval((), np.dtype(object))
+        return ("traced", aval), aval
     if type(leaf) is int and not static:
         # An int is traced as a weak integer until the trace needs its value (a range,
         # a shape, an index, an `if`); then it becomes static (see api.Transformed).

@@ -18,6 +18,7 @@ from compiler.codegen import generate
 from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
 from compiler.passes import optimize
+from compiler.config import debug_nans_enabled
 from compiler.guards import Guards
 from compiler.signature import Signature, arg_names, check_call, leaf_names, signature
 from compiler.passes.rewrite import aliases_argument
@@ -42,9 +43,9 @@ class Step(Transformed):
         self._params_def: Any = None
         self.steps = 0  # calls so far: the step count learning-rate schedules see
 
-    def __call__(self, params: Any, *batch: Any) -> Any:
+    def __call__(self, params: Any, *batch: Any, **kwargs: Any) -> Any:
         try:
-            compiled, leaves, _ = self._entry(self._arguments(params, batch), {})
+            compiled, leaves, _ = self._entry(self._arguments(params, batch), kwargs)
         except AdjointError as err:
             raise err.with_traceback(None) from None
         self._labels = batch[-1] if batch else None
@@ -53,12 +54,12 @@ class Step(Transformed):
         return loss
 
     @api_boundary
-    def source(self, params: Any, *batch: Any) -> str:
-        return self._lookup(self._arguments(params, batch), {})[0].generated.source
+    def source(self, params: Any, *batch: Any, **kwargs: Any) -> str:
+        return self._lookup(self._arguments(params, batch), kwargs)[0].generated.source
 
     @api_boundary
-    def ir(self, params: Any, *batch: Any) -> Graph:
-        return self._lookup(self._arguments(params, batch), {})[0].graph
+    def ir(self, params: Any, *batch: Any, **kwargs: Any) -> Graph:
+        return self._lookup(self._arguments(params, batch), kwargs)[0].graph
 
     def _arguments(self, params: Any, batch: tuple) -> tuple:
         """What the generated step takes: params, optimizer state, the hyperparameters'
@@ -121,9 +122,9 @@ class Step(Transformed):
 
     def _compile(self, sig: Signature) -> Compiled:
         def call(tracers: list[Tracer]) -> Any:
-            (params, state, hyper, _, *batch), _ = traced_args(sig, tracers)
+            (params, state, hyper, _, *batch), kwargs = traced_args(sig, tracers)
             call.inputs = (params, state, hyper)
-            return self.fun(params, *batch)
+            return self.fun(params, *batch, **kwargs)
 
         guards = Guards()
         graph, result = trace(self.fun, sig.avals, sig.names, call, guards)
@@ -151,7 +152,7 @@ class Step(Transformed):
         aux_out, new_ids = rest[: len(aux_ids)], rest[len(aux_ids) :]
         pairs = [(buffer, node) for (buffer, _), node in zip(updates, new_ids)]
         out_tree: Any = (loss_id, tuple(aux_out)) if self.has_aux else loss_id
-        generated = generate(joint, self._name("_step"), out_tree, updates=pairs)
+        generated = generate(joint, self._name("_step"), out_tree, updates=pairs, debug_nans=debug_nans_enabled())
         if self.has_aux:
             rebuild_aux = refill(aux_leaves, aux_def)
             rebuild = lambda out: (out[0], rebuild_aux(out[1]))  # noqa: E731

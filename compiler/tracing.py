@@ -9,6 +9,7 @@ user's variable names (read from the frames' locals; outer frames win).
 """
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from types import FrameType
@@ -31,8 +32,8 @@ from compiler.errors import (
     user_frame,
     where,
 )
-from compiler.concretization import concretization_error, truth_value_error
-from compiler.guards import Guards
+from compiler.concretization import better_advice, concretization_error, truth_value_error
+from compiler.guards import Guards, RandomStates
 from compiler.ir import Aval, Graph, Loc
 from compiler.primitives import registry
 
@@ -44,10 +45,12 @@ class TraceContext:
     (a transform applying VJP rules) every node gets a fixed `loc` and `grad_of`.
     """
 
-    def __init__(self, graph: Graph, root: Optional[FrameType] = None, guards: Optional[Guards] = None):
+    def __init__(self, graph: Graph, root: Optional[FrameType] = None, guards: Optional[Guards] = None,
+                 random_states: Optional[RandomStates] = None):
         self.graph = graph
         self.root = root
         self.guards = guards
+        self.random_states = random_states
         self.fixed: Optional[dict[str, Any]] = None
         self.name_depth: dict[int, int] = {}
         self.frame_depth: dict[FrameType, int] = {}
@@ -135,7 +138,10 @@ class StaticArgument(Exception):
 
 
 def _needs_static(graph: Graph, i: int) -> None:
-    """Raise StaticArgument when node `i` is computed from Python int arguments alone."""
+    """Raise StaticArgument when node `i` is computed from Python int arguments alone
+    (and the leaked-tracer error when `graph` is no active trace's)."""
+    if not any(ctx.graph is graph for ctx in _STACK.contexts):
+        raise leaked_error()
     sources = [graph.node(j) for j in nx.ancestors(graph.dag, i) | {i}]
     inputs = [node for node in sources if node.op == "input"]
     if inputs and all(node.aval.weak and node.dtype.kind in "iu" for node in inputs):
@@ -174,7 +180,7 @@ class Tracer:
 
     def __len__(self) -> int:
         if not self.shape:
-            raise UnsizedError(f"{where(user_frame())}: len() of a 0-d traced {self.aval} value; it has no length.")
+            raise UnsizedError(f"{where(user_frame())}: len() of a 0-d traced {self.dtype} value; it has no length.")
         return self.shape[0]
 
     def __getattr__(self, name: str):
@@ -189,7 +195,9 @@ class Tracer:
         raise UnsupportedAttributeError(f"{where(user_frame())}: `.{name}` on a traced {self.aval} value: {hint}")
 
     def __iter__(self):
-        return (self[i] for i in range(len(self)))
+        if not self.shape:
+            raise UnsizedError(f"{where(user_frame())}: iteration over a 0-d traced {self.dtype} value; it has no elements to loop over.")
+        return (self[i] for i in range(self.shape[0]))
 
     def __repr__(self) -> str:
         return f"Tracer({self.aval}, node {self.id})"
@@ -237,6 +245,11 @@ class Tracer:
         return np.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
 
     def astype(self, dtype, copy=True):
+        if np.dtype(dtype).kind not in "biufc":
+            raise UnsupportedError(
+                f"{where(user_frame())}: .astype({np.dtype(dtype)}) on a traced value: only boolean and "
+                "numeric dtypes can be traced; use numeric arrays."
+            )
         if np.dtype(dtype) == self.dtype:
             return self
         return bind("astype", self, dtype=np.dtype(dtype))
@@ -247,6 +260,7 @@ class Tracer:
     # values the tracer does not have
     def _concrete(self, what: str, advice: str) -> None:
         _needs_static(self.graph, self.id)
+        advice = better_advice(user_frame(), advice)
         raise concretization_error(self.graph, self.id, self.aval, what, advice, _namer()) from None
 
     def __bool__(self):
@@ -268,6 +282,19 @@ class Tracer:
             "Use the traced value directly in NumPy operations; np.asarray(x) is not needed.",
         )
 
+    def __format__(self, spec):
+        self._concrete("a concrete value to format", "Return the value from the compiled function "
+                       "(has_aux=True for extra values) and format it outside.")
+
+    def __setattr__(self, name, value):
+        if name in Tracer.__slots__:
+            object.__setattr__(self, name, value)
+            return
+        raise UnsupportedAttributeError(
+            f"{where(user_frame())}: cannot set `.{name}` of a traced value; build a new value instead "
+            "(for a new shape, `x = x.reshape(...)`)."
+        )
+
     def __setitem__(self, index, value):
         raise UnsupportedError(
             f"{where(user_frame())}: assigning into a traced array (`x[i] = v`) is not supported. "
@@ -281,9 +308,87 @@ class Tracer:
         self._concrete("a concrete scalar (.item())", "Keep it an array and use NumPy operations on it.")
 
 
+def _size(size: Any) -> tuple[int, ...]:
+    if size is None:
+        return ()
+    if isinstance(size, (int, np.integer)):
+        return (int(size),)
+    return tuple(int(d) for d in size)
+
+
+class TracedGenerator:
+    """A `np.random.Generator` argument while tracing: each draw becomes a `random`
+    node, run by the generated code on every call with the caller's Generator."""
+
+    __slots__ = ("graph", "id")
+
+    def __init__(self, graph: Graph, node_id: int):
+        self.graph = graph
+        self.id = node_id
+
+    def _draw(self, method: str, size: Any, dtype: Any, args: tuple = ()) -> Tracer:
+        return bind("random", self, method=method, size=_size(size), dtype=np.dtype(dtype), args=args)
+
+    def random(self, size=None, dtype=np.float64, out=None):
+        _no_out(out)
+        return self._draw("random", size, dtype)
+
+    def standard_normal(self, size=None, dtype=np.float64, out=None):
+        _no_out(out)
+        return self._draw("standard_normal", size, dtype)
+
+    def normal(self, loc=0.0, scale=1.0, size=None):
+        """`loc + scale * standard_normal(...)`: the numbers Generator.normal draws."""
+        shape = _size(size) if size is not None else tuple(np.broadcast_shapes(np.shape(loc), np.shape(scale)))
+        return loc + scale * self._draw("standard_normal", shape, np.float64)
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        """`low + (high - low) * random(...)`: the numbers Generator.uniform draws."""
+        shape = _size(size) if size is not None else tuple(np.broadcast_shapes(np.shape(low), np.shape(high)))
+        return low + (high - low) * self._draw("random", shape, np.float64)
+
+    def integers(self, low, high=None, size=None, dtype=np.int64, endpoint=False):
+        bounds = [b for b in (low, high) if b is not None]
+        if not all(isinstance(b, (int, np.integer)) for b in bounds):
+            raise UnsupportedError(f"{where(user_frame())}: rng.integers needs static int bounds.")
+        args = tuple(int(b) for b in bounds) + ((True,) if endpoint else ())
+        return self._draw("integers", size, dtype, args)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise UnsupportedAttributeError(
+            f"{where(user_frame())}: Generator.{name} is not supported on a traced Generator; use "
+            "rng.random, rng.uniform, rng.normal, rng.standard_normal or rng.integers "
+            "(e.g. dropout: `rng.random(x.shape) < keep`)."
+        )
+
+
+def _no_out(out: Any) -> None:
+    if out is not None:
+        raise UnsupportedError(f"{where(user_frame())}: out= is not supported on a traced Generator.")
+
+
+_DRAWS = ("random", "rand", "randn", "normal", "uniform", "standard_normal", "integers", "randint",
+          "choice", "permutation", "shuffle", "binomial", "poisson", "exponential")
+
+
+def _random_state_error(frame: Optional[FrameType], fallback: str = "<unknown>") -> UnsupportedError:
+    text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame is not None else ""
+    calls = [c for c in re.findall(r"((?:np\.random|\w+)\.(\w+))\(", text) if c[1] in _DRAWS]
+    what = f"`{calls[0][0]}(...)` draws" if calls else "a random number was drawn"
+    return UnsupportedError(
+        f"{where(frame) if frame is not None else fallback}: {what} from NumPy's global random state "
+        "or from a Generator held in a global or closure at trace time: the draw would happen once, "
+        "when compiling, and be frozen into the compiled function (dropout that never changes). "
+        "Instead, pass a np.random.Generator as an argument (`def f(x, rng): ... rng.normal(size=x.shape)`, "
+        "called as `f(x, np.random.default_rng(0))`); its draws run on every call."
+    )
+
+
 def lift(value: Any, graph: Graph) -> int:
     """The node id for an operand: a tracer's node, or a new constant node."""
-    if isinstance(value, Tracer):
+    if isinstance(value, (Tracer, TracedGenerator)):
         if value.graph is not graph:
             raise _foreign_tracer_error(value)
         return value.id
@@ -293,6 +398,7 @@ def lift(value: Any, graph: Graph) -> int:
     if isinstance(value, (np.ndarray, np.generic)):
         if value.dtype == object:
             raise UnsupportedError(f"{where(user_frame())}: object arrays cannot be traced; use numeric arrays.")
+        _check_random_states()
         name = _captured_name(value)
         if name is not None:  # the user's global or closure array: read live at call time
             return graph.add("const", (), {"value": value, "captured": True}, Aval(value.shape, value.dtype), name=name)
@@ -302,6 +408,13 @@ def lift(value: Any, graph: Graph) -> int:
         f"{where(user_frame())}: cannot use a {type(value).__name__} as an array operand; "
         "use NumPy arrays, Python numbers or traced values."
     )
+
+
+def _check_random_states() -> None:
+    contexts = _STACK.contexts
+    states = contexts[-1].random_states if contexts else None
+    if states is not None and states.changed():
+        raise _random_state_error(user_frame())
 
 
 def _captured_name(value: Any) -> Optional[str]:
@@ -334,13 +447,14 @@ def bind(op: str, *operands: Any, **params: Any) -> Tracer:
         raise leaked_error()
     ctx = current()
     graph = ctx.graph
+    meta = ctx.meta()  # first: names the frame's values and guards its globals before constants are lifted
     ids = [lift(x, graph) for x in operands]
     prim = registry.get(op)
     try:
         aval = prim.abstract(*(graph.node(i).aval for i in ids), **params)
     except ShapeError as err:
         raise ShapeError(f"{where(user_frame())}: {err}") from None
-    return Tracer(graph, graph.add(op, ids, params, aval, **ctx.meta()))
+    return Tracer(graph, graph.add(op, ids, params, aval, **meta))
 
 
 def trace(fn: Callable, avals: list[Aval], arg_names: list[str], call: Callable,
@@ -351,8 +465,10 @@ def trace(fn: Callable, avals: list[Aval], arg_names: list[str], call: Callable,
     with tracers still in it; the caller decides which values are outputs. The
     globals and closure values the trace reads are recorded in `guards`.
     """
+    random_states = None
     if guards is not None:
         guards.watch_function(fn)
+        random_states = RandomStates(fn)
     graph = Graph()
     code = getattr(fn, "__code__", None)
     def_loc = Loc(code.co_filename, code.co_firstlineno, source_line(code.co_filename, code.co_firstlineno)) if code else None
@@ -360,14 +476,18 @@ def trace(fn: Callable, avals: list[Aval], arg_names: list[str], call: Callable,
     for aval, name in zip(avals, arg_names):
         i = graph.add("input", (), {"index": len(graph.inputs)}, aval, name=name, loc=def_loc)
         graph.inputs.append(i)
-        tracers.append(Tracer(graph, i))
-    return graph, extend(graph, lambda: call(tracers), guards)
+        tracers.append(TracedGenerator(graph, i) if aval.dtype == object else Tracer(graph, i))
+    result = extend(graph, lambda: call(tracers), guards, random_states)
+    if random_states is not None and random_states.changed():
+        raise _random_state_error(None, str(def_loc) if def_loc else "<unknown>")
+    return graph, result
 
 
-def extend(graph: Graph, call: Callable[[], Any], guards: Optional[Guards] = None) -> Any:
+def extend(graph: Graph, call: Callable[[], Any], guards: Optional[Guards] = None,
+           random_states: Optional[RandomStates] = None) -> Any:
     """Run `call()` tracing user code into an existing `graph` (locations and
     names from the user's frames); returns what `call` returned."""
-    ctx = TraceContext(graph, root=sys._getframe(), guards=guards)
+    ctx = TraceContext(graph, root=sys._getframe(), guards=guards, random_states=random_states)
     _STACK.contexts.append(ctx)
     previous = sys.getprofile()
     sys.setprofile(_watch_user_frames(ctx))
@@ -376,17 +496,18 @@ def extend(graph: Graph, call: Callable[[], Any], guards: Optional[Guards] = Non
     except AdjointError as err:
         raise err.with_traceback(None) from None
     except RecursionError as err:
-        raise _recursion_error(err) from None
+        raise _recursion_error(err, ctx) from None
     finally:
         sys.setprofile(previous)
         _STACK.contexts.pop()
 
 
-def _recursion_error(err: RecursionError) -> TracingError:
-    """Unbounded (or too deep) recursion in the traced code, at the user's innermost line."""
+def _recursion_error(err: RecursionError, ctx: TraceContext) -> TracingError:
+    """Unbounded (or too deep) recursion in the traced code, at the innermost line of
+    the user's code that the trace went through."""
     tb, frame = err.__traceback__, None
     while tb is not None:
-        if not is_library(tb.tb_frame.f_code.co_filename):
+        if tb.tb_frame in ctx.frame_depth and not is_library(tb.tb_frame.f_code.co_filename):
             frame = tb.tb_frame
         tb = tb.tb_next
     return TracingError(
@@ -448,16 +569,30 @@ Tracer.__abs__ = lambda self: np.absolute(self)
 Tracer.__invert__ = lambda self: np.invert(self)
 
 
+def _live(method: Callable) -> Callable:
+    """`method`, refusing a tracer whose trace has ended (one that leaked out)."""
+
+    def entry(self, *args, **kwargs):
+        if not any(ctx.graph is self.graph for ctx in _STACK.contexts):
+            raise leaked_error()
+        return method(self, *args, **kwargs)
+
+    entry.__name__, entry.__doc__ = method.__name__, method.__doc__
+    return entry
+
+
 def _as_entry_points() -> None:
     """Every way user code reaches a tracer (operators, NumPy protocols, methods) is a
-    boundary: an error it raises shows the user's line, not the compiler's frames."""
+    boundary: an error it raises shows the user's line, not the compiler's frames; and
+    a tracer used after its trace ended is refused."""
     for name, member in list(vars(Tracer).items()):
-        if name in ("__init__", "__repr__", "__hash__", "__iter__"):
+        if name in ("__init__", "__repr__", "__hash__", "__setattr__"):
             continue
         if isinstance(member, staticmethod):
             setattr(Tracer, name, staticmethod(api_boundary(member.__func__)))
         elif callable(member) and not isinstance(member, type):
-            setattr(Tracer, name, api_boundary(member))
+            setattr(Tracer, name, api_boundary(_live(member)))
+    Tracer.__setattr__ = api_boundary(Tracer.__setattr__)
 
 
 _as_entry_points()

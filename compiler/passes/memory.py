@@ -102,7 +102,8 @@ def _inlined(graph: Graph, order: list[int], kept: set[int], inline: bool) -> se
 def _inlinable(graph: Graph, node: Node, kept: set[int]) -> bool:
     if node.id in kept or node.name or node.cotangent_of is not None:
         return False
-    return registry.get(node.op).emit is not None and graph.use_count(node.id) == 1
+    prim = registry.get(node.op)
+    return prim.emit is not None and not prim.effectful and graph.use_count(node.id) == 1
 
 
 def _positions(graph: Graph, order: list[int], inlined: set[int]) -> dict[int, int]:

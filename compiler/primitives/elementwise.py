@@ -80,6 +80,7 @@ def _ufunc(name: str, vjp, emit=None, augmented=None, commutative=False) -> None
             differentiable=vjp is not None,
             augmented=augmented,
             commutative=commutative,
+            lanewise=True,
         )
     )
 
@@ -156,5 +157,6 @@ register(
         abstract=_where_abstract,
         emit=call("where"),
         vjp=lambda g, out, c, x, y: (None, np.where(c, g, 0), np.where(c, 0, g)),
+        lanewise=True,
     )
 )

@@ -34,6 +34,7 @@ register(
         abstract=elementwise_abstract("exp"),
         emit=lambda x: runtime_call("sigmoid", x),
         vjp=lambda g, out, x: (g * (out * (1 - out)),),
+        lanewise=True,
     )
 )
 fused_rule("runtime.nn.sigmoid")(lambda x: bind("runtime.nn.sigmoid", x))
@@ -45,6 +46,7 @@ register(
         abstract=lambda x: Aval(x.shape, x.dtype),
         emit=lambda x: np_call("maximum", x, literal(0)),
         vjp=lambda g, out, x: (g * (out > 0),),
+        lanewise=True,
     )
 )
 fused_rule("runtime.nn.relu")(lambda x: bind("runtime.nn.relu", x))

@@ -30,7 +30,10 @@ class Primitive:
     Python float has no `.astype`). `augmented` is the operator of the in-place
     form (`x += y` for add), which the memory pass may use when the result
     overwrites the buffer of its first operand (or either, when `commutative`).
-    `view` results may share memory with their first operand.
+    `view` results may share memory with their first operand. An `effectful`
+    primitive (a random draw) is never merged, inlined or reordered among its kind.
+    `lanewise`: each lane of the result depends only on the same lane of each
+    (broadcast) operand, so a cotangent that is zero in a lane sends zero there.
     """
 
     name: str
@@ -43,6 +46,8 @@ class Primitive:
     view: bool = False
     augmented: Optional[ast.operator] = None
     commutative: bool = False
+    effectful: bool = False
+    lanewise: bool = False
 
     def __post_init__(self) -> None:
         if (self.emit is None) == (self.emit_stmts is None):

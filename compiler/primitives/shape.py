@@ -143,6 +143,7 @@ register(
         emit=_astype_emit,
         emit_weak=_scalar_cast_emit,
         vjp=_astype_vjp,
+        lanewise=True,
     )
 )
 
@@ -152,6 +153,7 @@ register(
         abstract=lambda x: Aval(x.shape, x.dtype),
         emit=lambda x: np_call("array", x, copy=True),
         vjp=lambda g, out, x: (g,),
+        lanewise=True,
     )
 )
 

@@ -7,10 +7,25 @@ like the lecture's (`g_a = d + 1.0 / b - f / a`). Paths that carry no gradient s
 symbolic zeros (None): nothing is materialized for them. Contributions computed at a
 broadcast shape are summed back to the operand's shape with reductions fixed at
 compile time. Forward values are referenced, never recomputed.
+
+Masked cotangents make `np.where` NaN-safe without the "double where" workaround.
+`np.where(c, f(x), y)` sends `f` a cotangent that is exactly zero wherever `c` is
+False, but `f`'s VJP multiplies it by a partial derivative that may be infinite or
+NaN there (`0.5 * 0 / np.sqrt(0)`), and the NaN would reach the gradient. So every
+contribution carries a mask, the terms `(condition, polarity)` wherever one of
+which is False it is zero in exact arithmetic, and the subset of those terms
+wherever one of which is False its computed value may be garbage ("dirty"). Masks
+flow through lane-wise (elementwise) nodes; garbage lanes are zeroed with
+`np.where(c, ct, 0.0)` at the latest point where they could mix with lanes that
+matter: before an unbroadcast sums across a condition's lanes, before a sum with a
+contribution that is not masked alike, and before a node whose VJP is not
+lane-wise (reductions, matmul, reshapes) or at a gradient. Masked-out lanes get
+exactly 0, the true contribution of the discarded branch; a program without
+`np.where` gets no masks and generates exactly as before.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import networkx as nx
 import numpy as np
@@ -20,6 +35,27 @@ from compiler.primitives import registry
 from compiler.passes.rewrite import aliases_argument
 from compiler.primitives.reduce import unbroadcast
 from compiler.tracing import Tracer, bind, rule_mode
+
+# A mask term `(condition node, polarity)` holds where the condition equals polarity.
+Term = tuple[int, bool]
+
+# Operations through which a cotangent that is exactly 0 in a lane stays exactly 0
+# when every other operand is a finite constant (see `_scales`).
+_SCALING = {"negative", "multiply", "divide", "astype", "copy", "broadcast_to"}
+
+
+class _Part(NamedTuple):
+    """One cotangent contribution to a node, from the forward node `consumer`.
+
+    `mask`: in exact arithmetic the contribution is 0 wherever one of these terms
+    is False. `dirty` (a subset of `mask`): the computed value may be non-finite
+    garbage only where one of these terms is False; elsewhere it is exact.
+    """
+
+    consumer: int
+    ct: Tracer
+    mask: frozenset = frozenset()
+    dirty: frozenset = frozenset()
 
 
 def active_nodes(graph: Graph, wrt: list[int], output: int) -> set[int]:
@@ -46,17 +82,18 @@ def reverse(graph: Graph, wrt: list[int], output: int) -> tuple[Graph, list[int]
     joint = graph.copy()
     active = active_nodes(joint, wrt, output)
     forward_ids = set(joint.dag.nodes)
-    contributions: dict[int, list[tuple[int, Tracer]]] = {}
+    terms = _Conditions(joint)
+    contributions: dict[int, list[_Part]] = {}
     grads: dict[int, Optional[Tracer]] = {}
     with rule_mode(joint) as mode:
         mode.at(loc=joint.node(output).loc, grad_of=output)
         seed = Tracer(joint, joint.add("const", (), {"value": 1.0}, Aval((), np.dtype(float), True)))
-        contributions[output] = [(output, seed)]
+        contributions[output] = [_Part(output, seed)]
         for node in reversed(joint.nodes()):
             if node.id not in forward_ids or node.id not in active or node.id not in contributions:
                 continue
             mode.at(loc=node.loc, grad_of=node.id)
-            g = _accumulate(joint, contributions.pop(node.id), node, forward_ids)
+            g, mask, dirty = _accumulate(joint, contributions.pop(node.id), node, forward_ids)
             if node.op == "input":
                 grads[node.id] = g
                 continue
@@ -67,12 +104,20 @@ def reverse(graph: Graph, wrt: list[int], output: int) -> tuple[Graph, list[int]
                 # a rule reshapes or broadcasts it into an array.
                 g = g.astype(node.dtype)
             operands = [Tracer(joint, i) for i in node.inputs]
+            first_new = joint.next_id
             cts = registry.get(node.op).vjp(g, Tracer(joint, node.id), *operands, **node.params)
-            for operand, ct in zip(node.inputs, cts):
+            for k, (operand, ct) in enumerate(zip(node.inputs, cts)):
                 if ct is None or operand not in active:
                     continue
-                ct = unbroadcast(ct, joint.node(operand).shape)
-                contributions.setdefault(operand, []).append((node.id, ct))
+                ct_mask, ct_dirty = mask, dirty
+                if node.op == "where":
+                    # where's own rule zeroes the lanes its condition discards
+                    own = terms.term(node.inputs[0], k == 1)
+                    ct_mask, ct_dirty = mask | {own}, dirty - {own}
+                elif mask and not _scales(joint, ct, g, first_new):
+                    ct_dirty = mask  # the rule's partial derivative may be inf or NaN there
+                contributions.setdefault(operand, []).append(
+                    _to_operand(joint, node.id, ct, ct_mask, ct_dirty, joint.node(operand).shape))
         outputs: list[int] = []
         for i in wrt:
             source = joint.node(grads[i].id) if grads.get(i) is not None else None
@@ -84,15 +129,157 @@ def reverse(graph: Graph, wrt: list[int], output: int) -> tuple[Graph, list[int]
     return joint, outputs
 
 
-def _accumulate(graph: Graph, parts: list[tuple[int, Tracer]], node: Node, forward_ids: set[int]) -> Tracer:
-    parts.sort(key=lambda part: part[0])
-    total = parts[0][1]
-    for _, part in parts[1:]:
-        total = total + part
+def _to_operand(graph: Graph, consumer: int, ct: Tracer, mask: frozenset, dirty: frozenset,
+                shape: tuple[int, ...]) -> _Part:
+    """The contribution `ct` summed back to its operand's `shape`. A mask term whose
+    condition does not broadcast into `shape` cannot describe the summed lanes: it
+    is dropped, after zeroing the garbage lanes it guards so the sum cannot spread
+    them."""
+    keep = frozenset(t for t in mask if _fits(graph.node(t[0]).shape, shape))
+    if dirty - keep:
+        ct = _zero_where_false(ct, dirty - keep)
+    return _Part(consumer, unbroadcast(ct, shape), keep, dirty & keep)
+
+
+def _accumulate(graph: Graph, parts: list[_Part], node: Node,
+                forward_ids: set[int]) -> tuple[Tracer, frozenset, frozenset]:
+    """`node`'s cotangent, the sum of `parts`, with its mask and dirty terms. The
+    mask is what all parts share; a part's garbage outside it is zeroed before the
+    sum. Through a node whose VJP is not lane-wise only terms on 0-d conditions
+    pass (they hold in every lane or in none); an input's gradient is clean."""
+    parts.sort(key=lambda part: part.consumer)
+    mask = frozenset.intersection(*(part.mask for part in parts))
+    dirty = frozenset().union(*(part.dirty & mask for part in parts))
+    cts: list[Optional[Tracer]] = [part.ct for part in parts]
+    for k, part in enumerate(parts):
+        extra = part.dirty - mask
+        if not extra or cts[k] is None:
+            continue
+        other = _complement(parts, cts, k, extra, mask)
+        if other is not None:
+            # where(c, a, 0) + where(c, 0, b) is where(c, a, b) exactly
+            (cond, polarity), = extra
+            pair = (part.ct, parts[other].ct) if polarity else (parts[other].ct, part.ct)
+            cts[k], cts[other] = np.where(Tracer(graph, cond), *pair), None
+        else:
+            cts[k] = _zero_where_false(part.ct, extra)
+    cts = [ct for ct in cts if ct is not None]
+    total = cts[0]
+    for ct in cts[1:]:
+        total = total + ct
+    if mask and (node.op in ("input", "const") or not registry.get(node.op).lanewise or tuple(total.shape) != node.shape):
+        keep = frozenset() if node.op == "input" else frozenset(t for t in mask if graph.node(t[0]).shape == ())
+        if dirty - keep:
+            total = _zero_where_false(total, dirty - keep)
+        mask, dirty = keep, dirty & keep
     fresh = graph.node(total.id)
     if fresh.id not in forward_ids and fresh.op != "const" and fresh.cotangent_of is None:
         fresh.cotangent_of = node.id
-    return total
+    return total, mask, dirty
+
+
+def _complement(parts: list[_Part], cts: list, k: int, extra: frozenset, mask: frozenset) -> Optional[int]:
+    """A later part, not yet summed, whose garbage is exactly where part `k`'s is not:
+    part `k` is dirty only where `c` is False and it only where `c` is True."""
+    if len(extra) != 1:
+        return None
+    (cond, polarity), = extra
+    for j in range(k + 1, len(parts)):
+        if cts[j] is not None and parts[j].dirty - mask == {(cond, not polarity)} and parts[j].ct.shape == parts[k].ct.shape:
+            return j
+    return None
+
+
+def _zero_where_false(ct: Tracer, terms: frozenset) -> Tracer:
+    """`ct` with 0 wherever a term is False (`np.where(c, ct, 0.0)`; the Python
+    0.0 keeps ct's precision)."""
+    for cond, polarity in sorted(terms):
+        c = Tracer(ct.graph, cond)
+        ct = np.where(c, ct, 0.0) if polarity else np.where(c, 0.0, ct)
+    return ct
+
+
+def _fits(small: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether `small` broadcasts to `shape` without enlarging it."""
+    return len(small) <= len(shape) and all(a in (1, b) for a, b in zip(reversed(small), reversed(shape)))
+
+
+def _scales(graph: Graph, ct: Tracer, g: Tracer, first_new: int) -> bool:
+    """Whether `ct` (built by a VJP rule from nodes numbered `first_new` on) is `g`
+    scaled by finite constants, so it is exactly 0 wherever `g` is: `-g`, `2.0 * g`,
+    `g * (x > 0)`."""
+    stack = [ct.id]
+    while stack:
+        i = stack.pop()
+        node = graph.node(i)
+        if i == g.id or node.dtype.kind in "biu" or (node.op == "const" and _finite(node.params["value"])):
+            continue
+        if i < first_new or node.op not in _SCALING:
+            return False
+        if node.op == "divide":
+            divisor = graph.node(node.inputs[1])
+            if divisor.op != "const" or not _finite(divisor.params["value"]) or np.any(divisor.params["value"] == 0):
+                return False
+            stack.append(node.inputs[0])
+        else:
+            stack.extend(node.inputs)
+    return True
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return bool(np.all(np.isfinite(value)))
+    except TypeError:
+        return False
+
+
+class _Conditions:
+    """Canonical mask terms: structurally equal conditions (`x > 0` traced twice) are
+    one term, and `np.logical_not(c)` is `c` with the opposite polarity."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.keys: dict[int, int] = {}  # node -> number of its structure
+        self.numbers: dict[Any, int] = {}
+        self.representative: dict[int, int] = {}
+
+    def term(self, cond: int, polarity: bool) -> Term:
+        while self.graph.node(cond).op == "logical_not":
+            cond, polarity = self.graph.node(cond).inputs[0], not polarity
+        key = self.key(cond)
+        return self.representative.setdefault(key, cond), polarity
+
+    def key(self, i: int) -> int:
+        """Equal keys mean equal values: the same op, params and operand keys."""
+        stack = [i]
+        while stack:
+            j = stack[-1]
+            node = self.graph.node(j)
+            missing = [k for k in node.inputs if k not in self.keys]
+            if missing and node.op not in ("const", "input"):
+                stack.extend(missing)
+                continue
+            stack.pop()
+            if node.op == "const":
+                structure: Any = ("const", node.aval, _frozen(node.params["value"]))
+            elif node.op == "input":
+                structure = ("input", j)
+            else:
+                params = tuple(sorted((k, _frozen(v)) for k, v in node.params.items()))
+                structure = (node.op, node.aval, params, tuple(self.keys[k] for k in node.inputs))
+            self.keys[j] = self.numbers.setdefault(structure, len(self.numbers))
+        return self.keys[i]
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a static value that tells different values apart."""
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__,) + tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return ("dict",) + tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    return (type(value).__name__, repr(value))
 
 
 def _as_gradient(graph: Graph, g: Optional[Tracer], primal: Node, taken: list[int]) -> int:
