@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from compiler.codegen import Generated, generate
+from compiler.codegen import Generated
 from compiler.config import cache_size, debug_nans_enabled, register_cache
 from compiler.errors import (
     AdjointError, GradError, NonFiniteError, UnsupportedError, api_boundary, at_user_line, definition_site,
@@ -22,7 +22,7 @@ from compiler.errors import (
 from compiler.guards import Check, Guards
 from compiler.ir import Graph, Loc
 from compiler.naming import sanitize
-from compiler.passes import optimize
+from compiler.lowering import lower
 from compiler.signature import STATIC_TYPES, Signature, check_call, signature
 from compiler.passes.rewrite import aliases_argument
 from compiler.tracing import StaticArgument, Tracer, bind, current_guards, rule_mode, trace
@@ -232,12 +232,8 @@ class Jit(Transformed):
         check_result_leaves(leaves, self.fun, "result")
         with rule_mode(graph):  # results are NumPy values that never alias arguments or bound constants
             leaves = [as_numpy_result(graph, x) if isinstance(x, Tracer) else x for x in leaves]
-        graph.outputs = [leaf.id for leaf in leaves if isinstance(leaf, Tracer)]
-        optimize(graph)
-        graph.validate()
-        out_tree = tuple(graph.outputs)
-        generated = generate(graph, self._name("_jit"), out_tree, debug_nans=debug_nans_enabled())
-        return Compiled(generated, graph, refill(leaves, treedef), out_tree, guards)
+        lowered = lower(graph, self._name("_jit"), tuple(leaf.id for leaf in leaves if isinstance(leaf, Tracer)))
+        return Compiled(lowered.generated, graph, refill(leaves, treedef), lowered.out_tree, guards)
 
 
 @api_boundary
@@ -283,17 +279,13 @@ class GradTransform(Transformed):
                 )
         return super()._lookup(args, kwargs)
 
-    def _wrt(self, sig: Signature, nargs: int) -> list[list[int]]:
+    def _wrt(self, sig: Signature) -> list[list[int]]:
         """Per differentiated argument, the traced-leaf indices of its leaves."""
-        args_def = sig.treedef[2][0]
-        counts = [_leaf_count(d) for d in args_def[2]]
-        starts = np.cumsum([0] + counts).tolist()
         groups = []
         for a in self.argnums:
-            a %= nargs
-            positions = list(range(starts[a], starts[a] + counts[a]))
+            a %= sig.positional_count
             leaf_ids = []
-            for p in positions:
+            for p in sig.argument_leaves(a):
                 if p not in sig.traced or type(sig.leaves[p]) is int:
                     raise at_user_line(
                         GradError, f"argument {a} of {self._name('')} holds a static "
@@ -312,8 +304,7 @@ class GradTransform(Transformed):
         return groups
 
     def _compile(self, sig: Signature) -> Compiled:
-        nargs = len(sig.treedef[2][0][2])
-        groups = self._wrt(sig, nargs)
+        groups = self._wrt(sig)
         guards = Guards()
         graph, result = self._trace(sig, guards)
         result, aux = split_aux(result, self.has_aux, self._name(""))
@@ -323,27 +314,24 @@ class GradTransform(Transformed):
         aux_leaves, aux_def = tree.flatten(aux)
         check_result_leaves(aux_leaves, self.fun, "aux")
         aux_traced = [leaf.id for leaf in aux_leaves if isinstance(leaf, Tracer)]
-        values = [value] if self.with_value else []
-        joint.outputs = [*values, *grads, *aux_traced]
-        optimize(joint)
-        joint.validate()
-        outs = list(joint.outputs)
-        value_id = outs.pop(0) if self.with_value else None
-        grad_ids, aux_ids = outs[: len(grads)], outs[len(grads) :]
-        _name_gradients(joint, wrt_nodes, grad_ids, forward_visible=self.with_value)
-        grad_tree = tuple(grad_ids) if len(grad_ids) > 1 or not self.single else grad_ids[0]
-        aux_tree = tuple(aux_ids)
+        grad_tree = tuple(grads) if len(grads) > 1 or not self.single else grads[0]
+        aux_tree = tuple(aux_traced)
         if self.with_value:
-            out_tree: Any = ((value_id, aux_tree) if self.has_aux else value_id, grad_tree)
+            out_tree: Any = ((value, aux_tree) if self.has_aux else value, grad_tree)
         else:
             out_tree = (grad_tree, aux_tree) if self.has_aux else grad_tree
-        generated = generate(joint, self._name("_value_and_grad" if self.with_value else "_grad"), out_tree,
-                             debug_nans=debug_nans_enabled())
-        return Compiled(generated, joint, self._rebuilder(sig, groups, aux_leaves, aux_def), out_tree, guards)
+
+        def name_gradients(graph: Graph, out_tree: Any) -> None:
+            grad_ids = _flat(out_tree[1] if self.with_value else (out_tree[0] if self.has_aux else out_tree))
+            _name_gradients(graph, wrt_nodes, grad_ids, forward_visible=self.with_value)
+
+        name = self._name("_value_and_grad" if self.with_value else "_grad")
+        lowered = lower(joint, name, out_tree, before_codegen=name_gradients)
+        rebuild = self._rebuilder(sig, groups, aux_leaves, aux_def)
+        return Compiled(lowered.generated, joint, rebuild, lowered.out_tree, guards)
 
     def _rebuilder(self, sig: Signature, groups: list[list[int]], aux_leaves: list, aux_def) -> Callable:
-        args_def = sig.treedef[2][0]
-        arg_defs = [args_def[2][a % len(args_def[2])] for a in self.argnums]
+        arg_defs = [sig.argument_def(a % sig.positional_count) for a in self.argnums]
 
         def rebuild_grads(flat: list) -> Any:
             it = iter(flat)
@@ -399,9 +387,10 @@ def _name_gradients(graph: Graph, wrt: list[int], grads: list[int], forward_visi
             node.cotangent_of = primal
 
 
-def _leaf_count(treedef: tree.TreeDef) -> int:
-    kind, _, children = treedef
-    return 1 if kind == "leaf" else sum(_leaf_count(c) for c in children)
+def _flat(out_tree: Any) -> list[int]:
+    if isinstance(out_tree, tuple):
+        return [i for t in out_tree for i in _flat(t)]
+    return [out_tree]
 
 
 _RESULT_TYPES = (Tracer, np.ndarray, np.generic, bool, int, float, complex, str, type(None))

@@ -9,12 +9,11 @@ import networkx as nx
 import numpy as np
 
 from compiler.api import Compiled, Jit
-from compiler.codegen import generate
 from compiler.errors import UnsupportedError
-from compiler.config import debug_nans_enabled
 from compiler.guards import Guards
 from compiler.ir import Graph
-from compiler.passes import optimize
+from compiler.lowering import lower
+from compiler.passes import dce
 from compiler.primitives import registry
 from compiler.signature import Signature
 
@@ -50,10 +49,9 @@ class Prediction(Jit):
         prediction = _model_output(graph, result.id, x=graph.inputs[-2], labels=graph.inputs[-1])
         self.threshold = 0.5 if _is_probability(graph, prediction) else 0.0
         graph.outputs = [prediction]
-        optimize(graph)
-        labels = graph.inputs.pop()
-        graph.remove(labels)
-        generated = generate(graph, self._name("_predict"), prediction, debug_nans=debug_nans_enabled())
+        dce(graph)  # the label-dependent part of the loss goes; then the labels input itself
+        graph.remove(graph.inputs.pop())
+        generated = lower(graph, self._name("_predict"), prediction).generated
         return Compiled(generated, graph, lambda out: out, guards=guards)
 
     def _lookup(self, args, kwargs):

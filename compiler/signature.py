@@ -33,6 +33,25 @@ class Signature:
     names: list[str]  # a readable name per traced leaf
     key: Hashable
 
+    @property
+    def positional_count(self) -> int:
+        """How many positional arguments the call had."""
+        return len(tree.children(self._args_def))
+
+    def argument_def(self, k: int) -> tree.TreeDef:
+        """The structure of positional argument `k`."""
+        return tree.children(self._args_def)[k]
+
+    def argument_leaves(self, k: int) -> range:
+        """The leaf positions (indices into `leaves`) of positional argument `k`."""
+        counts = [tree.leaf_count(d) for d in tree.children(self._args_def)]
+        start = sum(counts[:k])
+        return range(start, start + counts[k])
+
+    @property
+    def _args_def(self) -> tree.TreeDef:
+        return tree.children(self.treedef)[0]  # the call is flattened as (args, kwargs)
+
 
 def _leaf_key(leaf: Any, static: bool) -> tuple[Hashable, Aval | None]:
     if isinstance(leaf, Tracer):

@@ -14,11 +14,9 @@ import numpy as np
 
 from compiler.api import Compiled, Transformed, _scalar_output, refill, split_aux, traced_args
 from compiler.prediction import Prediction
-from compiler.codegen import generate
 from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
-from compiler.passes import optimize
-from compiler.config import debug_nans_enabled
+from compiler.lowering import lower
 from compiler.guards import Guards
 from compiler.signature import Signature, arg_names, check_call, leaf_names, signature
 from compiler.passes.rewrite import aliases_argument
@@ -145,14 +143,8 @@ class Step(Transformed):
         updates += _pair_updates(joint, state_leaves, tree.flatten(new_state)[0], "optimizer state")
         aux_leaves, aux_def = tree.flatten(aux)
         aux_ids = [leaf.id for leaf in aux_leaves if isinstance(leaf, Tracer)]
-        joint.outputs = [loss, *aux_ids, *(node for _, node in updates)]
-        optimize(joint)
-        joint.validate()
-        loss_id, rest = joint.outputs[0], joint.outputs[1:]
-        aux_out, new_ids = rest[: len(aux_ids)], rest[len(aux_ids) :]
-        pairs = [(buffer, node) for (buffer, _), node in zip(updates, new_ids)]
-        out_tree: Any = (loss_id, tuple(aux_out)) if self.has_aux else loss_id
-        generated = generate(joint, self._name("_step"), out_tree, updates=pairs, debug_nans=debug_nans_enabled())
+        out_tree: Any = (loss, tuple(aux_ids)) if self.has_aux else loss
+        generated = lower(joint, self._name("_step"), out_tree, updates).generated
         if self.has_aux:
             rebuild_aux = refill(aux_leaves, aux_def)
             rebuild = lambda out: (out[0], rebuild_aux(out[1]))  # noqa: E731

@@ -29,6 +29,17 @@ def _flatten(tree: Any, leaves: list[Any]) -> TreeDef:
     return ("leaf", None, ())
 
 
+def children(treedef: TreeDef) -> tuple[TreeDef, ...]:
+    """The structures of a node's children (none for a leaf)."""
+    return treedef[2]
+
+
+def leaf_count(treedef: TreeDef) -> int:
+    """How many leaves a structure holds."""
+    kind, _, subtrees = treedef
+    return 1 if kind == "leaf" else sum(leaf_count(c) for c in subtrees)
+
+
 def unflatten(treedef: TreeDef, leaves: list[Any]) -> Any:
     """Inverse of `flatten`."""
     it = iter(leaves)

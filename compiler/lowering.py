@@ -1,0 +1,58 @@
+"""The one lowering pipeline every compile path uses: optimize the graph, check it,
+and generate its NumPy function.
+
+`grad`, `value_and_grad`, `jit`, `compile_step` and a step's `predict` build their
+graphs differently, then all lower them here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from compiler.codegen import Generated, generate
+from compiler.config import debug_nans_enabled
+from compiler.ir import Graph
+from compiler.ir_tools import validate
+from compiler.passes import optimize
+
+OutTree = Any  # a node id, or nested tuples of node ids
+
+
+@dataclass
+class Lowered:
+    """The generated function, and what it returns in terms of the optimized graph."""
+
+    generated: Generated
+    out_tree: OutTree
+    updates: list[tuple[int, int]]
+
+
+def lower(graph: Graph, fn_name: str, out_tree: OutTree, updates: Optional[list[tuple[int, int]]] = None,
+          before_codegen: Optional[Callable[[Graph, OutTree], None]] = None) -> Lowered:
+    """Optimize `graph` for the values in `out_tree` and the in-place `updates`
+    ((buffer input, node) pairs), validate it, and generate `fn_name`.
+    `before_codegen(graph, out_tree)` may adjust names on the optimized graph."""
+    updates = list(updates or [])
+    flat = _flatten(out_tree)
+    graph.outputs = flat + [node for _, node in updates]
+    optimize(graph)
+    validate(graph)
+    final = list(graph.outputs)
+    out_tree = _refill(out_tree, iter(final[: len(flat)]))
+    updates = [(buffer, node) for (buffer, _), node in zip(updates, final[len(flat):])]
+    if before_codegen is not None:
+        before_codegen(graph, out_tree)
+    generated = generate(graph, fn_name, out_tree, updates=updates, debug_nans=debug_nans_enabled())
+    return Lowered(generated, out_tree, updates)
+
+
+def _flatten(out_tree: OutTree) -> list[int]:
+    if isinstance(out_tree, tuple):
+        return [i for t in out_tree for i in _flatten(t)]
+    return [out_tree]
+
+
+def _refill(out_tree: OutTree, ids) -> OutTree:
+    if isinstance(out_tree, tuple):
+        return tuple(_refill(t, ids) for t in out_tree)
+    return next(ids)
