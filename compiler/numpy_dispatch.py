@@ -1,8 +1,8 @@
 """How NumPy calls on tracers become primitives.
 
 `apply_ufunc` serves `__array_ufunc__` (np.exp, operators, ...), `apply_function`
-serves `__array_function__` (np.sum, np.reshape, ...), `getitem` serves `x[...]`,
-and `apply_fused` serves runtime functions marked with `runtime.fused`. Here NumPy's
+serves `__array_function__` (np.sum, np.reshape, ...) and `getitem` serves `x[...]`;
+importing this module installs them in `tracing.PROTOCOLS`. Here NumPy's
 flexible spellings (axis=None / int / tuple, negative axes, -1 in shapes) become the
 static, normalized params the primitives expect.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from compiler.errors import ShapeError, UnsupportedError, at_user_line
 from compiler.primitives.elementwise import ELEMENTWISE
-from compiler.tracing import Tracer, bind, lift, current
+from compiler.tracing import PROTOCOLS, Tracer, bind, current, lift
 
 # A ufunc is supported when a primitive of the same name is registered (elementwise
 # family, plus matmul): adding a ufunc primitive touches only its family module.
@@ -280,19 +280,4 @@ def getitem(x: Tracer, index: Any) -> Tracer:
     return bind("getitem", x, *arrays, spec=tuple(spec))
 
 
-FUSED: dict[str, Callable] = {}
-
-
-def fused_rule(name: str) -> Callable[[Callable], Callable]:
-    """Register how a `runtime.fused` function binds: `binder(*args, **kwargs)`."""
-
-    def register(binder: Callable) -> Callable:
-        FUSED[name] = binder
-        return binder
-
-    return register
-
-
-def apply_fused(name: str, impl: Callable, args: tuple, kwargs: dict) -> Any:
-    binder = FUSED.get(name)
-    return binder(*args, **kwargs) if binder is not None else impl(*args, **kwargs)
+PROTOCOLS.ufunc, PROTOCOLS.function, PROTOCOLS.getitem = apply_ufunc, apply_function, getitem

@@ -158,6 +158,22 @@ def frame_loc(frame: FrameType) -> Loc:
     return Loc(filename, line, source_line(filename, line))
 
 
+class NumpyProtocols:
+    """How tracers answer NumPy: `ufunc` serves `__array_ufunc__`, `function`
+    `__array_function__`, `getitem` indexing and `fused` runtime.fused functions.
+    The dispatch modules above this one (compiler.numpy_dispatch,
+    compiler.fused_dispatch) install them when imported, as primitive families fill
+    the registry."""
+
+    ufunc: Callable
+    function: Callable
+    getitem: Callable
+    fused: Callable
+
+
+PROTOCOLS = NumpyProtocols()
+
+
 class Tracer:
     """A traced array: a node id in a graph, with the node's static shape and dtype."""
 
@@ -202,28 +218,25 @@ class Tracer:
     def __repr__(self) -> str:
         return f"Tracer({self.aval}, node {self.id})"
 
-    # NumPy protocols
+    # NumPy protocols, served by the dispatch modules installed in PROTOCOLS
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from compiler.numpy_dispatch import apply_ufunc
-
-        return apply_ufunc(ufunc, method, inputs, kwargs)
+        return PROTOCOLS.ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        from compiler.numpy_dispatch import apply_function
-
-        return apply_function(func, args, kwargs)
+        return PROTOCOLS.function(func, args, kwargs)
 
     @staticmethod
     def __adjoint_fused__(name: str, impl: Callable, args: tuple, kwargs: dict):
-        from compiler.numpy_dispatch import apply_fused
+        return PROTOCOLS.fused(name, impl, args, kwargs)
 
-        return apply_fused(name, impl, args, kwargs)
+    def apply(self, op: str, *operands: Any, **params: Any) -> "Tracer":
+        """Primitive `op` applied to this value and `operands`: how derivative rules
+        build IR for primitives NumPy has no spelling of."""
+        return bind(op, self, *operands, **params)
 
     # operators and array methods, all routed through NumPy's protocols
     def __getitem__(self, index):
-        from compiler.numpy_dispatch import getitem
-
-        return getitem(self, index)
+        return PROTOCOLS.getitem(self, index)
 
     T = property(lambda self: np.transpose(self))
     mT = property(lambda self: np.swapaxes(self, -1, -2))

@@ -70,9 +70,7 @@ def index_expr(spec: Spec, arrays: Sequence[ast.expr]) -> ast.expr:
 
 
 def _getitem_vjp(g, out, x, *arrays, spec):
-    from compiler.tracing import bind
-
-    return (bind("index_add", g, *arrays, spec=spec, shape=x.shape, dtype=x.dtype),) + (None,) * len(arrays)
+    return (g.apply("index_add", *arrays, spec=spec, shape=x.shape, dtype=x.dtype),) + (None,) * len(arrays)
 
 
 register(

@@ -1,6 +1,6 @@
 """Fused neural-network primitives: runtime.nn functions marked `@fused` compile to
-one node each, with a numerically stable VJP of their own instead of a trace of
-their NumPy bodies.
+one node each (see compiler.fused_dispatch), with a numerically stable VJP of their
+own instead of a trace of their NumPy bodies.
 
 Generated code calls the runtime function back (`runtime.nn.logsumexp(x, axis=1)`),
 so the forward pass is the runtime's own stable implementation. Softmax
@@ -13,13 +13,11 @@ import ast
 
 import numpy as np
 
-from compiler.errors import ShapeError, UnsupportedError, at_user_line
+from compiler.errors import UnsupportedError
 from compiler.ir import Aval
-from compiler.numpy_dispatch import as_tracer, axes, fused_rule
 from compiler.primitives.elementwise import dtype_or_weak_type, elementwise_abstract, result_dtype
 from compiler.primitives.reduce import reduced_shape
 from compiler.primitives.registry import Primitive, literal, np_call, register
-from compiler.tracing import Tracer, bind
 
 
 def runtime_call(fn: str, *args: ast.expr, **kwargs) -> ast.expr:
@@ -37,7 +35,6 @@ register(
         lanewise=True,
     )
 )
-fused_rule("runtime.nn.sigmoid")(lambda x: bind("runtime.nn.sigmoid", x))
 
 # relu: gradient 1 where the output is positive, 0 elsewhere (0 at 0, like PyTorch and JAX)
 register(
@@ -49,7 +46,6 @@ register(
         lanewise=True,
     )
 )
-fused_rule("runtime.nn.relu")(lambda x: bind("runtime.nn.relu", x))
 
 
 def _lse_abstract(x: Aval, *, axis: tuple[int, ...], keepdims: bool) -> Aval:
@@ -70,12 +66,6 @@ def _lse_vjp(g, out, x, *, axis, keepdims):
 register(Primitive("runtime.nn.logsumexp", abstract=_lse_abstract, emit=_lse_emit, vjp=_lse_vjp))
 
 
-@fused_rule("runtime.nn.logsumexp")
-def _bind_logsumexp(x, axis=None, keepdims=False):
-    x = as_tracer(x)
-    return bind("runtime.nn.logsumexp", x, axis=axes(axis, x.ndim), keepdims=bool(keepdims))
-
-
 register(
     Primitive(
         "runtime.nn.log_softmax",
@@ -84,12 +74,6 @@ register(
         vjp=lambda g, out, x, *, axis: (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),),
     )
 )
-
-
-@fused_rule("runtime.nn.log_softmax")
-def _bind_log_softmax(x, axis=-1):
-    x = as_tracer(x)
-    return bind("runtime.nn.log_softmax", x, axis=axes(axis, x.ndim)[0])
 
 
 # softmax cross-entropy over the last axis of (N, K) logits, with integer labels (N,)
@@ -114,7 +98,10 @@ def _sce_emit(z: ast.expr, lse: ast.expr, labels: ast.expr, *, n: int, sparse: b
 
 
 def _sce_vjp(g, out, z, lse, labels, *, n, sparse):
-    g_z = bind("softmax_cross_entropy_grad", z, lse, labels, g, n=n, sparse=sparse)
+    if _is_unit(g):  # the seed of a loss: no multiply
+        g_z = z.apply("softmax_cross_entropy_grad", lse, labels, n=n, sparse=sparse)
+    else:
+        g_z = z.apply("softmax_cross_entropy_grad", lse, labels, g, n=n, sparse=sparse)
     g_labels = None if sparse else g * (lse - z) / n
     return g_z, None, g_labels
 
@@ -122,7 +109,15 @@ def _sce_vjp(g, out, z, lse, labels, *, n, sparse):
 register(Primitive("softmax_cross_entropy", abstract=_sce_abstract, emit=_sce_emit, vjp=_sce_vjp))
 
 
-def _sce_grad_stmts(target: ast.Name, z, lse, labels, g, *, n: int, sparse: bool) -> list[ast.stmt]:
+def _is_unit(g) -> bool:
+    """Whether cotangent `g` is the constant 1 (`1.0`, or its cast `np.float32(1.0)`)."""
+    graph, node = g.graph, g.graph.node(g.id)
+    if node.op == "astype":
+        node = graph.node(node.inputs[0])
+    return graph.python_scalar(node.id) == 1
+
+
+def _sce_grad_stmts(target: ast.Name, z, lse, labels, g=None, *, n: int, sparse: bool) -> list[ast.stmt]:
     name = target.id
     load = lambda: ast.Name(name, ast.Load())  # noqa: E731
     stmts: list[ast.stmt] = [ast.Assign([ast.Name(name, ast.Store())], np_call("exp", ast.BinOp(z, ast.Sub(), lse)))]
@@ -133,50 +128,25 @@ def _sce_grad_stmts(target: ast.Name, z, lse, labels, g, *, n: int, sparse: bool
         mass = np_call("sum", labels, axis=1, keepdims=True)
         stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Mult(), mass))
         stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Sub(), labels))
-    if _is_one(g):
+    if g is None:
         stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Div(), literal(n)))
     else:
         stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Mult(), ast.BinOp(g, ast.Div(), literal(n))))
     return stmts
 
 
-def _is_one(expr: ast.expr) -> bool:
-    """`1`, `1.0` or `np.float32(1.0)`: a seed that needs no multiply."""
-    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr.startswith("float"):
-        expr = expr.args[0]
-    return isinstance(expr, ast.Constant) and expr.value == 1
-
-
-def _sce_grad_vjp(gg, out, z, lse, labels, g, *, n, sparse):
+def _sce_grad_vjp(gg, out, z, lse, labels, g=None, *, n, sparse):
     raise UnsupportedError("second derivatives of softmax_cross_entropy are not supported yet")
 
 
 register(
     Primitive(
         "softmax_cross_entropy_grad",
-        abstract=lambda z, lse, labels, g, *, n, sparse: Aval(z.shape, z.dtype),
+        abstract=lambda z, lse, labels, g=None, *, n, sparse: Aval(z.shape, z.dtype),
         emit_stmts=_sce_grad_stmts,
         vjp=_sce_grad_vjp,
     )
 )
-
-
-@fused_rule("runtime.nn.softmax_cross_entropy")
-def _bind_softmax_cross_entropy(logits, labels):
-    logits = as_tracer(logits)
-    if logits.ndim != 2:
-        raise at_user_line(ShapeError, f"softmax_cross_entropy needs (N, K) logits, got shape {logits.shape}")
-    n, k = logits.shape
-    sparse = np.ndim(labels) == 1
-    kind = labels.dtype.kind if isinstance(labels, Tracer) else np.asarray(labels).dtype.kind
-    expected = (n,) if sparse else (n, k)
-    if tuple(np.shape(labels)) != expected or (sparse and kind not in "iu"):
-        raise at_user_line(
-            ShapeError, f"softmax_cross_entropy: labels must be integer classes of shape {(n,)} "
-            f"or one-hot rows of shape {(n, k)}, got {np.shape(labels)} ({'int' if kind in 'iu' else 'float'})"
-        )
-    lse = bind("runtime.nn.logsumexp", logits, axis=(1,), keepdims=True)
-    return bind("softmax_cross_entropy", logits, lse, labels, n=n, sparse=sparse)
 
 
 def _bce_abstract(z: Aval, y: Aval, *, n: int) -> Aval:
@@ -184,7 +154,7 @@ def _bce_abstract(z: Aval, y: Aval, *, n: int) -> Aval:
 
 
 def _bce_vjp(g, out, z, y, *, n):
-    p = bind("runtime.nn.sigmoid", z)
+    p = z.apply("runtime.nn.sigmoid")
     if y.dtype.kind not in "fc":
         return g * (p - y) / n, None
     g_y = g * -z / n
@@ -202,13 +172,3 @@ register(
         vjp=_bce_vjp,
     )
 )
-
-
-@fused_rule("runtime.nn.binary_cross_entropy_with_logits")
-def _bind_bce(z, y):
-    z = as_tracer(z)
-    try:
-        np.broadcast_shapes(z.shape, np.shape(y))
-    except ValueError:
-        raise at_user_line(ShapeError, f"binary_cross_entropy_with_logits: shapes {z.shape} and {np.shape(y)} do not broadcast") from None
-    return bind("runtime.nn.binary_cross_entropy_with_logits", z, y, n=z.shape[0] if z.ndim else 1)
