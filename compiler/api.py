@@ -24,7 +24,7 @@ from compiler.ir import Graph, Loc
 from compiler.naming import sanitize
 from compiler.lowering import lower
 from compiler.signature import STATIC_TYPES, Signature, check_call, signature
-from compiler.passes.rewrite import aliases_argument
+from compiler.aliasing import aliases_argument
 from compiler.tracing import StaticArgument, Tracer, bind, current_guards, rule_mode, trace
 from compiler.transforms.reverse import reverse
 from runtime import tree

@@ -8,13 +8,13 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from compiler.aliasing import view_source
 from compiler.api import Compiled, Jit
 from compiler.errors import UnsupportedError
 from compiler.guards import Guards
 from compiler.ir import Graph
 from compiler.lowering import lower
 from compiler.passes import dce
-from compiler.primitives import registry
 from compiler.signature import Signature
 
 
@@ -77,8 +77,5 @@ def _model_output(graph: Graph, loss: int, x: int, labels: int) -> int:
 
 
 def _is_probability(graph: Graph, i: int) -> bool:
-    """Whether node `i` is a sigmoid output, possibly reshaped or indexed."""
-    node = graph.node(i)
-    while node.op in registry.registered() and registry.get(node.op).view:
-        node = graph.node(node.inputs[0])
-    return node.op == "runtime.nn.sigmoid"
+    """Whether node `i` is a sigmoid output, possibly reshaped or sliced."""
+    return view_source(graph, i).op == "runtime.nn.sigmoid"

@@ -19,7 +19,7 @@ from compiler.ir import Graph
 from compiler.lowering import lower
 from compiler.guards import Guards
 from compiler.signature import Signature, arg_names, check_call, leaf_names, signature
-from compiler.passes.rewrite import aliases_argument
+from compiler.aliasing import aliases_argument
 from compiler.tracing import Tracer, extend, rule_mode, trace
 from compiler.transforms.reverse import reverse
 from runtime import tree

@@ -27,6 +27,7 @@ from typing import Iterable, Optional
 
 import networkx as nx
 
+from compiler.aliasing import is_view, views_of
 from compiler.ir import Graph, Node
 from compiler.primitives import registry
 
@@ -145,29 +146,16 @@ def _touches(graph: Graph, i: int, buffer: int, inlined: set[int]) -> bool:
     node = graph.node(i)
     if i == buffer:
         return True
-    view = node.op not in ("input", "const") and registry.get(node.op).view
-    if view and _touches(graph, node.inputs[0], buffer, inlined):
+    if is_view(node) and _touches(graph, node.inputs[0], buffer, inlined):
         return True
     return i in inlined and any(_touches(graph, j, buffer, inlined) for j in node.inputs)
-
-
-def _views(graph: Graph, buffer: int) -> set[int]:
-    """`buffer` and every value that may share its memory (views of views)."""
-    out, pending = set(), [buffer]
-    while pending:
-        i = pending.pop()
-        if i in out:
-            continue
-        out.add(i)
-        pending.extend(u for u in graph.users(i) if registry.get(graph.node(u).op).view and graph.node(u).inputs[0] == i)
-    return out
 
 
 def _old_value_dead(graph: Graph, buffer: int, node: int, inlined: set[int], position: dict[int, int]) -> bool:
     """Every read of `buffer`'s old value (or of a view of it) happens before `node`
     overwrites it, and no view of it outlives the function as a result."""
     expression = _expression(graph, node, inlined)
-    aliases = _views(graph, buffer)
+    aliases = views_of(graph, buffer)
     if any(i in graph.outputs for i in aliases if i != buffer):
         return False
     for alias in aliases:

@@ -1,7 +1,7 @@
 """The one way passes replace a node, keeping the metadata readers rely on, and
 the rule that keeps graph outputs fresh arrays while they do."""
+from compiler.aliasing import aliases_argument
 from compiler.ir import Graph
-from compiler.primitives import registry
 
 
 def replace(graph: Graph, old: int, new: int) -> None:
@@ -15,21 +15,6 @@ def replace(graph: Graph, old: int, new: int) -> None:
             after.cotangent_of = before.cotangent_of
     graph.replace_uses(old, new)
     graph.remove(old)
-
-
-def aliases_argument(graph: Graph, i: int) -> bool:
-    """Whether the value of node `i` may share memory with a graph input or a bound
-    constant, or be a read-only broadcast view: then it cannot be handed out as a
-    fresh result. Follows view primitives (reshape, transpose, basic indexing)."""
-    node = graph.node(i)
-    while True:
-        if node.op in ("input", "const", "broadcast_to"):
-            return True
-        if node.op not in registry.registered() or not registry.get(node.op).view:
-            return False
-        if node.op == "getitem" and len(node.inputs) > 1:
-            return False  # integer-array indexing copies
-        node = graph.node(node.inputs[0])
 
 
 def can_replace(graph: Graph, old: int, new: int) -> bool:

@@ -32,7 +32,7 @@ import numpy as np
 
 from compiler.ir import Aval, Graph, Node
 from compiler.primitives import registry
-from compiler.passes.rewrite import aliases_argument
+from compiler.aliasing import aliases_argument
 from compiler.primitives.reduce import unbroadcast
 from compiler.tracing import Tracer, bind, rule_mode
 
