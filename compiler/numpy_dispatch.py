@@ -15,12 +15,12 @@ from typing import Any, Callable
 import numpy as np
 
 from compiler.errors import ShapeError, UnsupportedError, at_user_line
-from compiler.primitives.elementwise import ELEMENTWISE
+from compiler.primitives import registry
 from compiler.tracing import PROTOCOLS, Tracer, bind, current, lift
 
-# A ufunc is supported when a primitive of the same name is registered (elementwise
-# family, plus matmul): adding a ufunc primitive touches only its family module.
-_UFUNC_PRIMITIVES = ELEMENTWISE | {"matmul"}
+# A ufunc is supported when a primitive of the same name is registered with
+# `ufunc=True`: adding a ufunc primitive touches only its family module.
+_UFUNCS = sorted(name for name, prim in registry.registered().items() if prim.ufunc)
 _BITWISE = {np.bitwise_and: "logical_and", np.bitwise_or: "logical_or", np.invert: "logical_not"}
 
 
@@ -51,8 +51,8 @@ def apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
     if ufunc is np.positive:
         return inputs[0]
     name = ufunc.__name__
-    if name not in _UFUNC_PRIMITIVES or name == "where":
-        raise _unsupported("ufunc", name, sorted(_UFUNC_PRIMITIVES - {"where"}))
+    if name not in _UFUNCS:
+        raise _unsupported("ufunc", name, _UFUNCS)
     return bind(name, *inputs)
 
 

@@ -13,14 +13,14 @@ from typing import Optional
 
 import numpy as np
 
+from compiler.aliasing import is_view
 from compiler.errors import ShapeError
 from compiler.ir import Aval, Graph, Node
 from compiler.passes.rewrite import can_replace, replace
 from compiler.primitives import registry
-from compiler.primitives.elementwise import ELEMENTWISE, result_dtype
+from compiler.primitives.elementwise import result_dtype
 
-_FOLDABLE = {"add", "subtract", "multiply", "divide", "power", "negative"}
-_MOVES = ("reshape", "broadcast_to")
+_MOVES = ("reshape", "broadcast_to")  # the layout changes `_collapse_moves` merges
 
 
 def constant_value(graph: Graph, i: int) -> Optional[object]:
@@ -37,7 +37,7 @@ def constant_value(graph: Graph, i: int) -> Optional[object]:
         return value.item() if np.ndim(value) == 0 and value.dtype.kind in "biuf" else None
     if node.op == "full":
         return node.params["value"]
-    if node.op in _MOVES + ("copy",):
+    if node.op == "copy" or is_view(node):
         return constant_value(graph, node.inputs[0])
     if node.op == "astype":
         value = constant_value(graph, node.inputs[0])
@@ -128,7 +128,7 @@ def _drop_broadcast(graph: Graph, node: Node) -> bool:
         # assigning or adding into the gradient buffer broadcasts the update itself
         source = _broadcast_source(graph, node.inputs[0])
         return source is not None and _try_inputs(graph, node, (source,) + node.inputs[1:])
-    if node.op not in ELEMENTWISE:
+    if not registry.get(node.op).lanewise:
         return False
     for k, i in enumerate(node.inputs):
         source = _broadcast_source(graph, i)
@@ -186,7 +186,7 @@ def _weaken_scalar(graph: Graph, node: Node) -> bool:
     """A NumPy-scalar constant next to an array of its own dtype prints as a Python
     number: `np.float32(0.5) * x` -> `0.5 * x` when x is float32 (NEP 50 casts the
     Python float back to exactly the same float32)."""
-    if node.op not in ELEMENTWISE:
+    if not registry.get(node.op).lanewise:
         return False
     for k, i in enumerate(node.inputs):
         operand = graph.node(i)
@@ -250,7 +250,7 @@ def _fold(graph: Graph, node: Node) -> bool:
     """Evaluate arithmetic on constant-valued operands at compile time: `2.0 * 0.5`
     -> `1.0`, `np.float32(1.0) / 4` -> `np.float32(0.25)`, `0.5 * broadcast_to(1.0, s)`
     -> `broadcast_to(0.5, s)` (`np.full` where the result is a graph output)."""
-    if node.op not in _FOLDABLE:
+    if not registry.get(node.op).foldable:
         return False
     values = [_typed_constant(graph, i) for i in node.inputs]
     if any(v is None for v in values):
@@ -341,13 +341,10 @@ def _pull_negation(graph: Graph, node: Node) -> bool:
     return False
 
 
-_LINEAR_MOVES = ("sum", "mean", "reshape", "transpose", "broadcast_to", "getitem")
-
-
 def _negation_outward(graph: Graph, node: Node) -> bool:
     """sum(-a) -> -sum(a), and likewise through means, reshapes, transposes,
     broadcasts and indexing, so the negation can reach a sum or difference."""
-    if node.op not in _LINEAR_MOVES or graph.use_count(node.id) != 1 or node.dtype.kind not in "fc":
+    if not registry.get(node.op).linear or graph.use_count(node.id) != 1 or node.dtype.kind not in "fc":
         return False
     operand = graph.node(node.inputs[0])
     if operand.op != "negative" or graph.use_count(operand.id) != 1:

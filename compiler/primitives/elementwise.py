@@ -56,11 +56,6 @@ def elementwise_abstract(ufunc: str, python_op: bool = False):
     return abstract
 
 
-# Every primitive that applies elementwise with NumPy broadcasting; passes may
-# replace an operand by anything that broadcasts to the same result.
-ELEMENTWISE: set[str] = set()
-
-
 def binop(op: ast.operator):
     return lambda a, b: ast.BinOp(a, op, b)
 
@@ -69,8 +64,7 @@ def compare(op: ast.cmpop):
     return lambda a, b: ast.Compare(a, [op], [b])
 
 
-def _ufunc(name: str, vjp, emit=None, augmented=None, commutative=False) -> None:
-    ELEMENTWISE.add(name)
+def _ufunc(name: str, vjp, emit=None, augmented=None, commutative=False, foldable=False) -> None:
     register(
         Primitive(
             name,
@@ -81,6 +75,8 @@ def _ufunc(name: str, vjp, emit=None, augmented=None, commutative=False) -> None
             augmented=augmented,
             commutative=commutative,
             lanewise=True,
+            ufunc=True,
+            foldable=foldable,
         )
     )
 
@@ -102,7 +98,7 @@ def _log_base(x):
 
 
 # unary
-_ufunc("negative", lambda g, out, x: (-g,), emit=lambda x: ast.UnaryOp(ast.USub(), x))
+_ufunc("negative", lambda g, out, x: (-g,), emit=lambda x: ast.UnaryOp(ast.USub(), x), foldable=True)
 _ufunc("exp", lambda g, out, x: (g * out,))
 _ufunc("log", lambda g, out, x: (g / x,))
 _ufunc("log1p", lambda g, out, x: (g / (x + 1),))
@@ -120,14 +116,15 @@ _ufunc("isnan", None)
 _ufunc("isinf", None)
 
 # binary
-_ufunc("add", lambda g, out, x, y: (g, g), emit=binop(ast.Add()), augmented=ast.Add(), commutative=True)
-_ufunc("subtract", lambda g, out, x, y: (g, -g), emit=binop(ast.Sub()), augmented=ast.Sub())
-_ufunc("multiply", lambda g, out, x, y: (g * y, g * x), emit=binop(ast.Mult()), augmented=ast.Mult(), commutative=True)
-_ufunc("divide", lambda g, out, x, y: (g / y, -(g * out) / y), emit=binop(ast.Div()), augmented=ast.Div())
+_ufunc("add", lambda g, out, x, y: (g, g), emit=binop(ast.Add()), augmented=ast.Add(), commutative=True, foldable=True)
+_ufunc("subtract", lambda g, out, x, y: (g, -g), emit=binop(ast.Sub()), augmented=ast.Sub(), foldable=True)
+_ufunc("multiply", lambda g, out, x, y: (g * y, g * x), emit=binop(ast.Mult()), augmented=ast.Mult(), commutative=True, foldable=True)
+_ufunc("divide", lambda g, out, x, y: (g / y, -(g * out) / y), emit=binop(ast.Div()), augmented=ast.Div(), foldable=True)
 _ufunc(
     "power",
     lambda g, out, x, y: (g * (y * x ** (y - 1)), g * (out * _log_base(x))),
     emit=binop(ast.Pow()),
+    foldable=True,
 )
 _ufunc("maximum", lambda g, out, x, y: (_tie_share(g, x, y), _tie_share(g, y, x)))
 _ufunc("minimum", lambda g, out, x, y: (_tie_share(g, x, y, np.less), _tie_share(g, y, x, np.less)))
@@ -148,7 +145,6 @@ def _where_abstract(c: Aval, x: Aval, y: Aval) -> Aval:
     return Aval(shape, result_dtype("where", (np.dtype(bool), dtype_or_weak_type(x), dtype_or_weak_type(y))))
 
 
-ELEMENTWISE.add("where")
 
 
 register(

@@ -80,6 +80,7 @@ register(
         emit=lambda x, *arrays, spec: ast.Subscript(x, index_expr(spec, arrays), ast.Load()),
         vjp=_getitem_vjp,
         view=True,
+        linear=True,
     )
 )
 

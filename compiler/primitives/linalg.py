@@ -54,7 +54,8 @@ def _matmul_vjp(g, out, a, b):
     return g_a, g_b
 
 
-register(Primitive("matmul", abstract=_matmul_abstract, emit=lambda a, b: ast.BinOp(a, ast.MatMult(), b), vjp=_matmul_vjp))
+register(Primitive("matmul", abstract=_matmul_abstract, emit=lambda a, b: ast.BinOp(a, ast.MatMult(), b),
+                   vjp=_matmul_vjp, ufunc=True))
 
 
 def _outer_abstract(a: Aval, b: Aval) -> Aval:

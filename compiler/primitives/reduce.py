@@ -93,4 +93,4 @@ def _extremum_vjp(g, out, x, *, axis, keepdims, ndim):
 
 
 for _fn, _vjp in [("sum", _sum_vjp), ("mean", _mean_vjp), ("max", _extremum_vjp), ("min", _extremum_vjp)]:
-    register(Primitive(_fn, abstract=_abstract(_fn), emit=_emit(_fn), vjp=_vjp))
+    register(Primitive(_fn, abstract=_abstract(_fn), emit=_emit(_fn), vjp=_vjp, linear=_fn in ("sum", "mean")))

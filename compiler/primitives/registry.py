@@ -34,6 +34,10 @@ class Primitive:
     primitive (a random draw) is never merged, inlined or reordered among its kind.
     `lanewise`: each lane of the result depends only on the same lane of each
     (broadcast) operand, so a cotangent that is zero in a lane sends zero there.
+    `ufunc`: NumPy's ufunc of the same name binds it (np.exp, operators).
+    `foldable`: on constant operands it can be evaluated at compile time by calling
+    NumPy's function of the same name. `linear`: linear in its first operand (the
+    others static or integer), so f(-x) = -f(x).
     """
 
     name: str
@@ -48,6 +52,9 @@ class Primitive:
     commutative: bool = False
     effectful: bool = False
     lanewise: bool = False
+    ufunc: bool = False
+    foldable: bool = False
+    linear: bool = False
 
     def __post_init__(self) -> None:
         if (self.emit is None) == (self.emit_stmts is None):

@@ -25,6 +25,7 @@ register(
         emit=lambda x, *, shape: np_call("reshape", x, literal(shape)),
         vjp=lambda g, out, x, *, shape: (np.reshape(g, x.shape),),
         view=True,
+        linear=True,
     )
 )
 
@@ -48,6 +49,7 @@ register(
         emit=_transpose_emit,
         vjp=lambda g, out, x, *, axes: (np.transpose(g, tuple(np.argsort(axes).tolist())),),
         view=True,
+        linear=True,
     )
 )
 
@@ -68,6 +70,7 @@ register(
         emit=lambda x, *, shape: np_call("broadcast_to", x, literal(shape)),
         vjp=lambda g, out, x, *, shape: (g,),
         view=True,
+        linear=True,
     )
 )
 
