@@ -5,6 +5,7 @@ emit plain NumPy source for one fused forward+backward function.
 """
 from compiler import primitives as _primitives  # noqa: F401  (registers every primitive)
 from compiler import fused_dispatch as _fused_dispatch  # noqa: F401  (installs NumPy dispatch for tracers)
+from compiler import numpy_functions as _numpy_functions  # noqa: F401  (registers NumPy function handlers)
 from compiler.api import grad, jit, value_and_grad
 from compiler.step import compile_step
 from compiler.config import clear_cache, debug_nans, set_cache_size

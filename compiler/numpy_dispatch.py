@@ -20,7 +20,11 @@ from compiler.tracing import PROTOCOLS, Tracer, bind, current, lift
 
 # A ufunc is supported when a primitive of the same name is registered with
 # `ufunc=True`: adding a ufunc primitive touches only its family module.
-_UFUNCS = sorted(name for name, prim in registry.registered().items() if prim.ufunc)
+
+
+def _ufuncs() -> list[str]:
+    return sorted(name for name, prim in registry.registered().items() if prim.ufunc)
+
 _BITWISE = {np.bitwise_and: "logical_and", np.bitwise_or: "logical_or", np.invert: "logical_not"}
 
 
@@ -51,8 +55,8 @@ def apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
     if ufunc is np.positive:
         return inputs[0]
     name = ufunc.__name__
-    if name not in _UFUNCS:
-        raise _unsupported("ufunc", name, _UFUNCS)
+    if name not in registry.registered() or not registry.get(name).ufunc:
+        raise _unsupported("ufunc", name, _ufuncs())
     return bind(name, *inputs)
 
 
@@ -235,6 +239,20 @@ FUNCTIONS: dict[Callable, Callable] = {
     np.shape: lambda a: a.shape, np.ndim: lambda a: a.ndim, np.size: lambda a, axis=None: a.size if axis is None else a.shape[axis],
     np.zeros_like: _like(0.0), np.ones_like: _like(1.0),
 }
+
+
+def implements(*functions: Callable) -> Callable[[Callable], Callable]:
+    """Register a handler for NumPy functions on traced values: `@implements(np.var)`.
+    Family modules in compiler/numpy_functions/ register theirs this way."""
+
+    def register(handler: Callable) -> Callable:
+        for fn in functions:
+            if fn in FUNCTIONS:
+                raise ValueError(f"np.{fn.__name__} has a handler already")
+            FUNCTIONS[fn] = handler
+        return handler
+
+    return register
 
 
 def apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:

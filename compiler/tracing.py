@@ -240,10 +240,6 @@ class Tracer:
 
     T = property(lambda self: np.transpose(self))
     mT = property(lambda self: np.swapaxes(self, -1, -2))
-    sum = lambda self, *args, **kwargs: np.sum(self, *args, **kwargs)  # noqa: E731
-    mean = lambda self, *args, **kwargs: np.mean(self, *args, **kwargs)  # noqa: E731
-    max = lambda self, *args, **kwargs: np.max(self, *args, **kwargs)  # noqa: E731
-    min = lambda self, *args, **kwargs: np.min(self, *args, **kwargs)  # noqa: E731
     ravel = lambda self: np.ravel(self)  # noqa: E731
     flatten = ravel  # a copy in NumPy; traced values are never written, so a view is the same
     squeeze = lambda self, axis=None: np.squeeze(self, axis)  # noqa: E731
@@ -575,6 +571,14 @@ for _names, _ufunc in [
 for _name, _ufunc in [("__gt__", np.greater), ("__ge__", np.greater_equal), ("__lt__", np.less),
                       ("__le__", np.less_equal), ("__eq__", np.equal), ("__ne__", np.not_equal)]:
     setattr(Tracer, _name, _binary(_ufunc)[0])
+for _names, _ufunc in [(("__mod__", "__rmod__"), np.remainder), (("__floordiv__", "__rfloordiv__"), np.floor_divide),
+                       (("__divmod__", "__rdivmod__"), np.divmod)]:
+    for _name, _method in zip(_names, _binary(_ufunc)):
+        setattr(Tracer, _name, _method)
+# array methods that are NumPy functions of the array (`x.sum(axis=0)` is `np.sum(x, axis=0)`)
+for _name in ("sum", "mean", "max", "min", "prod", "var", "std", "cumsum", "cumprod", "ptp", "argmax", "argmin",
+              "argsort", "any", "all", "trace", "diagonal", "conj", "conjugate", "round", "repeat", "take", "nonzero"):
+    setattr(Tracer, _name, (lambda fn: lambda self, *args, **kwargs: fn(self, *args, **kwargs))(getattr(np, _name)))
 Tracer.__hash__ = object.__hash__
 Tracer.__neg__ = lambda self: np.negative(self)
 Tracer.__pos__ = lambda self: self

@@ -1,0 +1,5 @@
+"""NumPy functions on traced values, one module per family. Each module registers its
+handlers with `compiler.numpy_dispatch.implements`; importing this package imports
+them all. A handler turns NumPy's flexible spelling (axis=None / int / tuple,
+keyword defaults) into primitives of compiler/primitives/."""
+from compiler.numpy_functions import elementwise, linalg, reductions, shapes  # noqa: F401

@@ -1,0 +1,1 @@
+"""NumPy's linalg functions on traced values (see compiler/numpy_functions/__init__.py)."""
