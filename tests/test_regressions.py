@@ -3,8 +3,9 @@
 Every failure the random-program fuzzer (tests/fuzzing.py) finds ends up here.
 """
 import numpy as np
+import pytest
 
-from compiler import compile_step, grad, jit, value_and_grad
+from compiler import UnsupportedError, compile_step, grad, jit, value_and_grad
 from runtime import nn, optim
 from runtime.check import numerical_grad
 
@@ -74,3 +75,11 @@ def test_compile_step_updates_a_parameter_only_after_its_last_read():
     np.testing.assert_allclose(value, 0.2 * -2.2 + 1.35 * -2.2 * 2.0)
     np.testing.assert_allclose(p["a"], [1.35 - 0.1 * (-2.2 * 2.0)])
     np.testing.assert_allclose(p["b"], -2.2 - 0.1 * (0.2 + 1.35 * 2.0))
+
+
+def test_complex_values_on_a_differentiated_path_are_refused_not_wrong():
+    with pytest.raises(UnsupportedError, match="complex"):
+        grad(lambda z: np.sum(np.abs(z * z)))(np.array([1 + 2j]))
+    with pytest.raises(UnsupportedError, match="complex"):
+        grad(lambda x: np.sum(np.abs((x + 1j) * x)))(np.array([1.0, 2.0]))
+    np.testing.assert_allclose(jit(lambda z: z * z)(np.array([1 + 2j])), [-3 + 4j])

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple, Optional
 import networkx as nx
 import numpy as np
 
+from compiler.errors import UnsupportedError
 from compiler.ir import Aval, Graph, Node
 from compiler.primitives import registry
 from compiler.aliasing import aliases_argument
@@ -67,6 +68,19 @@ def active_nodes(graph: Graph, wrt: list[int], output: int) -> set[int]:
     return {i for i in reach if _carries_gradient(graph.node(i))}
 
 
+def _refuse_complex(graph: Graph, active: set[int]) -> None:
+    """Complex values on a differentiated path are refused, never differentiated with
+    rules written for real numbers (that would be silently wrong)."""
+    for i in sorted(active):
+        node = graph.node(i)
+        if node.dtype.kind == "c":
+            where = f"{node.loc}: " if node.loc is not None else ""
+            raise UnsupportedError(
+                f"{where}gradients through complex values ({node.aval}) are not supported yet; "
+                "differentiate with respect to the real and imaginary parts as separate float arrays."
+            )
+
+
 def _carries_gradient(node: Node) -> bool:
     if node.dtype.kind not in "fc":
         return False
@@ -81,6 +95,7 @@ def reverse(graph: Graph, wrt: list[int], output: int) -> tuple[Graph, list[int]
     """
     joint = graph.copy()
     active = active_nodes(joint, wrt, output)
+    _refuse_complex(joint, active)
     forward_ids = set(joint.dag.nodes)
     terms = _Conditions(joint)
     contributions: dict[int, list[_Part]] = {}
