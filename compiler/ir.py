@@ -9,9 +9,11 @@ printer, never identity, so no pass ever has to rename anything.
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple, Optional
+from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 import networkx as nx
 import numpy as np
@@ -34,7 +36,7 @@ class Aval(NamedTuple):
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return int(math.prod(self.shape))  # exact; np.prod costs microseconds per call
 
     def __str__(self) -> str:
         dims = ",".join(str(d) for d in self.shape)
@@ -75,34 +77,214 @@ class Node:
         return self.aval.dtype
 
 
+class Dag(nx.DiGraph):
+    """A networkx `DiGraph` that counts its structural changes.
+
+    Every method that adds or removes a node or an edge bumps `version`, so a
+    `Graph` can cache facts derived from the structure (its topological order) and
+    notice any change, including one made on `graph.dag` directly by a pass."""
+
+    version = 0
+
+    def _changed(self) -> None:
+        self.version += 1
+
+    def add_node(self, node_for_adding, **attr):
+        self._changed()
+        super().add_node(node_for_adding, **attr)
+
+    def add_nodes_from(self, nodes_for_adding, **attr):
+        self._changed()
+        super().add_nodes_from(nodes_for_adding, **attr)
+
+    def remove_node(self, n):
+        self._changed()
+        super().remove_node(n)
+
+    def remove_nodes_from(self, nodes):
+        self._changed()
+        super().remove_nodes_from(nodes)
+
+    def add_edge(self, u_of_edge, v_of_edge, **attr):
+        self._changed()
+        super().add_edge(u_of_edge, v_of_edge, **attr)
+
+    def add_edges_from(self, ebunch_to_add, **attr):
+        self._changed()
+        super().add_edges_from(ebunch_to_add, **attr)
+
+    def remove_edge(self, u, v):
+        self._changed()
+        super().remove_edge(u, v)
+
+    def remove_edges_from(self, ebunch):
+        self._changed()
+        super().remove_edges_from(ebunch)
+
+    def update(self, edges=None, nodes=None):
+        self._changed()
+        super().update(edges, nodes)
+
+    def clear(self):
+        self._changed()
+        super().clear()
+
+    def clear_edges(self):
+        self._changed()
+        super().clear_edges()
+
+    def add_node_reading(self, n: int, data: dict, inputs: tuple) -> None:
+        """`add_node(n, **data)` and an edge from each of `inputs` to `n`, as one
+        change, written straight into networkx's adjacency dicts (the per-call
+        checks of add_node/add_edge cost more than the work when tracing 10^5 ops)."""
+        succ, pred = self._succ, self._pred
+        if n in succ or any(i not in succ for i in inputs):  # not the plain case: let networkx handle it
+            self.add_node(n, **data)
+            self.add_edges_from((i, n) for i in inputs)
+            return
+        self.version += 1
+        cache = getattr(self, "__networkx_cache__", None)
+        if cache:
+            cache.clear()
+        succ[n] = {}
+        into = pred[n] = {}
+        self._node[n] = data
+        for i in inputs:
+            if i not in into:
+                into[i] = succ[i][n] = {}
+
+
+def topological_order(dag: nx.DiGraph, key: Optional[Callable[[int], Any]] = None) -> list[int]:
+    """The node ids of `dag` in topological order, ties broken by smallest id first
+    (or smallest `key(id)`, then id): exactly what
+    `nx.lexicographical_topological_sort(dag, key=key or (lambda i: i))` yields, in
+    O(V log V + E) without networkx's per-node views. Raises
+    `nx.NetworkXUnfeasible` on a cycle."""
+    succ, pred = dag._succ, dag._pred
+    indegree = {v: len(p) for v, p in pred.items() if p}
+    order = []
+    pop, push = heapq.heappop, heapq.heappush
+    if key is None:
+        ready = [v for v, p in pred.items() if not p]
+        heapq.heapify(ready)
+        while ready:
+            v = pop(ready)
+            order.append(v)
+            for child in succ[v]:
+                d = indegree[child] - 1
+                if d:
+                    indegree[child] = d
+                else:
+                    del indegree[child]
+                    push(ready, child)
+    else:
+        keyed = [(key(v), v) for v, p in pred.items() if not p]
+        heapq.heapify(keyed)
+        while keyed:
+            v = pop(keyed)[1]
+            order.append(v)
+            for child in succ[v]:
+                d = indegree[child] - 1
+                if d:
+                    indegree[child] = d
+                else:
+                    del indegree[child]
+                    push(keyed, (key(child), child))
+    if indegree:
+        raise nx.NetworkXUnfeasible("Graph contains a cycle or graph changed during iteration")
+    return order
+
+
+class OutputList(list):
+    """A graph's outputs: a plain list of node ids that also answers `i in outputs`
+    and `outputs.count(i)` in O(1), from per-id counts rebuilt after any change.
+    (Passes ask that of every node; scanning the list is quadratic in graphs with
+    one gradient output per parameter.)"""
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._counts: Optional[dict[Any, int]] = None
+
+    def counts(self) -> dict[Any, int]:
+        """How many times each id occurs."""
+        if getattr(self, "_counts", None) is None:  # (unpickling skips __init__)
+            counts: dict[Any, int] = {}
+            for i in self:
+                counts[i] = counts.get(i, 0) + 1
+            self._counts = counts
+        return self._counts
+
+    def __contains__(self, i: Any) -> bool:
+        try:
+            return i in self.counts()
+        except TypeError:  # unhashable: compare as a list does
+            return list.__contains__(self, i)
+
+    def count(self, i: Any) -> int:
+        try:
+            return self.counts().get(i, 0)
+        except TypeError:
+            return list.count(self, i)
+
+
+def _invalidating(name: str):
+    method = getattr(list, name)
+
+    def wrapper(self, *args):
+        self._counts = None
+        return method(self, *args)
+
+    wrapper.__name__ = name
+    return wrapper
+
+
+for _name in ("append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse",
+              "__setitem__", "__delitem__", "__iadd__", "__imul__"):
+    setattr(OutputList, _name, _invalidating(_name))
+
+
 @dataclass
 class Graph:
     """A DAG of nodes with ordered graph inputs and outputs."""
 
-    dag: nx.DiGraph = field(default_factory=nx.DiGraph)
+    dag: nx.DiGraph = field(default_factory=Dag)
     inputs: list[int] = field(default_factory=list)
     outputs: list[int] = field(default_factory=list)
     next_id: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dag, Dag):
+            self.dag = Dag(self.dag)
+        self._order: Optional[list[int]] = None  # topological order at `_order_version`
+        self._order_version = -1
 
     def add(self, op: str, inputs: Iterable[int], params: dict[str, Any], aval: Aval, **meta: Any) -> int:
         """Append a node and return its id."""
         inputs = tuple(inputs)
         node = Node(self.next_id, op, inputs, dict(params), aval, **meta)
         self.next_id += 1
-        self.dag.add_node(node.id, node=node)
-        for i in inputs:
-            self.dag.add_edge(i, node.id)
+        self.dag.add_node_reading(node.id, {"node": node}, inputs)
         return node.id
 
     def node(self, i: int) -> Node:
-        return self.dag.nodes[i]["node"]
+        return self.dag._node[i]["node"]
 
     def __contains__(self, i: int) -> bool:
         return i in self.dag
 
+    def order(self) -> list[int]:
+        """Node ids in deterministic topological order (ties broken by id), computed
+        once per structural change of the graph."""
+        version = self.dag.version
+        if self._order is None or self._order_version != version:
+            self._order = topological_order(self.dag)
+            self._order_version = version
+        return list(self._order)
+
     def nodes(self) -> list[Node]:
         """All nodes in deterministic topological order."""
-        return [self.node(i) for i in nx.lexicographical_topological_sort(self.dag, key=lambda i: i)]
+        data = self.dag._node
+        return [data[i]["node"] for i in self.order()]
 
     def python_scalar(self, i: int) -> Any:
         """The Python number node `i` is a constant of (weak-typed), else None."""
@@ -111,11 +293,12 @@ class Graph:
 
     def users(self, i: int) -> list[int]:
         """Nodes that read `i` (each once, in id order)."""
-        return sorted(self.dag.successors(i))
+        return sorted(self.dag._succ[i])
 
     def use_count(self, i: int) -> int:
         """How many operand slots and graph outputs read `i`."""
-        slots = sum(self.node(u).inputs.count(i) for u in self.dag.successors(i))
+        data = self.dag._node
+        slots = sum(data[u]["node"].inputs.count(i) for u in self.dag._succ[i])
         return slots + self.outputs.count(i)
 
     def set_inputs(self, i: int, inputs: Iterable[int]) -> None:
@@ -131,17 +314,47 @@ class Graph:
         """Make every reader of `old` (and the outputs) read `new` instead."""
         for user in list(self.dag.successors(old)):
             self.set_inputs(user, (new if j == old else j for j in self.node(user).inputs))
-        self.outputs = [new if j == old else j for j in self.outputs]
+        if old in self.outputs:
+            self.outputs = [new if j == old else j for j in self.outputs]
 
     def remove(self, i: int) -> None:
         self.dag.remove_node(i)
 
+    def ancestors(self, ids: Iterable[int]) -> set[int]:
+        """`ids` and every node some of them depend on: one walk for all of them
+        (`nx.ancestors` per id is a walk each)."""
+        pred = self.dag._pred
+        seen = set(ids)
+        stack = list(seen)
+        while stack:
+            for p in pred[stack.pop()]:
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+        return seen
+
+    def descendants(self, ids: Iterable[int]) -> set[int]:
+        """`ids` and every node that depends on some of them, in one walk."""
+        succ = self.dag._succ
+        seen = set(ids)
+        stack = list(seen)
+        while stack:
+            for s in succ[stack.pop()]:
+                if s not in seen:
+                    seen.add(s)
+                    stack.append(s)
+        return seen
+
     def copy(self) -> "Graph":
         """A deep copy of structure and nodes (params and constants are shared)."""
-        g = Graph(nx.DiGraph(), list(self.inputs), list(self.outputs), self.next_id)
-        for node in self.nodes():
-            g.dag.add_node(node.id, node=dataclasses.replace(node, params=dict(node.params)))
+        g = Graph(Dag(), list(self.inputs), list(self.outputs), self.next_id)
+        order = self.order()
+        data = self.dag._node
+        g.dag.add_nodes_from(
+            (i, {"node": dataclasses.replace(data[i]["node"], params=dict(data[i]["node"].params))}) for i in order
+        )
         g.dag.add_edges_from(self.dag.edges)
+        g._order, g._order_version = order, g.dag.version
         return g
 
     def __str__(self) -> str:
@@ -154,3 +367,16 @@ class Graph:
         from compiler.ir_tools import validate
 
         validate(self)
+
+
+def _get_outputs(graph: Graph) -> OutputList:
+    return graph._outputs
+
+
+def _set_outputs(graph: Graph, ids: Iterable[int]) -> None:
+    graph._outputs = ids if type(ids) is OutputList else OutputList(ids)
+
+
+# After @dataclass, so the generated __init__, repr and eq go through it: whatever
+# list is assigned to `graph.outputs` is stored as an OutputList.
+Graph.outputs = property(_get_outputs, _set_outputs, doc="The graph's results, in order.")

@@ -15,15 +15,34 @@ from typing import Iterable
 MIN_DEL_SIZE = 4096  # elements: smaller arrays cost less to keep than a `del` line costs to read
 
 
+_LEAVES = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+
+
 def names_read(stmts: Iterable[ast.stmt]) -> set[str]:
-    """Every name a statement reads (subscript targets like `g[i] -= 1` included)."""
+    """Every name a statement reads (subscript targets like `g[i] -= 1` included).
+
+    What `ast.walk` would find, by one explicit stack over the nodes' fields: no
+    recursion (any nesting depth) and no generator per node."""
     out: set[str] = set()
-    for stmt in stmts:
-        for node in ast.walk(stmt):
-            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Store):
+    stack: list = list(stmts)
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    AST, Name, Store, AugAssign = ast.AST, ast.Name, ast.Store, ast.AugAssign
+    while stack:
+        node = pop()
+        kind = type(node)
+        if kind is Name:
+            if not isinstance(node.ctx, Store):
                 out.add(node.id)
-            elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
-                out.add(node.target.id)
+            continue
+        if kind is AugAssign and type(node.target) is Name:
+            out.add(node.target.id)
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, AST):
+                if not isinstance(value, _LEAVES):
+                    push(value)
+            elif isinstance(value, list):
+                extend(v for v in value if isinstance(v, AST))
     return out
 
 

@@ -18,7 +18,10 @@ def sanitize(hint: str) -> str:
 
     Names are NFKC-normalized first, as Python's parser does, so two distinct names
     here are never the same identifier in the generated code (`ﬁ` is `fi`)."""
-    name = unicodedata.normalize("NFKC", str(hint))
+    hint = str(hint)
+    if hint.isascii() and hint.isidentifier():
+        return hint  # the common case: NFKC leaves ASCII alone, every character is kept
+    name = unicodedata.normalize("NFKC", hint)
     name = "".join(c if ("_" + c).isidentifier() else "_" for c in name)
     if not name or not name[0].isidentifier():
         name = "v_" + name
@@ -26,24 +29,45 @@ def sanitize(hint: str) -> str:
 
 
 class Namespace:
-    """Unique identifiers for one generated module."""
+    """Unique identifiers for one generated module.
+
+    `fresh(hint)` gives the first of `hint`, `hint_1`, `hint_2`, ... not yet taken.
+    Names are only ever added, so every suffix below the last one handed out for a
+    base is still taken: the search resumes there instead of rescanning from `_1`,
+    which makes rebinding one name k times O(k) in all, not O(k**2). A suffixed name
+    that is taken for another reason (a user variable called `x_1`, or `x_1` handed
+    out for the hint `x_1`) is still skipped, because every candidate is checked
+    against `used`. `probes` counts candidates checked, for tests of that bound.
+    """
 
     def __init__(self, reserved: set[str] = frozenset()):
         self.used = set(_RESERVED) | set(reserved)
         self.temps = 0
+        self.suffix: dict[str, int] = {}  # base -> the last suffix tried for it
+        self.probes = 0
 
     def fresh(self, hint: str) -> str:
         base = sanitize(hint)
-        name, k = base, 0
-        while name in self.used:
+        used = self.used
+        self.probes += 1
+        if base not in used:
+            used.add(base)
+            return base
+        k = self.suffix.get(base, 0)
+        while True:
             k += 1
+            self.probes += 1
             name = f"{base}_{k}"
-        self.used.add(name)
+            if name not in used:
+                break
+        self.suffix[base] = k
+        used.add(name)
         return name
 
     def temp(self) -> str:
         while True:
             self.temps += 1
+            self.probes += 1
             name = f"t{self.temps}"
             if name not in self.used:
                 self.used.add(name)

@@ -6,9 +6,15 @@ from compiler.passes.simplify import simplify
 
 
 def optimize(graph: Graph) -> Graph:
-    """The standard pipeline: merge duplicates, simplify, drop dead code, to a fixpoint."""
+    """The standard pipeline: merge duplicates, simplify, drop dead code, to a fixpoint.
+
+    A round in which simplify and dce change nothing ends it even when cse merged
+    something: cse is idempotent (one pass in topological order also merges what its
+    own merges make equal), so another round would change nothing either. That
+    saves a full cse pass over the graph per compile."""
     for _ in range(8):
-        changed = cse(graph) | simplify(graph)
+        cse(graph)
+        changed = simplify(graph)
         changed |= dce(graph)
         if not changed:
             break

@@ -7,6 +7,7 @@ import numpy as np
 
 from compiler.ir import Graph, Node
 from compiler.passes.rewrite import can_replace, replace
+from compiler.primitives import registry
 
 
 def _freeze(value: Any) -> Hashable:
@@ -24,14 +25,31 @@ def _freeze(value: Any) -> Hashable:
 
 
 def key(node: Node) -> Hashable:
-    return (node.op, node.inputs, _freeze(node.params), node.aval)
+    return (node.op, node.inputs, _freeze(node.params) if node.params else (), node.aval)
+
+
+def _mergeable(op: str) -> bool:
+    """Inputs are distinct by definition; an `effectful` primitive (a random draw)
+    is never merged with an equal-looking one."""
+    if op == "input":
+        return False
+    try:
+        return not getattr(registry.get(op), "effectful", False)
+    except KeyError:  # const, or an op without a primitive
+        return True
 
 
 def cse(graph: Graph) -> bool:
+    """One pass in topological order: each node whose key was seen before becomes
+    the first node with that key (a dict lookup per node, so linear overall)."""
     seen: dict[Hashable, int] = {}
+    mergeable: dict[str, bool] = {}
     changed = False
     for node in graph.nodes():
-        if node.op == "input":
+        ok = mergeable.get(node.op)
+        if ok is None:
+            ok = mergeable[node.op] = _mergeable(node.op)
+        if not ok:
             continue
         k = key(node)
         if k in seen and can_replace(graph, node.id, seen[k]):

@@ -1,13 +1,12 @@
 """Dead-code elimination: drop nodes no output depends on (inputs always stay)."""
-import networkx as nx
-
 from compiler.ir import Graph
 
 
 def dce(graph: Graph) -> bool:
-    live = set(graph.inputs) | set(graph.outputs)
-    for out in graph.outputs:
-        live |= nx.ancestors(graph.dag, out)
+    # one walk from all outputs at once: a walk per output is quadratic when a
+    # graph has many outputs (one gradient per parameter)
+    live = graph.ancestors(graph.outputs) | set(graph.inputs)
     dead = [i for i in graph.dag.nodes if i not in live]
-    graph.dag.remove_nodes_from(dead)
+    if dead:
+        graph.dag.remove_nodes_from(dead)
     return bool(dead)
