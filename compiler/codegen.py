@@ -144,7 +144,13 @@ def _finite_check(name: str, node: Node) -> ast.stmt:
 
 
 def _unparse(stmt: ast.stmt) -> str:
-    return ast.unparse(ast.fix_missing_locations(stmt))
+    """`ast.unparse` of a built statement; only compound statements need locations
+    filled in (a simple statement is printed from its `lineno` alone)."""
+    if hasattr(stmt, "body"):
+        ast.fix_missing_locations(stmt)
+    elif not hasattr(stmt, "lineno"):
+        stmt.lineno = 1
+    return ast.unparse(stmt)
 
 
 def _flat_ids(tree: Any) -> list[int]:

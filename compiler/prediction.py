@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from compiler.aliasing import view_source
@@ -64,15 +63,15 @@ def _model_output(graph: Graph, loss: int, x: int, labels: int) -> int:
     """The value the loss compares with the labels: the latest node computed from `x`
     (not from the labels) that every route from `x` into the label-dependent part of
     the loss passes through. Penalty terms that do not involve `x` are ignored."""
-    from_labels = nx.descendants(graph.dag, labels) | {labels}
-    from_x = (nx.descendants(graph.dag, x) | {x}) - from_labels
+    from_labels = graph.descendants([labels])
+    from_x = graph.descendants([x]) - from_labels
     frontier = [
-        i for i in nx.ancestors(graph.dag, loss) & from_x
+        i for i in graph.ancestors([loss]) & from_x
         if graph.node(i).dtype.kind in "fc" and any(u in from_labels for u in graph.users(i))
     ]
     if not frontier:
         raise UnsupportedError("could not find the model's output in the loss; pass predict= to fit")
-    common = set.intersection(*((nx.ancestors(graph.dag, i) | {i}) & from_x for i in frontier))
+    common = set.intersection(*(graph.ancestors([i]) & from_x for i in frontier))
     return max(common)
 
 

@@ -15,7 +15,6 @@ import threading
 from types import FrameType
 from typing import Any, Callable, Optional
 
-import networkx as nx
 import numpy as np
 
 from compiler.errors import (
@@ -142,7 +141,7 @@ def _needs_static(graph: Graph, i: int) -> None:
     (and the leaked-tracer error when `graph` is no active trace's)."""
     if not any(ctx.graph is graph for ctx in _STACK.contexts):
         raise leaked_error()
-    sources = [graph.node(j) for j in nx.ancestors(graph.dag, i) | {i}]
+    sources = [graph.node(j) for j in graph.ancestors([i])]
     inputs = [node for node in sources if node.op == "input"]
     if inputs and all(node.aval.weak and node.dtype.kind in "iu" for node in inputs):
         raise StaticArgument(tuple(sorted(node.params["index"] for node in inputs)))
@@ -507,8 +506,18 @@ def extend(graph: Graph, call: Callable[[], Any], guards: Optional[Guards] = Non
     except RecursionError as err:
         raise _recursion_error(err, ctx) from None
     finally:
-        sys.setprofile(previous)
+        _restore_profile(previous)
         _STACK.contexts.pop()
+
+
+def _restore_profile(previous: Any) -> None:
+    """Put back the profile function that ran before the trace: a profiler object
+    (cProfile) cannot be passed to sys.setprofile, it is re-enabled instead."""
+    if previous is None or callable(previous):
+        sys.setprofile(previous)
+    else:
+        sys.setprofile(None)
+        previous.enable()
 
 
 def _recursion_error(err: RecursionError, ctx: TraceContext) -> TracingError:

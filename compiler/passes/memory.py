@@ -25,10 +25,8 @@ import ast
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-import networkx as nx
-
 from compiler.aliasing import is_view, views_of
-from compiler.ir import Graph, Node
+from compiler.ir import Graph, Node, topological_order
 from compiler.primitives import registry
 
 MAX_INLINE = 8  # operations folded into one expression before a temporary is named
@@ -75,11 +73,12 @@ def plan_memory(graph: Graph, returned: Iterable[int], updates: Iterable[tuple[i
 
 def _schedule(graph: Graph, returned: list[int]) -> list[int]:
     """Topological order by node id, with nodes that no returned value needs last."""
-    needed = set(returned)
-    for i in returned:
-        needed |= nx.ancestors(graph.dag, i)
+    needed = graph.ancestors(returned)
     inputs = set(graph.inputs)
-    order = nx.lexicographical_topological_sort(graph.dag, key=lambda i: (i not in needed, i))
+    if len(needed) == graph.dag.number_of_nodes():
+        order = graph.order()
+    else:
+        order = topological_order(graph.dag, key=lambda i: (i not in needed, i))
     return [i for i in order if i not in inputs]
 
 
@@ -143,12 +142,20 @@ def _chain(graph: Graph, buffer: int, i: int, inlined: set[int]) -> Optional[lis
 def _touches(graph: Graph, i: int, buffer: int, inlined: set[int]) -> bool:
     """Whether evaluating node `i` reads `buffer`'s memory: directly, through a view
     of it, or through an inlined operand that does."""
-    node = graph.node(i)
-    if i == buffer:
-        return True
-    if is_view(node) and _touches(graph, node.inputs[0], buffer, inlined):
-        return True
-    return i in inlined and any(_touches(graph, j, buffer, inlined) for j in node.inputs)
+    pending, seen = [i], set()
+    while pending:
+        j = pending.pop()
+        if j == buffer:
+            return True
+        if j in seen:
+            continue
+        seen.add(j)
+        node = graph.node(j)
+        if is_view(node):
+            pending.append(node.inputs[0])
+        if j in inlined:
+            pending.extend(node.inputs)
+    return False
 
 
 def _old_value_dead(graph: Graph, buffer: int, node: int, inlined: set[int], position: dict[int, int]) -> bool:

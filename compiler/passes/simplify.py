@@ -9,7 +9,8 @@ never makes a graph output share memory with an argument or another output.
 """
 from __future__ import annotations
 
-from typing import Optional
+import functools
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -21,6 +22,21 @@ from compiler.primitives import registry
 from compiler.primitives.elementwise import result_dtype
 
 _MOVES = ("reshape", "broadcast_to")  # the layout changes `_collapse_moves` merges
+_IDENTITY_OPS = ("multiply", "add", "subtract", "divide", "power", "reshape", "broadcast_to", "astype", "sum", "negative")
+
+Rule = Callable[[Graph, Node], bool]
+_APPLIES: dict[Rule, Callable[[str, registry.Primitive], bool]] = {}
+
+
+def _applies_to(predicate: Callable[[str, registry.Primitive], bool]) -> Callable[[Rule], Rule]:
+    """Declare which primitives a rewrite rule can apply to (by name and properties);
+    `simplify` tries each node only with the rules that can apply to it."""
+
+    def declare(rule: Rule) -> Rule:
+        _APPLIES[rule] = predicate
+        return rule
+
+    return declare
 
 
 def constant_value(graph: Graph, i: int) -> Optional[object]:
@@ -72,6 +88,7 @@ def _identity_operand(graph: Graph, node: Node) -> Optional[int]:
     return next((c for c in candidates if graph.node(c).aval == node.aval), None)
 
 
+@_applies_to(lambda op, prim: op in _IDENTITY_OPS)
 def _remove_identity(graph: Graph, node: Node) -> bool:
     same = _identity_operand(graph, node)
     if same is None:
@@ -120,6 +137,7 @@ def _try_inputs(graph: Graph, node: Node, inputs: tuple[int, ...]) -> bool:
     return True
 
 
+@_applies_to(lambda op, prim: op == "index_add" or prim.lanewise)
 def _drop_broadcast(graph: Graph, node: Node) -> bool:
     """An operand broadcast or reshaped only to meet the other operands' shape needs
     no copy: elementwise ops broadcast by themselves (`broadcast_to(s, (5,)) * y` ->
@@ -128,8 +146,6 @@ def _drop_broadcast(graph: Graph, node: Node) -> bool:
         # assigning or adding into the gradient buffer broadcasts the update itself
         source = _broadcast_source(graph, node.inputs[0])
         return source is not None and _try_inputs(graph, node, (source,) + node.inputs[1:])
-    if not registry.get(node.op).lanewise:
-        return False
     for k, i in enumerate(node.inputs):
         source = _broadcast_source(graph, i)
         if source is not None and _try_inputs(graph, node, node.inputs[:k] + (source,) + node.inputs[k + 1 :]):
@@ -137,13 +153,12 @@ def _drop_broadcast(graph: Graph, node: Node) -> bool:
     return False
 
 
+@_applies_to(lambda op, prim: op in _MOVES)
 def _collapse_moves(graph: Graph, node: Node) -> bool:
     """Reshapes and broadcasts of reshapes and broadcasts become one:
     reshape(reshape(x)) -> reshape(x); broadcast_to(broadcast_to(x)) and
     broadcast_to(x with leading 1s added) -> broadcast_to(x); and a reshape of a
     broadcast scalar -> one broadcast of the scalar."""
-    if node.op not in _MOVES:
-        return False
     inner = graph.node(node.inputs[0])
     if inner.op not in _MOVES:
         return False
@@ -166,9 +181,10 @@ def _collapse_moves(graph: Graph, node: Node) -> bool:
     return True
 
 
+@_applies_to(lambda op, prim: op in ("copy", "astype"))
 def _fill_constant(graph: Graph, node: Node) -> bool:
     """A copy or cast of a constant-valued array is `np.full` (or np.ones/np.zeros)."""
-    if node.op not in ("copy", "astype") or node.dtype.kind not in "fc":
+    if node.dtype.kind not in "fc":
         return False
     if node.op == "astype" and node.shape == () and graph.node(node.inputs[0]).op == "const":
         return False  # np.float32(1.0) is already the plainest spelling
@@ -182,12 +198,11 @@ def _fill_constant(graph: Graph, node: Node) -> bool:
     return True
 
 
+@_applies_to(lambda op, prim: prim.lanewise)
 def _weaken_scalar(graph: Graph, node: Node) -> bool:
     """A NumPy-scalar constant next to an array of its own dtype prints as a Python
     number: `np.float32(0.5) * x` -> `0.5 * x` when x is float32 (NEP 50 casts the
     Python float back to exactly the same float32)."""
-    if not registry.get(node.op).lanewise:
-        return False
     for k, i in enumerate(node.inputs):
         operand = graph.node(i)
         numpy_scalar = operand.op == "const" and not operand.aval.weak and operand.shape == ()
@@ -204,9 +219,10 @@ def _weaken_scalar(graph: Graph, node: Node) -> bool:
     return False
 
 
+@_applies_to(lambda op, prim: op == "multiply")
 def _reassociate(graph: Graph, node: Node) -> bool:
     """c1 * (c2 * x) -> (c1 * c2) * x for Python scalars c1, c2 and float x."""
-    if node.op != "multiply" or node.dtype.kind not in "fc":
+    if node.dtype.kind not in "fc":
         return False
     for k in (0, 1):
         c1, inner = graph.python_scalar(node.inputs[k]), graph.node(node.inputs[1 - k])
@@ -246,12 +262,11 @@ def _typed_constant(graph: Graph, i: int) -> Optional[object]:
     return node.dtype.type(value)
 
 
+@_applies_to(lambda op, prim: prim.foldable)
 def _fold(graph: Graph, node: Node) -> bool:
     """Evaluate arithmetic on constant-valued operands at compile time: `2.0 * 0.5`
     -> `1.0`, `np.float32(1.0) / 4` -> `np.float32(0.25)`, `0.5 * broadcast_to(1.0, s)`
     -> `broadcast_to(0.5, s)` (`np.full` where the result is a graph output)."""
-    if not registry.get(node.op).foldable:
-        return False
     values = [_typed_constant(graph, i) for i in node.inputs]
     if any(v is None for v in values):
         return False
@@ -286,10 +301,9 @@ def _fold(graph: Graph, node: Node) -> bool:
     return True
 
 
+@_applies_to(lambda op, prim: op == "multiply")
 def _minus_one_to_negation(graph: Graph, node: Node) -> bool:
     """-1 * x and x * -1 -> -x, so the negation can fold into a sum or difference."""
-    if node.op != "multiply":
-        return False
     for k in (0, 1):
         other = node.inputs[1 - k]
         if _is(graph, node.inputs[k], -1) and graph.node(other).aval == node.aval:
@@ -299,12 +313,10 @@ def _minus_one_to_negation(graph: Graph, node: Node) -> bool:
     return False
 
 
+@_applies_to(lambda op, prim: op in ("multiply", "divide", "add", "subtract"))
 def _pull_negation(graph: Graph, node: Node) -> bool:
     """(-a) * b and a * (-b) -> -(a * b), likewise for /; a + (-b) -> a - b,
     (-a) + b -> b - a, a - (-b) -> a + b; for single-use negations."""
-    if node.op not in ("multiply", "divide", "add", "subtract"):
-        return False
-
     def neg_operand(k: int) -> Optional[int]:
         i = node.inputs[k]
         n = graph.node(i)
@@ -341,10 +353,11 @@ def _pull_negation(graph: Graph, node: Node) -> bool:
     return False
 
 
+@_applies_to(lambda op, prim: prim.linear)
 def _negation_outward(graph: Graph, node: Node) -> bool:
     """sum(-a) -> -sum(a), and likewise through means, reshapes, transposes,
     broadcasts and indexing, so the negation can reach a sum or difference."""
-    if not registry.get(node.op).linear or graph.use_count(node.id) != 1 or node.dtype.kind not in "fc":
+    if graph.use_count(node.id) != 1 or node.dtype.kind not in "fc":
         return False
     operand = graph.node(node.inputs[0])
     if operand.op != "negative" or graph.use_count(operand.id) != 1:
@@ -374,13 +387,20 @@ _RULES = (
 )
 
 
+@functools.lru_cache(maxsize=None)
+def _rules_for(op: str) -> tuple[Rule, ...]:
+    """The rewrites that can apply to primitive `op`, in `_RULES` order."""
+    prim = registry.get(op)
+    return tuple(rule for rule in _RULES if _APPLIES[rule](op, prim))
+
+
 def simplify(graph: Graph) -> bool:
     """Apply the rewrites once over the graph; True when anything changed."""
     changed = False
     for node in graph.nodes():
         if node.op in ("input", "const") or node.id not in graph:
             continue
-        if any(rule(graph, node) for rule in _RULES):
+        if any(rule(graph, node) for rule in _rules_for(node.op)):
             changed = True
     return changed
 

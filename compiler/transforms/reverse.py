@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
 
-import networkx as nx
 import numpy as np
 
 from compiler.errors import UnsupportedError
@@ -61,10 +60,7 @@ class _Part(NamedTuple):
 
 def active_nodes(graph: Graph, wrt: list[int], output: int) -> set[int]:
     """Nodes on a differentiable path from some `wrt` input to `output`."""
-    reach: set[int] = set()
-    for i in wrt:
-        reach |= nx.descendants(graph.dag, i) | {i}
-    reach &= nx.ancestors(graph.dag, output) | {output}
+    reach = graph.descendants(wrt) & graph.ancestors([output])
     return {i for i in reach if _carries_gradient(graph.node(i))}
 
 
