@@ -54,7 +54,7 @@ class Loc(NamedTuple):
         return f"{os.path.basename(self.filename)}:{self.line}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """One SSA value: `op` applied to `inputs` with static `params`."""
 
