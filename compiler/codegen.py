@@ -19,7 +19,6 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from compiler.ir import Graph, Node
-from compiler.liveness import names_read
 from compiler.naming import Namespace
 from compiler.passes.memory import MemoryPlan, plan_memory
 from compiler.primitives import registry
@@ -119,7 +118,7 @@ class _Emitter:
             self.group = ("forward", loc)
             suffix = f"  # {loc}" if loc is not None else ""
         self.lines.extend("    " + _unparse(s) + suffix for s in stmts)
-        self.calls_runtime |= "runtime" in names_read(stmts)
+        self.calls_runtime |= any(_calls_runtime(s) for s in stmts)
         if self.debug_nans and node.dtype.kind in "fc":
             self.lines.extend("    " + line for line in _unparse(_finite_check(self.names[node.id], node)).splitlines())
         released = self.plan.release.get(node.id)
@@ -130,6 +129,11 @@ class _Emitter:
         if isinstance(tree, tuple):
             return ast.Tuple([self.output(t) for t in tree], ast.Load())
         return self.ref(tree)
+
+
+def _calls_runtime(stmt: ast.stmt) -> bool:
+    """Whether a statement calls into the `runtime` package (`runtime.nn.logsumexp`)."""
+    return any(isinstance(n, ast.Name) and n.id == "runtime" for n in ast.walk(stmt))
 
 
 def _finite_check(name: str, node: Node) -> ast.stmt:

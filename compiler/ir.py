@@ -358,15 +358,7 @@ class Graph:
         return g
 
     def __str__(self) -> str:
-        from compiler.ir_tools import format_graph
-
         return format_graph(self)
-
-    def validate(self) -> None:
-        """Raise `AssertionError` unless the graph is well formed (see ir_tools.validate)."""
-        from compiler.ir_tools import validate
-
-        validate(self)
 
 
 def _get_outputs(graph: Graph) -> OutputList:
@@ -380,3 +372,34 @@ def _set_outputs(graph: Graph, ids: Iterable[int]) -> None:
 # After @dataclass, so the generated __init__, repr and eq go through it: whatever
 # list is assigned to `graph.outputs` is stored as an OutputList.
 Graph.outputs = property(_get_outputs, _set_outputs, doc="The graph's results, in order.")
+
+
+def _label(graph: Graph, i: int) -> str:
+    node = graph.node(i)
+    if node.op == "const" and node.aval.weak:
+        return repr(node.params["value"])
+    return f"%{i}" + (f":{node.name}" if node.name else "")
+
+
+def _params(node: Node) -> str:
+    shown = {k: v for k, v in node.params.items() if k not in ("value", "ndim")}
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def format_graph(graph: Graph) -> str:
+    """One line per value: name, dtype[shape], op, operands, params, file:line."""
+    lines = []
+    for node in graph.nodes():
+        if node.op == "const" and node.aval.weak:
+            continue
+        target = _label(graph, node.id)
+        if node.cotangent_of is not None:
+            target += f" (grad of %{node.cotangent_of})"
+        operands = ", ".join(_label(graph, i) for i in node.inputs)
+        params = _params(node)
+        call = f"{node.op}({operands}{', ' if operands and params else ''}{params})"
+        where = f"  # {node.loc}" if node.loc is not None else ""
+        lines.append(f"{target}: {node.aval} = {call}{where}")
+    outs = ", ".join(_label(graph, i) for i in graph.outputs)
+    lines.append(f"return {outs}")
+    return "\n".join(lines)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 from compiler.codegen import Generated, generate
 from compiler.config import debug_nans_enabled
 from compiler.ir import Graph
-from compiler.ir_tools import validate
+from compiler.validation import validate
 from compiler.passes import optimize
 
 OutTree = Any  # a node id, or nested tuples of node ids

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from compiler import grad
+from compiler.validation import validate
 from runtime.check import check_grad
 
 # Small shapes and few examples keep the whole primitive suite fast; derandomized
@@ -74,7 +75,7 @@ def compiled_grad(f: Callable[..., Any], *args: Any, argnums=0) -> Any:
     each gradient is a fresh array with its argument's shape and dtype."""
     gf = grad(f, argnums=argnums)
     result = gf(*args)
-    gf.ir(*args).validate()
+    validate(gf.ir(*args))
     positions = _as_tuple(argnums, argnums)
     for pos, g in zip(positions, _as_tuple(argnums, result)):
         arg = args[pos]

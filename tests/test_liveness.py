@@ -4,7 +4,7 @@ import ast
 import numpy as np
 
 from compiler import compile_step, grad
-from compiler.liveness import MIN_DEL_SIZE, release_points
+from compiler.passes.memory import MIN_DEL_SIZE, release_points
 from runtime import nn, optim
 
 

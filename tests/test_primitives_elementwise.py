@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from compiler import grad, value_and_grad
+from compiler.validation import validate
 from helpers import (
     PROPERTY, assert_float32_backward, assert_vjp, assert_weighted_vjp, broadcastable_pair,
     compiled_grad, nonzero, normal, positive, seeds, shapes,
@@ -226,4 +227,4 @@ def test_python_scalar_results_follow_numpy_promotion():
         assert np.result_type(value) == np.result_type(f(x))
         np.testing.assert_allclose(value, f(x), rtol=1e-6)
         assert g.dtype == np.float32
-        value_and_grad(f).ir(x).validate()
+        validate(value_and_grad(f).ir(x))

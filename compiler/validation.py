@@ -1,45 +1,12 @@
-"""Reading a graph: the printer behind `print(graph)` and the validator.
-
-These need the primitive table, which itself needs `compiler.ir`, so they live
-beside the IR rather than in it.
-"""
+"""The graph validator: single assignment, definition before use, operands that
+agree with edges, and every node's shape and dtype equal to what its primitive's rule
+says. Every compile path runs it after optimizing (compiler/lowering.py)."""
 from __future__ import annotations
 
 import networkx as nx
 
-from compiler.ir import Graph, Node
+from compiler.ir import Graph
 from compiler.primitives import registry
-
-
-def _label(graph: Graph, i: int) -> str:
-    node = graph.node(i)
-    if node.op == "const" and node.aval.weak:
-        return repr(node.params["value"])
-    return f"%{i}" + (f":{node.name}" if node.name else "")
-
-
-def _params(node: Node) -> str:
-    shown = {k: v for k, v in node.params.items() if k not in ("value", "ndim")}
-    return ", ".join(f"{k}={v}" for k, v in shown.items())
-
-
-def format_graph(graph: Graph) -> str:
-    """One line per value: name, dtype[shape], op, operands, params, file:line."""
-    lines = []
-    for node in graph.nodes():
-        if node.op == "const" and node.aval.weak:
-            continue
-        target = _label(graph, node.id)
-        if node.cotangent_of is not None:
-            target += f" (grad of %{node.cotangent_of})"
-        operands = ", ".join(_label(graph, i) for i in node.inputs)
-        params = _params(node)
-        call = f"{node.op}({operands}{', ' if operands and params else ''}{params})"
-        where = f"  # {node.loc}" if node.loc is not None else ""
-        lines.append(f"{target}: {node.aval} = {call}{where}")
-    outs = ", ".join(_label(graph, i) for i in graph.outputs)
-    lines.append(f"return {outs}")
-    return "\n".join(lines)
 
 
 def validate(graph: Graph) -> None:
