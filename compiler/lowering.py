@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from compiler.aliasing import aliases_argument
 from compiler.codegen import Generated, generate
 from compiler.config import debug_nans_enabled
 from compiler.ir import Graph
@@ -36,6 +37,7 @@ def lower(graph: Graph, fn_name: str, out_tree: OutTree, updates: Optional[list[
     flat = _flatten(out_tree)
     graph.outputs = flat + [node for _, node in updates]
     optimize(graph)
+    _fresh_outputs(graph, len(flat))
     validate(graph)
     final = list(graph.outputs)
     out_tree = _refill(out_tree, iter(final[: len(flat)]))
@@ -44,6 +46,26 @@ def lower(graph: Graph, fn_name: str, out_tree: OutTree, updates: Optional[list[
         before_codegen(graph, out_tree)
     generated = generate(graph, fn_name, out_tree, updates=updates, debug_nans=debug_nans_enabled())
     return Lowered(generated, out_tree, updates)
+
+
+def _fresh_outputs(graph: Graph, returned: int) -> None:
+    """Every returned value is a fresh array: a caller may write into each result, so
+    none may be an argument, a view of one, a bound constant or another result.
+    Rewrites keep this for the node they replace; this catches the case where an
+    output became a view of an argument because a node it reads was simplified."""
+    outputs = list(graph.outputs)
+    seen: set[int] = set()
+    for k in range(returned):
+        i = outputs[k]
+        if aliases_argument(graph, i) or i in seen:
+            node = graph.node(i)
+            copy = graph.add("copy", (i,), {}, node.aval, loc=node.loc, grad_of=node.grad_of)
+            if node.op not in ("input", "const"):
+                graph.node(copy).name, graph.node(copy).cotangent_of = node.name, node.cotangent_of
+                node.name = node.cotangent_of = None
+            outputs[k] = i = copy
+        seen.add(i)
+    graph.outputs = outputs
 
 
 def _flatten(out_tree: OutTree) -> list[int]:

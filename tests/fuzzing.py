@@ -855,6 +855,12 @@ def check_program(program: Program) -> Report:
     return report
 
 
+def _leaves(tree: Any) -> list:
+    if isinstance(tree, (tuple, list)):
+        return [leaf for t in tree for leaf in _leaves(t)]
+    return [tree]
+
+
 class _Checks:
     """The checks of one program at one dtype, appending to a shared report."""
 
@@ -893,7 +899,19 @@ class _Checks:
         for name, a, b in zip(self.names, args, before):
             if not (np.array_equal(a, b) and np.result_type(a) == np.result_type(b)):
                 self.fail("mutation", check, f"argument {name} changed from {b!r} to {a!r}")
+        self.fresh(check, result, args)
         return result
+
+    def fresh(self, check: str, result: Any, args: tuple) -> None:
+        """Returned arrays share memory with no argument and no other result (a caller
+        may write into each)."""
+        leaves = [r for r in _leaves(result) if isinstance(r, np.ndarray)]
+        for k, leaf in enumerate(leaves):
+            for name, a in zip(self.names, args):
+                if isinstance(a, np.ndarray) and np.shares_memory(leaf, a):
+                    self.fail("mutation", check, f"result {k} shares memory with argument {name}")
+            if any(np.shares_memory(leaf, other) for other in leaves[:k]):
+                self.fail("mutation", check, f"result {k} shares memory with another result")
 
     # checks ----------------------------------------------------------------------
 

@@ -83,3 +83,11 @@ def test_complex_values_on_a_differentiated_path_are_refused_not_wrong():
     with pytest.raises(UnsupportedError, match="complex"):
         grad(lambda x: np.sum(np.abs((x + 1j) * x)))(np.array([1.0, 2.0]))
     np.testing.assert_allclose(jit(lambda z: z * z)(np.array([1 + 2j])), [-3 + 4j])
+
+
+def test_a_gradient_never_aliases_an_argument_after_simplification():
+    g = grad(lambda a, c: np.sum(np.reshape(a, (1,)) * np.reshape(c, (1,))), argnums=(0, 1))
+    a, c = np.array(2.0), np.array(3.0)
+    g_a, g_c = g(a, c)
+    assert (g_a, g_c) == (3.0, 2.0)
+    assert not np.shares_memory(g_a, c) and not np.shares_memory(g_c, a)
