@@ -1,24 +1,34 @@
-"""Reductions over static axes: sum, mean, max, min.
+"""Reductions over static axes (sum, mean, max, min, prod, the NaN-ignoring ones,
+median, any, all, count_nonzero), the scans cumsum and cumprod, sorting, and the
+arg-functions argsort, argmax and argmin.
 
-`axis` is always a sorted tuple of non-negative ints here (the tracer normalizes
-NumPy's None / int / negative / tuple spellings), so gradients are decided at
-compile time: the cotangent is reshaped to keep the reduced axes and broadcast back.
+`axis` is always a sorted tuple of non-negative ints for reductions and one
+non-negative int for scans and sorts (the handlers normalize NumPy's None / int /
+negative / tuple spellings), so gradients are decided at compile time: the
+cotangent is reshaped to keep the reduced axes and broadcast back.
 """
 from __future__ import annotations
 
 import ast
+import math
+from typing import Optional
 
 import numpy as np
 
 from compiler.errors import ShapeError
 from compiler.ir import Aval
-from compiler.primitives.registry import Primitive, np_call, register
+from compiler.primitives.registry import Primitive, call, literal, np_call, register
 
 
 def reduced_shape(shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool) -> tuple[int, ...]:
     if keepdims:
         return tuple(1 if i in axis else d for i, d in enumerate(shape))
     return tuple(d for i, d in enumerate(shape) if i not in axis)
+
+
+def reduced_count(shape: tuple[int, ...], axis: tuple[int, ...]) -> int:
+    """How many elements each result element of a reduction over `axis` combines."""
+    return math.prod(shape[i] for i in axis)
 
 
 def _axis_arg(ndim: int, axis: tuple[int, ...]):
@@ -40,11 +50,15 @@ def _emit(fn: str):
     return emit
 
 
+_EXTREMA = ("max", "min", "nanmax", "nanmin")
+
+
 def _abstract(fn: str):
     def abstract(x: Aval, *, axis: tuple[int, ...], keepdims: bool, ndim: int) -> Aval:
-        if fn in ("max", "min") and any(x.shape[i] == 0 for i in axis):
+        if fn in _EXTREMA and any(x.shape[i] == 0 for i in axis):
             raise ShapeError(f"np.{fn}: zero-size axis has no maximum or minimum")
-        dtype = getattr(np, fn)(np.ones(1, x.dtype)).dtype
+        with np.errstate(all="ignore"):
+            dtype = getattr(np, fn)(np.ones(1, x.dtype)).dtype
         return Aval(reduced_shape(x.shape, axis, keepdims), dtype)
 
     return abstract
@@ -52,10 +66,16 @@ def _abstract(fn: str):
 
 def expand_cotangent(g, x, axis: tuple[int, ...], keepdims: bool):
     """Cotangent of a reduction's output, reshaped to keep dims and broadcast to x."""
+    return np.broadcast_to(_broadcastable(g, x, axis, keepdims), x.shape)
+
+
+def _broadcastable(g, x, axis: tuple[int, ...], keepdims: bool):
+    """A reduction's cotangent reshaped so that it broadcasts against x: the reduced
+    axes kept with size 1, unless they lead (then broadcasting adds them)."""
     leading = axis == tuple(range(len(axis)))
-    if not keepdims and not leading:
-        g = np.reshape(g, reduced_shape(x.shape, axis, True))
-    return np.broadcast_to(g, x.shape)
+    if keepdims or leading:
+        return g
+    return np.reshape(g, reduced_shape(x.shape, axis, True))
 
 
 def unbroadcast(g, shape: tuple[int, ...]):
@@ -80,17 +100,180 @@ def _sum_vjp(g, out, x, *, axis, keepdims, ndim):
 
 
 def _mean_vjp(g, out, x, *, axis, keepdims, ndim):
-    count = int(np.prod([x.shape[i] for i in axis], dtype=np.int64))
-    return (expand_cotangent(g / count, x, axis, keepdims),)
+    return (expand_cotangent(g / reduced_count(x.shape, axis), x, axis, keepdims),)
+
+
+def _share(g, winners, axis: tuple[int, ...], dtype: np.dtype):
+    """`g` split evenly among the `winners` of each reduced slice, 0 elsewhere."""
+    count = np.sum(winners, axis=axis, keepdims=True).astype(dtype)
+    return np.where(winners, g / count, 0)
 
 
 def _extremum_vjp(g, out, x, *, axis, keepdims, ndim):
-    """Ties share the gradient evenly, as NumPy users of autograd/JAX expect."""
-    winners = x == expand_cotangent(out, x, axis, keepdims)
-    count = np.sum(winners, axis=axis, keepdims=True).astype(x.dtype)
-    kept = g if keepdims else np.reshape(g, reduced_shape(x.shape, axis, True))
-    return (np.where(winners, kept / count, 0),)
+    """Ties share the gradient evenly, as NumPy users of autograd/JAX expect. A NaN
+    never equals the extremum, so the NaN-ignoring forms use this rule too."""
+    winners = x == _broadcastable(out, x, axis, keepdims)
+    return (_share(_broadcastable(g, x, axis, keepdims), winners, axis, x.dtype),)
 
 
-for _fn, _vjp in [("sum", _sum_vjp), ("mean", _mean_vjp), ("max", _extremum_vjp), ("min", _extremum_vjp)]:
-    register(Primitive(_fn, abstract=_abstract(_fn), emit=_emit(_fn), vjp=_vjp, linear=_fn in ("sum", "mean")))
+def _prod_vjp(g, out, x, *, axis, keepdims, ndim):
+    """Exact where x has zeros. An element's partial derivative is the product of the
+    other elements of its slice: the product of the nonzero ones divided by it when
+    the slice has no zero; for a slice's only zero, the product of the nonzero ones;
+    0 for every other element of a slice with a zero."""
+    zero = x == 0
+    zeros = np.sum(zero, axis=axis, keepdims=True)
+    safe = np.where(zero, 1, x)
+    nonzero_product = np.prod(safe, axis=axis, keepdims=True)
+    at_zero = np.where(zeros == 1, nonzero_product, 0)
+    elsewhere = np.where(zeros == 0, nonzero_product / safe, 0)
+    return (_broadcastable(g, x, axis, keepdims) * np.where(zero, at_zero, elsewhere),)
+
+
+def _nansum_vjp(g, out, x, *, axis, keepdims, ndim):
+    return (np.where(np.isnan(x), 0, expand_cotangent(g, x, axis, keepdims)),)
+
+
+def _nanmean_vjp(g, out, x, *, axis, keepdims, ndim):
+    return (_share(_broadcastable(g, x, axis, keepdims), ~np.isnan(x), axis, x.dtype),)
+
+
+def _median_vjp(g, out, x, *, axis, keepdims, ndim):
+    """The median is the mean of a slice's two middle values (one, for an odd count):
+    each middle value's part of the cotangent is shared evenly among the elements
+    equal to it, like ties of max."""
+    count = reduced_count(x.shape, axis)
+    if count == 0:
+        return (None,)
+    ranks = sorted({(count - 1) // 2, count // 2})
+    kept = _broadcastable(g, x, axis, keepdims)
+    if len(ranks) == 2:
+        kept = kept * 0.5
+    lanes = _sorted_lanes(x, axis)
+    middle = [np.reshape(lanes[..., r], reduced_shape(x.shape, axis, True)) for r in ranks]
+    shares = [_share(kept, x == value, axis, x.dtype) for value in middle]
+    return (shares[0] if len(shares) == 1 else shares[0] + shares[1],)
+
+
+def _sorted_lanes(x, axis: tuple[int, ...]):
+    """x with the reduced axes moved last and flattened into one, sorted along it."""
+    kept = tuple(i for i in range(x.ndim) if i not in axis)
+    moved = np.transpose(x, kept + axis)
+    return np.sort(np.reshape(moved, tuple(x.shape[i] for i in kept) + (reduced_count(x.shape, axis),)), axis=-1)
+
+
+_REDUCTION_VJPS = {
+    "sum": _sum_vjp, "mean": _mean_vjp, "max": _extremum_vjp, "min": _extremum_vjp, "prod": _prod_vjp,
+    "nansum": _nansum_vjp, "nanmean": _nanmean_vjp, "nanmax": _extremum_vjp, "nanmin": _extremum_vjp,
+    "median": _median_vjp,
+}
+_LINEAR = ("sum", "mean", "nansum", "nanmean")
+
+for _fn, _vjp in _REDUCTION_VJPS.items():
+    register(Primitive(_fn, abstract=_abstract(_fn), emit=_emit(_fn), vjp=_vjp, linear=_fn in _LINEAR))
+for _fn in ("any", "all", "count_nonzero"):
+    register(Primitive(_fn, abstract=_abstract(_fn), emit=_emit(_fn), differentiable=False))
+
+
+# --- along one axis: scans and sorts ------------------------------------------------
+
+
+def _scan_abstract(fn: str):
+    def abstract(x: Aval, *, axis: int) -> Aval:
+        return Aval(x.shape, getattr(np, fn)(np.ones(1, x.dtype)).dtype)
+
+    return abstract
+
+
+def _reverse_cumsum(g, axis: int):
+    """Sums from each position to the end of the axis: `np.cumsum(g[::-1])[::-1]`."""
+    flip = (slice(None),) * axis + (slice(None, None, -1),)
+    return np.cumsum(g[flip], axis=axis)[flip]
+
+
+def _cumprod_vjp(g, out, x, *, axis):
+    """Exact with zeros. Before a slice's first zero, element k's gradient is the
+    reverse cumulative sum of g * out divided by x_k (the outputs from the first
+    zero on are 0 and add nothing). The first zero's is the reverse cumulative sum
+    of g times the cumulative product with that zero replaced by 1. Every later
+    element only multiplies outputs that hold the zero: its gradient is 0."""
+    zero = x == 0
+    zeros_so_far = np.cumsum(zero, axis=axis)
+    first_zero = zero & (zeros_so_far == 1)
+    before_zeros = _reverse_cumsum(g * out, axis) / np.where(zero, 1, x)
+    at_first_zero = _reverse_cumsum(g * np.cumprod(np.where(first_zero, 1, x), axis=axis), axis)
+    return (np.where(zeros_so_far == 0, before_zeros, np.where(first_zero, at_first_zero, 0)),)
+
+
+register(Primitive("cumsum", abstract=_scan_abstract("cumsum"), emit=call("cumsum"),
+                   vjp=lambda g, out, x, *, axis: (_reverse_cumsum(g, axis),), linear=True))
+register(Primitive("cumprod", abstract=_scan_abstract("cumprod"), emit=call("cumprod"), vjp=_cumprod_vjp))
+
+
+def _sort_emit(fn: str):
+    def emit(x: ast.expr, *, axis: int, kind: Optional[str], stable: Optional[bool]) -> ast.expr:
+        options = {k: v for k, v in (("kind", kind), ("stable", stable)) if v is not None}
+        return np_call(fn, x, axis=axis, **options)
+
+    return emit
+
+
+def _sort_vjp(g, out, x, *, axis, kind, stable):
+    """The cotangent goes back through the sorting permutation."""
+    order = x.apply("argsort", axis=axis, kind=kind, stable=stable)
+    return (g.apply("unpermute", order, axis=axis, shape=x.shape, dtype=x.dtype),)
+
+
+register(Primitive("sort", abstract=lambda x, *, axis, kind, stable: Aval(x.shape, x.dtype), emit=_sort_emit("sort"),
+                   vjp=_sort_vjp))
+register(Primitive("argsort", abstract=lambda x, *, axis, kind, stable: Aval(x.shape, np.dtype(np.intp)),
+                   emit=_sort_emit("argsort"), differentiable=False))
+
+
+# The inverse of gathering along an axis by a permutation (`np.take_along_axis(x,
+# order, axis)`): scattering the values back into a fresh buffer of `shape` and
+# `dtype`. A permutation never repeats an index, so this assigns where the general
+# scatter-add of take_along_axis's gradient accumulates with np.add.at.
+
+
+def _unpermute_abstract(g: Aval, order: Aval, *, axis: int, shape: tuple[int, ...], dtype: np.dtype) -> Aval:
+    if g.shape != order.shape or order.shape != tuple(shape):
+        raise ShapeError(f"cannot scatter values of shape {g.shape} by an order of shape {order.shape} into {shape}")
+    return Aval(tuple(shape), np.dtype(dtype))
+
+
+def _unpermute_stmts(target: ast.Name, g: ast.expr, order: ast.expr, *, axis: int, shape, dtype) -> list[ast.stmt]:
+    """`out = np.empty(shape, dtype=dtype); np.put_along_axis(out, order, g, axis=axis)`."""
+    store = ast.Assign([ast.Name(target.id, ast.Store())], np_call("empty", literal(tuple(shape)), dtype=np.dtype(dtype)))
+    put = np_call("put_along_axis", ast.Name(target.id, ast.Load()), order, g, axis=axis)
+    return [store, ast.Expr(put)]
+
+
+def _unpermute_vjp(g, out, values, order, *, axis, shape, dtype):
+    return np.take_along_axis(g, order, axis=axis), None
+
+
+register(Primitive("unpermute", abstract=_unpermute_abstract, emit_stmts=_unpermute_stmts, vjp=_unpermute_vjp,
+                   linear=True))
+
+
+def _arg_extremum_abstract(fn: str):
+    def abstract(x: Aval, *, axis: Optional[int], keepdims: bool) -> Aval:
+        reduced = tuple(range(x.ndim)) if axis is None else (axis,)
+        if any(x.shape[i] == 0 for i in reduced):
+            raise ShapeError(f"np.{fn}: attempt to get {fn} of an empty sequence")
+        return Aval(reduced_shape(x.shape, reduced, keepdims), np.dtype(np.intp))
+
+    return abstract
+
+
+def _arg_extremum_emit(fn: str):
+    def emit(x: ast.expr, *, axis: Optional[int], keepdims: bool) -> ast.expr:
+        options = {k: v for k, v in (("axis", axis), ("keepdims", keepdims or None)) if v is not None}
+        return np_call(fn, x, **options)
+
+    return emit
+
+
+for _fn in ("argmax", "argmin"):
+    register(Primitive(_fn, abstract=_arg_extremum_abstract(_fn), emit=_arg_extremum_emit(_fn), differentiable=False))
