@@ -154,6 +154,18 @@ class Dag(nx.DiGraph):
                 into[i] = succ[i][n] = {}
 
 
+def _reach(ids: Iterable[int], adjacency: dict) -> set[int]:
+    """`ids` and everything reachable from them along `adjacency`."""
+    seen = set(ids)
+    stack = list(seen)
+    while stack:
+        for j in adjacency[stack.pop()]:
+            if j not in seen:
+                seen.add(j)
+                stack.append(j)
+    return seen
+
+
 def topological_order(dag: nx.DiGraph, key: Optional[Callable[[int], Any]] = None) -> list[int]:
     """The node ids of `dag` in topological order, ties broken by smallest id first
     (or smallest `key(id)`, then id): exactly what
@@ -323,27 +335,11 @@ class Graph:
     def ancestors(self, ids: Iterable[int]) -> set[int]:
         """`ids` and every node some of them depend on: one walk for all of them
         (`nx.ancestors` per id is a walk each)."""
-        pred = self.dag._pred
-        seen = set(ids)
-        stack = list(seen)
-        while stack:
-            for p in pred[stack.pop()]:
-                if p not in seen:
-                    seen.add(p)
-                    stack.append(p)
-        return seen
+        return _reach(ids, self.dag._pred)
 
     def descendants(self, ids: Iterable[int]) -> set[int]:
         """`ids` and every node that depends on some of them, in one walk."""
-        succ = self.dag._succ
-        seen = set(ids)
-        stack = list(seen)
-        while stack:
-            for s in succ[stack.pop()]:
-                if s not in seen:
-                    seen.add(s)
-                    stack.append(s)
-        return seen
+        return _reach(ids, self.dag._succ)
 
     def copy(self) -> "Graph":
         """A deep copy of structure and nodes (params and constants are shared)."""
