@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 import re
 from types import FrameType
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
+
+import numpy as np
 
 from compiler.errors import TracingError, source_line, user_frame, where
 from compiler.ir import Aval, Graph
@@ -123,3 +125,72 @@ def _condition_text(line: str) -> str:
     if not match:
         return ""
     return (match.group(1) or match.group(2) or "").strip()
+
+
+def array_advice(frame: Optional[FrameType], value: Any) -> tuple[str, str]:
+    """What NumPy wanted a concrete array for on the user's line (traced `value` met
+    `__array__`), and the rewrite that traces instead: a NumPy array assigned into,
+    np.array of a list, or np.asarray / np.array of a traced array."""
+    text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame is not None else ""
+    store = re.match(r"([A-Za-z_]\w*)\s*\[.*\]\s*=(?!=)", text)
+    target = frame.f_locals.get(store.group(1)) if store else None
+    if isinstance(target, np.ndarray):
+        return _into_numpy_array(frame, store.group(1), target, value)
+    call = re.search(r"\bnp\.(array|asarray|asanyarray)\(", text)
+    if call is None:
+        return "a concrete array", "Use the traced value directly in NumPy operations."
+    return _conversion_advice(call.group(1), text[call.end():])
+
+def _conversion_advice(fn: str, rest: str) -> tuple[str, str]:
+    """`np.<fn>(` followed by `rest` of the line: spell it without np.<fn>."""
+    arg = _first_argument(rest)
+    if arg.startswith("["):
+        return "a concrete array (np.asarray / np.array of a list)", (
+            f"NumPy builds arrays from lists itself, so it cannot trace them: write `{_stacked(arg)}` instead."
+        )
+    dtype = re.match(r"[^)]*\bdtype=([\w.]+)", rest)
+    if dtype:
+        instead = f"{arg}.astype({dtype.group(1)})"
+    else:
+        instead = f"{arg}.copy()" if fn == "array" else arg
+    return "a concrete array (np.asarray / np.array)", f"A traced array needs no np.{fn}(): write `{instead}` instead."
+
+def _into_numpy_array(frame: FrameType, name: str, target: np.ndarray, value: Any) -> tuple[str, str]:
+    """`y[i] = x` with y a NumPy array: create y from a traced value instead."""
+    traced = [var for var, held in frame.f_locals.items() if getattr(held, "graph", None) is value.graph]
+    like = next((var for var in traced if frame.f_locals[var] is value), traced[0] if traced else "x")
+    dtype = "" if target.dtype == np.float64 else f", dtype=np.{target.dtype.name}"
+    return f"a concrete array to copy into the NumPy array `{name}`", (
+        f"Create `{name}` from a traced value so that writes into it are traced: "
+        f"`{name} = np.zeros({target.shape}{dtype}, like={like})` (np.ones, np.full and np.empty "
+        f"take like= too, and np.zeros_like({like}) makes an array of {like}'s shape and dtype)."
+    )
+
+def _first_argument(rest: str) -> str:
+    """The source of the first argument of a call, from the text after its `(`."""
+    depth = 0
+    for end, char in enumerate(rest):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}" and depth:
+            depth -= 1
+        elif char in ",)" and not depth:
+            return rest[:end].strip()
+    return rest.strip()
+
+def _stacked(literal: str) -> str:
+    """A (nested) list display of traced values spelled with np.stack:
+    `[[a, 1.0], [b, c]]` -> `np.stack([np.stack([a, 1.0]), np.stack([b, c])])`."""
+    out, lists, previous = [], [], ""
+    for char in literal:
+        if char == "[":
+            is_list = previous in ("", "(", "[", ",", "=")  # not a subscript like x[0]
+            lists.append(is_list)
+            out.append("np.stack([" if is_list else "[")
+        elif char == "]":
+            out.append("])" if lists.pop() else "]")
+        else:
+            out.append(char)
+        if not char.isspace():
+            previous = char
+    return "".join(out)

@@ -8,7 +8,6 @@ static, normalized params the primitives expect.
 """
 from __future__ import annotations
 
-import difflib
 import operator
 from typing import Any, Callable
 
@@ -28,9 +27,59 @@ def _ufuncs() -> list[str]:
 _BITWISE = {np.bitwise_and: "logical_and", np.bitwise_or: "logical_or", np.invert: "logical_not"}
 
 
+# Families of related NumPy functions (as `np.<name>` spells them): the refusal of an
+# unsupported function names the supported members of its own families, never
+# functions that merely look alike (np.floor is no relative of np.logical_or).
+_FAMILIES = (
+    "exp exp2 expm1 log log2 log10 log1p logaddexp logaddexp2",
+    "power float_power sqrt cbrt square reciprocal",
+    "sin cos tan arcsin arccos arctan arctan2 hypot sinc deg2rad rad2deg degrees radians",
+    "sinh cosh tanh arcsinh arccosh arctanh",
+    "floor ceil round around rint trunc fix",
+    "absolute fabs sign signbit copysign heaviside negative positive",
+    "floor_divide remainder mod fmod divmod modf divide true_divide",
+    "frexp ldexp modf spacing nextafter",
+    "maximum minimum fmax fmin clip max min amax amin nanmax nanmin ptp",
+    "argmax argmin nanargmax nanargmin argsort argpartition searchsorted nonzero argwhere flatnonzero",
+    "sort argsort partition argpartition lexsort sort_complex unique",
+    "sum prod cumsum cumprod nansum nanprod nancumsum nancumprod diff ediff1d gradient trapezoid",
+    "mean average median var std nanmean nanmedian nanvar nanstd percentile quantile nanpercentile "
+    "nanquantile cov corrcoef",
+    "greater greater_equal less less_equal equal not_equal isclose allclose array_equal array_equiv",
+    "logical_and logical_or logical_not logical_xor any all",
+    "bitwise_and bitwise_or bitwise_xor invert bitwise_not left_shift right_shift",
+    "isfinite isnan isinf isposinf isneginf nan_to_num",
+    "real imag conj conjugate angle absolute",
+    "dot vdot inner outer matmul tensordot einsum kron cross linalg.multi_dot trace",
+    "linalg.inv linalg.pinv linalg.solve linalg.lstsq linalg.det linalg.slogdet linalg.norm linalg.eig "
+    "linalg.eigh linalg.eigvals linalg.eigvalsh linalg.svd linalg.qr linalg.cholesky linalg.matrix_power",
+    "reshape ravel transpose swapaxes moveaxis rollaxis expand_dims squeeze broadcast_to broadcast_arrays "
+    "atleast_1d atleast_2d atleast_3d",
+    "flip fliplr flipud roll rot90 tile repeat pad",
+    "concatenate stack vstack hstack dstack column_stack append block",
+    "split array_split hsplit vsplit dsplit",
+    "where select choose piecewise take take_along_axis compress extract diagonal diag tril triu",
+    "zeros_like ones_like full_like empty_like zeros ones full empty eye identity arange linspace",
+    "fft.fft fft.ifft fft.rfft fft.irfft fft.fft2 fft.ifft2 fft.fftn fft.ifftn",
+)
+
+
 def _unsupported(kind: str, name: str, known: list[str]) -> UnsupportedError:
-    close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
-    hint = f" Close supported ones: {', '.join('np.' + c for c in close)}." if close else ""
+    """The refusal of `np.<name>` (a ufunc or function no handler supports), naming
+    up to five supported functions of its families, or none when it has no
+    supported relative. Supported means: in `known`, a ufunc primitive, or a
+    NumPy function with a handler (named as `np.linalg.norm` is `linalg.norm`)."""
+    supported = set(known) | set(_ufuncs())
+    for fn in FUNCTIONS:
+        module = getattr(fn, "__module__", None) or "numpy"
+        prefix = module[len("numpy."):] + "." if module.startswith("numpy.") and "._" not in module else ""
+        supported.add(prefix + getattr(fn, "__name__", ""))
+    related: list[str] = []
+    for family in _FAMILIES:
+        members = family.split()
+        if name in members:
+            related += [m for m in members if m != name and m in supported and m not in related]
+    hint = f" Close supported ones: {', '.join('np.' + r for r in related[:5])}." if related else ""
     return at_user_line(
         UnsupportedError, f"np.{name} is not supported on traced values ({kind}).{hint} "
         "Write it with supported NumPy operations."
@@ -53,7 +102,9 @@ def apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
     if ufunc in _BITWISE and all(_is_bool(x) for x in inputs):
         return bind(_BITWISE[ufunc], *inputs)
     if ufunc is np.positive:
-        return inputs[0]
+        return as_tracer(inputs[0]).same_value()
+    if ufunc is np.divmod:
+        return np.floor_divide(*inputs), np.remainder(*inputs)
     name = ufunc.__name__
     if name not in registry.registered() or not registry.get(name).ufunc:
         raise _unsupported("ufunc", name, _ufuncs())
@@ -204,7 +255,7 @@ def clip(a, a_min=None, a_max=None, out=None, **kwargs):
         a = np.maximum(a, a_min)
     if a_max is not None:
         a = np.minimum(a, a_max)
-    return a
+    return as_tracer(a).same_value() if a_min is None and a_max is None else a
 
 
 def dot(a, b, out=None):
@@ -221,13 +272,6 @@ def outer(a, b, out=None):
     return bind("outer", a, b)
 
 
-def _like(fill: float) -> Callable:
-    def like(a, dtype=None, order="K", subok=True, shape=None, **kwargs):
-        return np.full(np.shape(a) if shape is None else shape, fill, dtype=dtype or a.dtype)
-
-    return like
-
-
 FUNCTIONS: dict[Callable, Callable] = {
     np.sum: _reduction("sum"), np.mean: _reduction("mean"),
     np.max: _reduction("max"), np.amax: _reduction("max"),
@@ -237,7 +281,6 @@ FUNCTIONS: dict[Callable, Callable] = {
     np.broadcast_to: broadcast_to, np.concatenate: concatenate, np.stack: stack,
     np.where: where, np.clip: clip, np.dot: dot, np.outer: outer,
     np.shape: lambda a: a.shape, np.ndim: lambda a: a.ndim, np.size: lambda a, axis=None: a.size if axis is None else a.shape[axis],
-    np.zeros_like: _like(0.0), np.ones_like: _like(1.0),
 }
 
 
@@ -285,7 +328,7 @@ def getitem(x: Tracer, index: Any) -> Tracer:
                 if isinstance(array, Tracer):
                     raise at_user_line(
                         UnsupportedError, "indexing with a traced boolean mask has a data-dependent shape; "
-                        "use np.where(mask, x, 0) instead."
+                        "select with np.where instead: np.where(mask, x, 0) to read, x = np.where(mask, x + v, x) to update."
                     )
                 for part in np.nonzero(array):
                     spec.append(("array", len(arrays)))

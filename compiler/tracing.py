@@ -31,7 +31,7 @@ from compiler.errors import (
     user_frame,
     where,
 )
-from compiler.concretization import better_advice, concretization_error, truth_value_error
+from compiler.concretization import array_advice, better_advice, concretization_error, truth_value_error
 from compiler.guards import Guards, RandomStates
 from compiler.ir import Aval, Graph, Loc
 from compiler.primitives import registry
@@ -159,7 +159,8 @@ def frame_loc(frame: FrameType) -> Loc:
 
 class NumpyProtocols:
     """How tracers answer NumPy: `ufunc` serves `__array_ufunc__`, `function`
-    `__array_function__`, `getitem` indexing and `fused` runtime.fused functions.
+    `__array_function__`, `getitem` and `setitem` indexing and assignment, `fused`
+    runtime.fused functions.
     The dispatch modules above this one (compiler.numpy_dispatch,
     compiler.fused_dispatch) install them when imported, as primitive families fill
     the registry."""
@@ -167,6 +168,7 @@ class NumpyProtocols:
     ufunc: Callable
     function: Callable
     getitem: Callable
+    setitem: Callable
     fused: Callable
 
 
@@ -240,7 +242,7 @@ class Tracer:
     T = property(lambda self: np.transpose(self))
     mT = property(lambda self: np.swapaxes(self, -1, -2))
     ravel = lambda self: np.ravel(self)  # noqa: E731
-    flatten = ravel  # a copy in NumPy; traced values are never written, so a view is the same
+    flatten = lambda self: np.ravel(self).same_value()  # noqa: E731  (a copy in NumPy)
     squeeze = lambda self, axis=None: np.squeeze(self, axis)  # noqa: E731
     swapaxes = lambda self, a, b: np.swapaxes(self, a, b)  # noqa: E731
     dot = lambda self, other: np.dot(self, other)  # noqa: E731
@@ -259,8 +261,17 @@ class Tracer:
                 "numeric dtypes can be traced; use numeric arrays."
             )
         if np.dtype(dtype) == self.dtype:
-            return self
+            return self.same_value()
         return bind("astype", self, dtype=np.dtype(dtype))
+
+    def same_value(self) -> "Tracer":
+        """A new tracer for this value: what NumPy's copies that change nothing
+        return, so that a later `x[i] = v` (which rebinds x) does not change it."""
+        return Tracer(self.graph, self.id)
+
+    def sort(self, axis=-1, kind=None, order=None, *, stable=None):
+        """ndarray.sort sorts in place: this tracer now stands for the sorted value."""
+        self.id = np.sort(self, axis=axis, kind=kind, order=order, stable=stable).id
 
     def copy(self):
         return bind("copy", self)
@@ -285,10 +296,9 @@ class Tracer:
         self._concrete("a concrete index", "Index with static Python ints, slices or integer arrays instead.")
 
     def __array__(self, dtype=None, copy=None):
-        self._concrete(
-            "a concrete array (np.asarray / np.array)",
-            "Use the traced value directly in NumPy operations; np.asarray(x) is not needed.",
-        )
+        what, advice = array_advice(user_frame(), self)
+        _needs_static(self.graph, self.id)
+        raise concretization_error(self.graph, self.id, self.aval, what, advice, _namer()) from None
 
     def __format__(self, spec):
         self._concrete("a concrete value to format", "Return the value from the compiled function "
@@ -304,10 +314,10 @@ class Tracer:
         )
 
     def __setitem__(self, index, value):
-        raise UnsupportedError(
-            f"{where(user_frame())}: assigning into a traced array (`x[i] = v`) is not supported. "
-            "Build the new value with np.where, np.concatenate or arithmetic instead."
-        )
+        """`x[index] = value` as a functional update: this tracer is rebound to the
+        new value, so every name bound to it sees the write (see
+        compiler/numpy_functions/creation.py for the views it refuses)."""
+        self.id = PROTOCOLS.setitem(self, index, value).id
 
     def tolist(self):
         self._concrete("a concrete list", "Keep it an array and use NumPy operations on it.")
@@ -590,7 +600,7 @@ for _name in ("sum", "mean", "max", "min", "prod", "var", "std", "cumsum", "cump
     setattr(Tracer, _name, (lambda fn: lambda self, *args, **kwargs: fn(self, *args, **kwargs))(getattr(np, _name)))
 Tracer.__hash__ = object.__hash__
 Tracer.__neg__ = lambda self: np.negative(self)
-Tracer.__pos__ = lambda self: self
+Tracer.__pos__ = lambda self: self.same_value()
 Tracer.__abs__ = lambda self: np.absolute(self)
 Tracer.__invert__ = lambda self: np.invert(self)
 

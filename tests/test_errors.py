@@ -99,30 +99,30 @@ def test_concretizing_a_traced_value(convert, arg, marker, phrase):
 
 def test_unsupported_function_names_it_and_close_supported_ones():
     def f(x):
-        return np.sum(np.cumsum(x))  # <- cumsum
+        return np.sum(np.nancumsum(x))  # <- nancumsum
 
     with pytest.raises(UnsupportedError) as excinfo:
         grad(f)(np.ones(3))
-    message = check(excinfo, UnsupportedError, "cumsum", "np.cumsum is not supported")
+    message = check(excinfo, UnsupportedError, "nancumsum", "np.nancumsum is not supported")
     assert re.search(r"[Cc]lose supported ones: .*np\.sum", message), message
 
 
-def test_unsupported_sort():
+def test_unsupported_partition():
     def f(x):
-        return np.sum(np.sort(x) * x)  # <- sort
+        return np.sum(np.partition(x, 1) * x)  # <- partition
 
     with pytest.raises(UnsupportedError) as excinfo:
         grad(f)(np.ones(3))
-    check(excinfo, UnsupportedError, "sort", "np.sort is not supported", "supported")
+    check(excinfo, UnsupportedError, "partition", "np.partition is not supported", "supported")
 
 
 def test_unsupported_ufunc():
     def f(x):
-        return np.sum(np.arctan(x))  # <- arctan
+        return np.sum(np.spacing(x))  # <- spacing
 
     with pytest.raises(UnsupportedError) as excinfo:
         grad(f)(np.ones(3))
-    check(excinfo, UnsupportedError, "arctan", "np.arctan is not supported")
+    check(excinfo, UnsupportedError, "spacing", "np.spacing is not supported")
 
 
 def test_unknown_attribute_is_an_adjoint_error_and_still_an_attribute_error():
@@ -134,14 +134,15 @@ def test_unknown_attribute_is_an_adjoint_error_and_still_an_attribute_error():
     check(excinfo, UnsupportedError, "attribute", "byteswap")
 
 
-def test_assigning_into_a_traced_array():
+def test_assigning_into_a_traced_array_that_a_live_view_would_see():
     def f(x):
+        y = x[0]
         x[0] = 1.0  # <- setitem
-        return np.sum(x)
+        return np.sum(x) + y
 
     with pytest.raises(UnsupportedError) as excinfo:
         grad(f)(np.ones(3))
-    check(excinfo, UnsupportedError, "setitem", "assigning into a traced array", "np.where")
+    check(excinfo, UnsupportedError, "setitem", "is a view of", ".copy()")
 
 
 # --- shapes ----------------------------------------------------------------------------
@@ -248,7 +249,7 @@ def test_source_errors_have_a_clean_traceback():
 def test_error_is_raised_again_on_the_next_call():
     """A failed compile is not cached as a success."""
     def f(x):
-        return np.sum(np.cumsum(x))
+        return np.sum(np.nancumsum(x))
 
     g = grad(f)
     for _ in range(2):
@@ -262,5 +263,5 @@ def test_unsupported_keyword_of_an_array_method_is_an_adjoint_error():
 
 
 def test_unsupported_function_in_a_numpy_submodule_is_named_in_full():
-    with pytest.raises(UnsupportedError, match=r"np\.linalg\.norm"):
-        grad(lambda x: np.linalg.norm(x))(np.ones(3))
+    with pytest.raises(UnsupportedError, match=r"np\.linalg\.qr"):
+        grad(lambda x: np.sum(np.linalg.qr(x)[0]))(np.eye(3))

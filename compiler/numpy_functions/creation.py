@@ -1,1 +1,207 @@
-"""Array creation and assignment on traced values (see compiler/numpy_functions/__init__.py)."""
+"""Array creation and assignment on traced values (see compiler/numpy_functions/__init__.py).
+
+Creation: `np.zeros_like(x)` and friends of a traced `x`, and `np.zeros(shape,
+like=x)` and friends, make traced arrays, so that values can be assigned into them.
+
+Assignment: `x[index] = v` (and `x[index] += v`, which Python spells as a read, an
+add and this write) is a functional update: the tracer `x` is rebound to a new
+value, a copy of the old one with `v` written in, and every name bound to that
+tracer sees the write, as with NumPy. What a traced program cannot reproduce is a
+*view* seeing the write: `y = x[0]; x[0] = 5.0` changes `y` in NumPy, but traced
+values never share memory. So an assignment is refused while a variable of the
+user's code still holds a view of the array written to (basic indexing, reshape,
+transpose, broadcast_to), or the array it is itself a view of. The compiled
+function never writes into its arguments.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from compiler.aliasing import view_source, views_of
+from compiler.errors import UnsupportedError, at_user_line, is_library, source_line, user_frame
+from compiler.numpy_dispatch import FUNCTIONS, as_tracer, implements
+from compiler.primitives.elementwise import dtype_or_weak_type
+from compiler.primitives.indexing import broadcasts_into
+from compiler.tracing import PROTOCOLS, Tracer, bind, current
+
+
+# --- creation ---------------------------------------------------------------------------
+
+def _shape(shape: Any) -> tuple[int, ...]:
+    return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
+
+
+def _full(shape: Any, fill: Any, dtype: Any) -> Tracer:
+    """A traced array of `shape` filled with `fill` (a number or a traced scalar)."""
+    if isinstance(fill, Tracer):
+        return np.broadcast_to(fill.astype(dtype), _shape(shape)).copy()
+    return bind("full", shape=_shape(shape), value=np.dtype(dtype).type(fill).item(), dtype=np.dtype(dtype))
+
+
+def _fill_dtype(fill: Any) -> np.dtype:
+    """The dtype np.full gives `fill` when no dtype is asked for."""
+    return fill.dtype if isinstance(fill, Tracer) else np.asarray(fill).dtype
+
+
+def _like(fill: int):
+    def like(a, dtype=None, order="K", subok=True, shape=None, **kwargs):
+        return _full(np.shape(a) if shape is None else shape, fill, dtype or a.dtype)
+
+    return like
+
+
+implements(np.zeros_like, np.empty_like)(_like(0))
+implements(np.ones_like)(_like(1))
+
+
+@implements(np.full_like)
+def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, **kwargs):
+    return _full(np.shape(a) if shape is None else shape, fill_value, dtype or a.dtype)
+
+
+@implements(np.zeros, np.empty)
+def zeros(shape, dtype=None, order="C", **kwargs):
+    """np.zeros(shape, like=x) (NumPy passes everything but `like`)."""
+    return _full(shape, 0, dtype or float)
+
+
+@implements(np.ones)
+def ones(shape, dtype=None, order="C", **kwargs):
+    return _full(shape, 1, dtype or float)
+
+
+@implements(np.full)
+def full(shape, fill_value, dtype=None, order="C", **kwargs):
+    return _full(shape, fill_value, dtype or _fill_dtype(fill_value))
+
+
+# --- assignment -------------------------------------------------------------------------
+
+def setitem(x: Tracer, index: Any, value: Any) -> Tracer:
+    """The value of `x` after `x[index] = value`."""
+    if x.ndim == 0:
+        raise at_user_line(
+            UnsupportedError, f"assigning into a 0-d traced {x.dtype} value: it has no elements to index; "
+            "bind the new value to the variable instead (`s = v`)."
+        )
+    _refuse_shared_memory(x)
+    value = _cast(_operand(value), x.dtype)
+    mask = _whole_mask(index, x)
+    if mask is not None and broadcasts_into(value.shape, x.shape[mask.ndim:]):
+        return np.where(np.reshape(mask, mask.shape + (1,) * (x.ndim - mask.ndim)), value, x)
+    _refuse_traced_masks(index, x, value)
+    region = x[index]  # the getitem node holds the normalized index: its spec and index arrays
+    node = x.graph.node(region.id)
+    arrays = [Tracer(x.graph, i) for i in node.inputs[1:]]
+    return bind("setitem", x, _drop_leading_ones(value, region.ndim), *arrays, spec=node.params["spec"])
+
+
+def _operand(value: Any) -> Tracer:
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    return as_tracer(value)
+
+
+def _cast(value: Tracer, dtype: np.dtype) -> Tracer:
+    """`value` as NumPy casts it when writing into an array of `dtype` (a Python
+    float written into a float32 array needs no cast: it is weak)."""
+    if np.result_type(dtype, dtype_or_weak_type(value.aval)) == dtype:
+        return value
+    return value.astype(dtype)
+
+
+def _drop_leading_ones(value: Tracer, ndim: int) -> Tracer:
+    """NumPy lets a value have extra leading axes of size 1 (`x[0] = row[None]`)."""
+    extra = value.ndim - ndim
+    if extra > 0 and all(d == 1 for d in value.shape[:extra]):
+        return np.reshape(value, value.shape[extra:])
+    return value
+
+
+def _is_mask(item: Any) -> bool:
+    return isinstance(item, (Tracer, np.ndarray)) and item.dtype == bool
+
+
+def _whole_mask(index: Any, x: Tracer) -> Optional[Any]:
+    """The index when it is one boolean mask over x's leading axes: `x[mask] = v`
+    with one value for every selected element (or row) is `np.where(mask, v, x)`."""
+    if isinstance(index, list):
+        index = np.asarray(index)
+    if _is_mask(index) and index.ndim >= 1 and index.shape == x.shape[: index.ndim]:
+        return index
+    return None
+
+
+def _refuse_traced_masks(index: Any, x: Tracer, value: Tracer) -> None:
+    """A traced mask selecting a data-dependent number of elements, to be filled
+    from an array of that many values: the shapes are unknown at compile time."""
+    items = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(item, Tracer) and item.dtype == bool for item in items):
+        raise at_user_line(
+            UnsupportedError, f"`x[mask] = v` with a traced mask writes the values of v, shape {value.shape}, "
+            "into as many elements as the mask selects, a number known only at run time. With a mask of "
+            f"x's shape {x.shape}, write one value (`x[mask] = 0.0`), or select elementwise from an array "
+            "u of x's shape: `x = np.where(mask, u, x)`."
+        )
+
+
+def _refuse_shared_memory(x: Tracer) -> None:
+    """Refuse writing into `x` while a user variable holds an array sharing its memory."""
+    graph = x.graph
+    shared = views_of(graph, view_source(graph, x.id).id) - {x.id}
+    for name, held in _user_variables():
+        if held is not x and held.graph is graph and held.id in shared:
+            raise _shared_memory_error(x, name, held)
+
+
+def _user_variables() -> Iterator[tuple[str, Tracer]]:
+    """(name, tracer) for the tracers the user's frames of this trace hold in
+    variables, or directly in a list, tuple or dict bound to a variable."""
+    frame, root = user_frame(), current().root
+    while frame is not None and frame is not root:
+        if not is_library(frame.f_code.co_filename):
+            for var, value in list(frame.f_locals.items()):
+                for held in _tracers_in(value):
+                    yield var, held
+        frame = frame.f_back
+
+
+def _tracers_in(value: Any) -> Iterator[Tracer]:
+    if isinstance(value, Tracer):
+        yield value
+    elif isinstance(value, (list, tuple, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        yield from (item for item in items if isinstance(item, Tracer))
+
+
+def _view_chain(graph, i: int) -> list[int]:
+    """`i` and the arrays it is a view of, innermost first."""
+    chain = [i]
+    while chain[-1] != view_source(graph, chain[-1]).id:
+        chain.append(graph.node(chain[-1]).inputs[0])
+    return chain
+
+
+def _shared_memory_error(x: Tracer, name: str, held: Tracer) -> UnsupportedError:
+    """Say which of the two arrays sharing memory to copy, where it was made."""
+    graph, frame = x.graph, user_frame()
+    written = re.match(r"([A-Za-z_][\w.]*)\s*\[", source_line(frame.f_code.co_filename, frame.f_lineno) if frame else "")
+    target = f"`{written.group(1)}`" if written else "the array written to"
+    if x.id in _view_chain(graph, held.id):
+        shared, copy, made = f"`{name}` is a view of {target}", f"`{name}`", graph.node(held.id).loc
+    elif held.id in _view_chain(graph, x.id):
+        shared, copy, made = f"{target} is a view of `{name}`", target, graph.node(x.id).loc
+    else:
+        shared, copy, made = f"`{name}` and {target} are views of the same data", f"`{name}`", graph.node(held.id).loc
+    made_at = f" at {made}" if made is not None else ""
+    return at_user_line(
+        UnsupportedError, f"{shared}, so in NumPy this write would change `{name}` too; traced arrays never "
+        f"share memory, so `{name}` would keep its old values. Make {copy} a copy (`.copy()`{made_at}), "
+        "or do the assignment before making the view."
+    )
+
+
+PROTOCOLS.setitem = setitem

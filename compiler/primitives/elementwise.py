@@ -13,12 +13,13 @@ from __future__ import annotations
 import ast
 import functools
 import math
+from typing import Any, Optional
 
 import numpy as np
 
 from compiler.errors import ShapeError
 from compiler.ir import Aval
-from compiler.primitives.registry import Primitive, call, register
+from compiler.primitives.registry import Primitive, call, literal, np_call, register
 
 _WEAK_TYPES = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
 
@@ -64,12 +65,17 @@ def compare(op: ast.cmpop):
     return lambda a, b: ast.Compare(a, [op], [b])
 
 
-def _ufunc(name: str, vjp, emit=None, augmented=None, commutative=False, foldable=False) -> None:
+def _ufunc(name: str, vjp, emit=None, augmented=None, commutative=False, foldable=False, linear=False,
+           spelling: Optional[str] = None) -> None:
+    """Register NumPy's ufunc `name`, printed as the Python operator `emit` or as
+    `np.<spelling>(...)` (default `np.<name>`); `vjp=None` for one that carries no
+    gradient (an integer or boolean result, or a piecewise-constant one such as
+    np.floor, whose gradient is 0 wherever it exists)."""
     register(
         Primitive(
             name,
             abstract=elementwise_abstract(name, python_op=emit is not None),
-            emit=emit or call(name),
+            emit=emit or call(spelling or name),
             vjp=vjp,
             differentiable=vjp is not None,
             augmented=augmented,
@@ -77,14 +83,19 @@ def _ufunc(name: str, vjp, emit=None, augmented=None, commutative=False, foldabl
             lanewise=True,
             ufunc=True,
             foldable=foldable,
+            linear=linear,
         )
     )
 
 
-def _tie_share(g, a, b, wins=np.greater):
+def _tie_share(g, a, b, wins=np.greater, nan_loses=False):
     """Cotangent for `a` in max(a, b) (min with wins=np.less): all of g where a
-    wins, half on ties."""
-    return np.where(a == b, 0.5 * g, np.where(wins(a, b), g, 0))
+    wins, half on ties. With `nan_loses` (np.fmax, np.fmin) `a` also wins where
+    `b` is NaN, since the result is then `a`."""
+    won = wins(a, b)
+    if nan_loses and not _nan_free(b):
+        won = won | np.isnan(b)
+    return np.where(a == b, 0.5 * g, np.where(won, g, 0))
 
 
 def _log_base(x):
@@ -97,19 +108,102 @@ def _log_base(x):
     return np.log(np.where(x > 0, x, 1))
 
 
+def _constant(x) -> Any:
+    """The value of operand `x` when it is fixed at compile time (a Python number
+    or a NumPy array the trace froze), else None. A captured global array is read
+    live at call time, so it is not fixed."""
+    node = x.graph.node(x.id)
+    if node.op != "const" or node.params.get("captured"):
+        return None
+    return node.params["value"]
+
+
+def _nan_free(x) -> bool:
+    """Whether operand `x` is a compile-time constant without NaNs."""
+    value = _constant(x)
+    return value is not None and not np.any(np.isnan(value))
+
+
+def _power_base_vjp(power):
+    """The base's cotangent of `power(x, y)` (np.power or np.float_power):
+    g * y * x ** (y - 1), and exactly 0 wherever y == 0, where x ** 0 is 1 for
+    every x while 0 ** -1 is inf. A constant scalar exponent decides at compile
+    time: no cotangent for `x ** 0`, `g` itself for `x ** 1`. Any other exponent
+    that may be 0 (traced, or an array that is not a frozen constant free of
+    zeros) takes the exponent 1 instead of -1 there, `y * x ** np.where(y == 0, 1,
+    y - 1)`: 0 without a division by zero, at every derivative order."""
+
+    def vjp(g, out, x, y):
+        value = _constant(y)
+        if value is not None and np.ndim(value) == 0:
+            if value == 0:
+                return None
+            if value == 1:
+                return g
+        exponent = y - 1
+        if value is None or np.any(value == 0):
+            exponent = np.where(y == 0, 1, exponent)
+        return g * (y * power(x, exponent))
+
+    return vjp
+
+
+def _power_vjp(power):
+    base = _power_base_vjp(power)
+    return lambda g, out, x, y: (base(g, out, x, y), g * (out * _log_base(x)))
+
+
+def _arctan2_vjp(g, out, y, x):
+    """d atan2(y, x) = (x dy - y dx) / (x² + y²); NaN at the origin, as in JAX."""
+    scale = g / (x**2 + y**2)
+    return scale * x, -(scale * y)
+
+
+def _hypot_vjp(g, out, x, y):
+    """d hypot(x, y) = (x dx + y dy) / hypot(x, y); 0 at the origin (JAX's
+    convention: the subgradient of a norm at 0), where the divisor is taken as 1."""
+    scale = g / np.where(out == 0, 1, out)
+    return scale * x, scale * y
+
+
+_LN2, _LN10 = math.log(2), math.log(10)
+_DEGREE, _RADIAN = math.pi / 180, 180 / math.pi
+
 # unary
 _ufunc("negative", lambda g, out, x: (-g,), emit=lambda x: ast.UnaryOp(ast.USub(), x), foldable=True)
 _ufunc("exp", lambda g, out, x: (g * out,))
+_ufunc("exp2", lambda g, out, x: (g * (_LN2 * out),))
 _ufunc("log", lambda g, out, x: (g / x,))
+_ufunc("log2", lambda g, out, x: (g / (_LN2 * x),))
+_ufunc("log10", lambda g, out, x: (g / (_LN10 * x),))
 _ufunc("log1p", lambda g, out, x: (g / (x + 1),))
 _ufunc("expm1", lambda g, out, x: (g * (out + 1),))
 _ufunc("sin", lambda g, out, x: (g * np.cos(x),))
 _ufunc("cos", lambda g, out, x: (-(g * np.sin(x)),))
+_ufunc("tan", lambda g, out, x: (g * (1 + out**2),))
+_ufunc("arcsin", lambda g, out, x: (g / np.sqrt(1 - x**2),))
+_ufunc("arccos", lambda g, out, x: (-(g / np.sqrt(1 - x**2)),))
+_ufunc("arctan", lambda g, out, x: (g / (1 + x**2),))
+_ufunc("sinh", lambda g, out, x: (g * np.cosh(x),))
+_ufunc("cosh", lambda g, out, x: (g * np.sinh(x),))
 _ufunc("tanh", lambda g, out, x: (g * (1 - out**2),))
+_ufunc("arcsinh", lambda g, out, x: (g / np.sqrt(x**2 + 1),))
+_ufunc("arccosh", lambda g, out, x: (g / np.sqrt(x**2 - 1),))
+_ufunc("arctanh", lambda g, out, x: (g / (1 - x**2),))
+_ufunc("deg2rad", lambda g, out, x: (g * _DEGREE,), linear=True)
+_ufunc("radians", lambda g, out, x: (g * _DEGREE,), linear=True)
+_ufunc("rad2deg", lambda g, out, x: (g * _RADIAN,), linear=True)
+_ufunc("degrees", lambda g, out, x: (g * _RADIAN,), linear=True)
 _ufunc("sqrt", lambda g, out, x: (0.5 * g / out,))
+_ufunc("cbrt", lambda g, out, x: (g / (3 * out**2),))
 _ufunc("square", lambda g, out, x: (g * (2 * x),))
-_ufunc("absolute", lambda g, out, x: (g * np.sign(x),))
-_ufunc("sign", None)
+_ufunc("reciprocal", lambda g, out, x: (-(g * out**2),))
+# |x|' is sign(x): 0 at x == 0, as in JAX
+_ufunc("absolute", lambda g, out, x: (g * np.sign(x),), spelling="abs")
+_ufunc("fabs", lambda g, out, x: (g * np.sign(x),))
+# piecewise constant: gradient 0, also taken as 0 at the steps (as in JAX); signbit is boolean
+for _name in ("sign", "floor", "ceil", "rint", "trunc", "signbit"):
+    _ufunc(_name, None)
 _ufunc("logical_not", None)
 _ufunc("isfinite", None)
 _ufunc("isnan", None)
@@ -120,18 +214,24 @@ _ufunc("add", lambda g, out, x, y: (g, g), emit=binop(ast.Add()), augmented=ast.
 _ufunc("subtract", lambda g, out, x, y: (g, -g), emit=binop(ast.Sub()), augmented=ast.Sub(), foldable=True)
 _ufunc("multiply", lambda g, out, x, y: (g * y, g * x), emit=binop(ast.Mult()), augmented=ast.Mult(), commutative=True, foldable=True)
 _ufunc("divide", lambda g, out, x, y: (g / y, -(g * out) / y), emit=binop(ast.Div()), augmented=ast.Div(), foldable=True)
-_ufunc(
-    "power",
-    lambda g, out, x, y: (g * (y * x ** (y - 1)), g * (out * _log_base(x))),
-    emit=binop(ast.Pow()),
-    foldable=True,
-)
+_ufunc("power", _power_vjp(np.power), emit=binop(ast.Pow()), foldable=True)
+_ufunc("float_power", _power_vjp(np.float_power))
 _ufunc("maximum", lambda g, out, x, y: (_tie_share(g, x, y), _tie_share(g, y, x)))
 _ufunc("minimum", lambda g, out, x, y: (_tie_share(g, x, y, np.less), _tie_share(g, y, x, np.less)))
-_ufunc(
-    "logaddexp",
-    lambda g, out, x, y: (g * np.exp(x - out), g * np.exp(y - out)),
-)
+_ufunc("fmax", lambda g, out, x, y: (_tie_share(g, x, y, nan_loses=True), _tie_share(g, y, x, nan_loses=True)))
+_ufunc("fmin", lambda g, out, x, y: (_tie_share(g, x, y, np.less, True), _tie_share(g, y, x, np.less, True)))
+_ufunc("logaddexp", lambda g, out, x, y: (g * np.exp(x - out), g * np.exp(y - out)))
+_ufunc("logaddexp2", lambda g, out, x, y: (g * np.exp2(x - out), g * np.exp2(y - out)))
+_ufunc("arctan2", _arctan2_vjp)
+_ufunc("hypot", _hypot_vjp)
+# copysign(x, y) is |x| with y's sign: d/dx = sign(x) sign(result), 0 at x == 0 as for |x|
+_ufunc("copysign", lambda g, out, x, y: (g * np.sign(x) * np.sign(out), None))
+# x % y = x - (x // y) * y: d/dx = 1, d/dy = -(x // y) (JAX's convention where it jumps)
+_ufunc("remainder", lambda g, out, x, y: (g, -(g * (x // y))), emit=binop(ast.Mod()))
+# np.fmod(x, y) = x - trunc(x / y) * y, the remainder with x's sign
+_ufunc("fmod", lambda g, out, x, y: (g, -(g * np.trunc(x / y))))
+_ufunc("floor_divide", None, emit=binop(ast.FloorDiv()))
+_ufunc("heaviside", None)
 for _name, _op in [("greater", ast.Gt()), ("greater_equal", ast.GtE()), ("less", ast.Lt()),
                    ("less_equal", ast.LtE()), ("equal", ast.Eq()), ("not_equal", ast.NotEq())]:
     _ufunc(_name, None, emit=compare(_op))
@@ -145,14 +245,66 @@ def _where_abstract(c: Aval, x: Aval, y: Aval) -> Aval:
     return Aval(shape, result_dtype("where", (np.dtype(bool), dtype_or_weak_type(x), dtype_or_weak_type(y))))
 
 
-
-
 register(
     Primitive(
         "where",
         abstract=_where_abstract,
         emit=call("where"),
         vjp=lambda g, out, c, x, y: (None, np.where(c, g, 0), np.where(c, 0, g)),
+        lanewise=True,
+    )
+)
+
+
+# NumPy functions that are elementwise but not ufuncs (np.round, np.sinc,
+# np.nan_to_num): bound by the handlers in compiler/numpy_functions/elementwise.py.
+
+
+def _round_abstract(x: Aval, decimals: int) -> Aval:
+    return Aval(x.shape, result_dtype("round", (dtype_or_weak_type(x),)))
+
+
+def _round_emit(x: ast.expr, decimals: int) -> ast.expr:
+    return np_call("round", x, literal(decimals)) if decimals else np_call("round", x)
+
+
+register(Primitive("round", abstract=_round_abstract, emit=_round_emit, differentiable=False, lanewise=True))
+
+
+_PI = math.pi
+_SINC_CURVATURE = _PI**2 / 3  # -sinc''(0)
+
+
+def _sinc_vjp(g, out, x):
+    """sinc'(x) = (cos(pi x) - sinc(x)) / x, with its limit 0 at x == 0. There the
+    quotient's divisor is taken as 1 (its numerator is exactly 0), and the value
+    is written -(pi² / 3) x, also 0 but with the right slope, so the second
+    derivative at 0 is sinc''(0) = -pi² / 3 (JAX gets it with a Maclaurin rule)."""
+    at_zero = x == 0
+    slope = (np.cos(_PI * x) - out) / np.where(at_zero, 1, x)
+    return (g * np.where(at_zero, -_SINC_CURVATURE * x, slope),)
+
+
+register(Primitive("sinc", abstract=elementwise_abstract("sinc"), emit=call("sinc"), vjp=_sinc_vjp, lanewise=True))
+
+
+def _nan_to_num_abstract(x: Aval, nan: float, posinf: Optional[float], neginf: Optional[float]) -> Aval:
+    return Aval(x.shape, result_dtype("nan_to_num", (dtype_or_weak_type(x),)))
+
+
+def _nan_to_num_emit(x: ast.expr, nan: float, posinf: Optional[float], neginf: Optional[float]) -> ast.expr:
+    given = {"nan": nan, "posinf": posinf, "neginf": neginf}
+    defaults = {"nan": 0.0, "posinf": None, "neginf": None}
+    return np_call("nan_to_num", x, **{k: v for k, v in given.items() if v != defaults[k]})
+
+
+register(
+    Primitive(
+        "nan_to_num",
+        abstract=_nan_to_num_abstract,
+        emit=_nan_to_num_emit,
+        # the replaced lanes are constants: gradient 0 there, g where x is finite
+        vjp=lambda g, out, x, **params: (np.where(np.isfinite(x), g, 0),),
         lanewise=True,
     )
 )

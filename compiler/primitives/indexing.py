@@ -1,10 +1,13 @@
 """Indexing: `x[...]` with ints, slices (any step), None, Ellipsis and integer
-arrays, and its adjoint, a scatter-add into a fresh zero buffer.
+arrays, and its adjoint, a scatter-add into a fresh zero buffer; and the
+functional update `x[...] = v` (`setitem`: a copy of x with v written in).
 
 An index is a static spec, a tuple of entries ("int", i), ("slice", start, stop,
 step), ("none",), ("ellipsis",) or ("array", k), where k counts the integer-array
-operands that follow `x`. The gradient of a gather with repeated indices
-accumulates (`np.add.at`); basic indexing never repeats, so it assigns a slice.
+operands that follow `x` (after `v` for setitem). The gradient of a gather with
+repeated indices accumulates (`np.add.at`); basic indexing never repeats, so it
+assigns a slice. An assignment with repeated indices keeps NumPy's result, the
+last write to each position: only that write of `v` receives a gradient.
 """
 from __future__ import annotations
 
@@ -97,16 +100,20 @@ def _index_add_stmts(target: ast.Name, g: ast.expr, *arrays: ast.expr, spec, sha
     return [zeros, add]
 
 
+def broadcasts_into(shape: tuple[int, ...], region: tuple[int, ...]) -> bool:
+    """Whether an array of `shape` broadcasts to `region` without enlarging it."""
+    try:
+        return np.broadcast_shapes(shape, region) == tuple(region)
+    except ValueError:
+        return False
+
+
 def _index_add_abstract(g: Aval, *arrays: Aval, spec: Spec, shape, dtype) -> Aval:
     """A buffer of `shape` with `g` added at the indexed positions: `g` must
     broadcast to the indexed region's shape (without enlarging it), as the write
     `buffer[index] = g` does at run time."""
     region = _getitem_abstract(Aval(tuple(shape), np.dtype(dtype)), *arrays, spec=spec).shape
-    try:
-        fits = np.broadcast_shapes(g.shape, region) == region
-    except ValueError:
-        fits = False
-    if not fits:
+    if not broadcasts_into(g.shape, region):
         raise ShapeError(f"a cotangent of shape {g.shape} cannot be added into an indexed region of shape {region}")
     return Aval(tuple(shape), np.dtype(dtype))
 
@@ -121,5 +128,97 @@ register(
         abstract=_index_add_abstract,
         emit_stmts=_index_add_stmts,
         vjp=_index_add_vjp,
+    )
+)
+
+
+def _setitem_abstract(x: Aval, v: Aval, *arrays: Aval, spec: Spec) -> Aval:
+    region = _getitem_abstract(x, *arrays, spec=spec).shape
+    if not broadcasts_into(v.shape, region):
+        raise ShapeError(f"cannot assign a value of shape {v.shape} into an indexed region of shape {region}")
+    return Aval(x.shape, x.dtype)
+
+
+def _setitem_stmts(target: ast.Name, x: ast.expr, v: ast.expr, *arrays: ast.expr, spec: Spec) -> list[ast.stmt]:
+    """`y = x.copy()` then `y[index] = v`."""
+    copy = ast.Call(ast.Attribute(x, "copy", ast.Load()), [], [])
+    write = ast.Subscript(ast.Name(target.id, ast.Load()), index_expr(spec, arrays), ast.Store())
+    return [ast.Assign([ast.Name(target.id, ast.Store())], copy), ast.Assign([write], v)]
+
+
+def _setitem_vjp(g, out, x, v, *arrays, spec):
+    """x gets g with the overwritten positions zeroed; v gets g at the positions it
+    was written to (only where its write was the last one)."""
+    g_x = g.apply("setitem", 0.0, *arrays, spec=spec)
+    g_v = g[concrete_index(spec, arrays)]
+    if not _writes_once(x.shape, spec, arrays):
+        last = arrays[0].apply("last_write", *arrays[1:], spec=spec, shape=x.shape, region=g_v.shape)
+        g_v = np.where(last, g_v, 0.0)
+    if v.dtype != g_v.dtype and not v.aval.weak:
+        g_v = g_v.astype(v.dtype)
+    return (g_x, g_v) + (None,) * len(arrays)
+
+
+def _writes_once(shape: tuple[int, ...], spec: Spec, arrays: Sequence[Any]) -> bool:
+    """Whether the index is known at compile time to name no position twice: basic
+    indexing, or constant index arrays without repeats."""
+    if not arrays:
+        return True
+    nodes = [a.graph.node(a.id) for a in arrays]
+    if any(n.op != "const" or n.params.get("captured") for n in nodes):
+        return False  # known only at run time (a captured global may change)
+    positions = np.arange(int(np.prod(shape, dtype=np.int64))).reshape(shape)
+    written = positions[concrete_index(spec, [n.params["value"] for n in nodes])]
+    return np.unique(written).size == written.size
+
+
+register(
+    Primitive(
+        "setitem",
+        abstract=_setitem_abstract,
+        emit_stmts=_setitem_stmts,
+        vjp=_setitem_vjp,
+    )
+)
+
+
+def _last_write_abstract(*arrays: Aval, spec: Spec, shape, region) -> Aval:
+    written = _getitem_abstract(Aval(tuple(shape), np.dtype(np.intp)), *arrays, spec=spec).shape
+    if written != tuple(region):
+        raise ShapeError(f"an index writing a region of shape {written} numbered as {tuple(region)}")
+    return Aval(tuple(region), np.dtype(bool))
+
+
+def _last_write_stmts(target: ast.Name, *arrays: ast.expr, spec: Spec, shape, region) -> list[ast.stmt]:
+    """Which writes of `buffer[index] = values` land last, found the way NumPy
+    resolves them: write each write's number, then read back which numbers stayed.
+
+        keep = np.zeros(shape, dtype=np.intp)
+        keep[index] = np.arange(n)
+        keep = keep[index] == np.arange(n)
+    """
+    def numbers() -> ast.expr:
+        count = np_call("arange", literal(int(np.prod(region, dtype=np.int64))))
+        if len(region) == 1:
+            return count
+        return ast.Call(ast.Attribute(count, "reshape", ast.Load()), [literal(tuple(region))], [])
+
+    def written(ctx: ast.expr_context) -> ast.expr:
+        return ast.Subscript(ast.Name(target.id, ast.Load()), index_expr(spec, arrays), ctx)
+
+    store = ast.Name(target.id, ast.Store())
+    return [
+        ast.Assign([store], np_call("zeros", literal(tuple(shape)), dtype=np.dtype(np.intp))),
+        ast.Assign([written(ast.Store())], numbers()),
+        ast.Assign([store], ast.Compare(written(ast.Load()), [ast.Eq()], [numbers()])),
+    ]
+
+
+register(
+    Primitive(
+        "last_write",
+        abstract=_last_write_abstract,
+        emit_stmts=_last_write_stmts,
+        differentiable=False,
     )
 )

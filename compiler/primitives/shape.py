@@ -1,5 +1,6 @@
 """Primitives that move data without arithmetic: reshape, transpose, broadcast,
-concatenate, stack, astype and copy. Shapes are static, so every gradient here is
+concatenate, stack, astype, copy, tile, repeat, pad, roll, take_along_axis (and its
+adjoint add_along_axis) and convolve. Shapes are static, so every gradient here is
 the inverse movement with shapes fixed at compile time."""
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from compiler.errors import ShapeError
 from compiler.ir import Aval
-from compiler.primitives.registry import Primitive, literal, np_call, register
+from compiler.primitives.registry import Primitive, literal, np_attr, np_call, register
 
 
 def _reshape_abstract(x: Aval, *, shape: tuple[int, ...]) -> Aval:
@@ -177,3 +178,295 @@ register(
         differentiable=False,
     )
 )
+
+
+def along(x, axis: int, index):
+    """`x[:, ..., index]` with `index` at position `axis`."""
+    return x[(slice(None),) * axis + (index,)]
+
+
+def span(start: int, stop: int, length: int) -> slice:
+    """slice(start, stop) over an axis of `length`, with the ends left out as a
+    person writes them (`g[2:]`, `g[:3]`, `g[:]`)."""
+    return slice(start or None, None if stop == length else stop)
+
+
+def _ints_literal(values: tuple[int, ...]) -> ast.expr:
+    """A tuple of ints as written by hand: `3` for a single entry."""
+    return literal(values[0] if len(values) == 1 else values)
+
+
+def _tile_abstract(x: Aval, *, reps: tuple[int, ...]) -> Aval:
+    if any(r < 0 for r in reps):
+        raise ShapeError(f"np.tile: negative repetitions {reps}")
+    ndim = max(x.ndim, len(reps))
+    shape = (1,) * (ndim - x.ndim) + x.shape
+    reps = (1,) * (ndim - len(reps)) + reps
+    return Aval(tuple(n * r for n, r in zip(shape, reps)), x.dtype)
+
+
+def _tile_vjp(g, out, x, *, reps):
+    """Each tile's cotangent lands on x: split every tiled axis into
+    (repetition, original) and sum over the repetitions."""
+    ndim = max(x.ndim, len(reps))
+    shape = (1,) * (ndim - x.ndim) + x.shape
+    reps = (1,) * (ndim - len(reps)) + reps
+    split, repeated = [], []
+    for n, r in zip(shape, reps):
+        if r != 1:
+            repeated.append(len(split))
+            split.append(r)
+        split.append(n)
+    tiles = np.reshape(g, tuple(split))
+    if repeated:
+        tiles = np.sum(tiles, axis=tuple(repeated))
+    return (np.reshape(tiles, x.shape),)
+
+
+register(
+    Primitive(
+        "tile",
+        abstract=_tile_abstract,
+        emit=lambda x, *, reps: np_call("tile", x, _ints_literal(reps)),
+        vjp=_tile_vjp,
+        linear=True,
+    )
+)
+
+
+def _repeat_abstract(x: Aval, *, repeats: int | tuple[int, ...], axis: int | None) -> Aval:
+    """`repeats` is one count for every entry, or a count per entry along `axis`
+    (of the flattened array for axis=None)."""
+    shape = (x.size,) if axis is None else x.shape
+    k = 0 if axis is None else axis
+    if isinstance(repeats, tuple) and len(repeats) != shape[k]:
+        raise ShapeError(f"np.repeat: {len(repeats)} repeat counts for an axis of length {shape[k]}")
+    length = sum(repeats) if isinstance(repeats, tuple) else shape[k] * repeats
+    return Aval(shape[:k] + (length,) + shape[k + 1:], x.dtype)
+
+
+def _repeat_vjp(g, out, x, *, repeats, axis):
+    """Sum the copies of each entry: a reshape and a sum for one count, a
+    scatter-add (np.add.at) for counts that differ."""
+    shape = (x.size,) if axis is None else x.shape
+    k = 0 if axis is None else axis
+    if isinstance(repeats, int):
+        copies = np.reshape(g, shape[:k] + (shape[k], repeats) + shape[k + 1:])
+        total = np.sum(copies, axis=k + 1)
+    else:
+        sources = np.repeat(np.arange(shape[k]), repeats)
+        spec = (("slice", None, None, None),) * k + (("array", 0),)
+        total = g.apply("index_add", sources, spec=spec, shape=shape, dtype=g.dtype)
+    return (np.reshape(total, x.shape),)
+
+
+def _repeat_emit(x: ast.expr, *, repeats, axis) -> ast.expr:
+    if axis is None:
+        return np_call("repeat", x, literal(repeats))
+    return np_call("repeat", x, literal(repeats), axis=axis)
+
+
+register(Primitive("repeat", abstract=_repeat_abstract, emit=_repeat_emit, vjp=_repeat_vjp, linear=True))
+
+PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
+Pairs = tuple[tuple[int, int], ...]
+
+
+def _pad_abstract(x: Aval, *, pad_width: Pairs, mode: str, constant_values) -> Aval:
+    if len(pad_width) != x.ndim:
+        raise ShapeError(f"np.pad: {len(pad_width)} (before, after) pairs for an array of shape {x.shape}")
+    if mode not in PAD_MODES:
+        raise ShapeError(f"np.pad: mode {mode!r} is not one of {', '.join(PAD_MODES)}")
+    if mode != "constant" and any(n == 0 and (b or a) for n, (b, a) in zip(x.shape, pad_width)):
+        raise ShapeError(f"np.pad: cannot extend an empty axis with mode {mode!r}")
+    return Aval(tuple(n + b + a for n, (b, a) in zip(x.shape, pad_width)), x.dtype)
+
+
+def _pad_emit(x: ast.expr, *, pad_width: Pairs, mode: str, constant_values) -> ast.expr:
+    kwargs = {} if mode == "constant" else {"mode": mode}
+    if constant_values != 0:
+        kwargs["constant_values"] = constant_values
+    return np_call("pad", x, literal(pad_width), **kwargs)
+
+
+def _pad_vjp(g, out, x, *, pad_width: Pairs, mode: str, constant_values):
+    """The interior for a constant pad; otherwise, axis by axis (the modes pad each
+    axis independently, so the adjoints commute), the interior plus every padded
+    stretch added back onto the entries it copies."""
+    if mode == "constant":
+        interior = [span(b, b + n, b + n + a) for n, (b, a) in zip(x.shape, pad_width)]
+        while interior and interior[-1] == slice(None):
+            interior.pop()
+        return (g[tuple(interior)],)
+    for axis, (before, after) in enumerate(pad_width):
+        if before or after:
+            g = _unpad_axis(g, axis, x.shape[axis], before, after, mode)
+    return (g,)
+
+
+def _unpad_axis(g, axis: int, n: int, before: int, after: int, mode: str):
+    """The adjoint of padding one axis of length `n`. NumPy itself, padding
+    np.arange(n), says which entry each padded position copies."""
+    sources = np.pad(np.arange(n), (before, after), mode=mode)
+    total = along(g, axis, span(before, before + n, before + n + after))
+    for start, stop in ((0, before), (before + n, before + n + after)):
+        for run in _runs(sources, start, stop):
+            total = total + _fold_run(g, axis, sources, n, *run)
+    return total
+
+
+def _runs(sources: np.ndarray, start: int, stop: int):
+    """Positions [start, stop) cut into maximal runs (first, end, step) whose sources
+    advance by the same step: +1 (a copy), -1 (a mirror) or 0 (an edge)."""
+    first = start
+    while first < stop:
+        step = int(sources[first + 1] - sources[first]) if first + 1 < stop else 1
+        step = step if step in (-1, 0, 1) else 1
+        end = first + 1
+        while end < stop and sources[end] - sources[end - 1] == step:
+            end += 1
+        yield first, end, step
+        first = end
+
+
+def _fold_run(g, axis: int, sources: np.ndarray, n: int, first: int, end: int, step: int):
+    """The cotangent of one run of padded positions, placed (zero-padded) at the
+    entries of x it copies."""
+    if step == 0:
+        piece = np.sum(along(g, axis, span(first, end, g.shape[axis])), axis=axis, keepdims=True)
+        low = int(sources[first])
+    elif step == -1:
+        piece = along(g, axis, slice(end - 1, first - 1 if first else None, -1))
+        low = int(sources[end - 1])
+    else:
+        piece = along(g, axis, span(first, end, g.shape[axis]))
+        low = int(sources[first])
+    width = piece.shape[axis]
+    return np.pad(piece, [(low, n - low - width) if d == axis else (0, 0) for d in range(g.ndim)])
+
+
+register(Primitive("pad", abstract=_pad_abstract, emit=_pad_emit, vjp=_pad_vjp))
+
+
+def _roll_emit(x: ast.expr, *, shift: tuple[int, ...], axis: tuple[int, ...] | None) -> ast.expr:
+    if axis is None:
+        return np_call("roll", x, _ints_literal(shift))
+    return np_call("roll", x, _ints_literal(shift), axis=_ints_literal(axis))
+
+
+register(
+    Primitive(
+        "roll",
+        abstract=lambda x, *, shift, axis: Aval(x.shape, x.dtype),
+        emit=_roll_emit,
+        vjp=lambda g, out, x, *, shift, axis: (np.roll(g, tuple(-s for s in shift), axis),),
+        linear=True,
+    )
+)
+
+
+def along_axis_shape(x_shape: tuple[int, ...], indices: Aval, axis: int) -> tuple[int, ...]:
+    """The shape np.take_along_axis gives: `indices` broadcast against x's other axes."""
+    if indices.dtype.kind not in "iu":
+        raise ShapeError(f"np.take_along_axis: indices must be an integer array, not {indices.dtype}")
+    if indices.ndim != len(x_shape):
+        raise ShapeError(f"np.take_along_axis: indices of shape {indices.shape} need as many dimensions "
+                         f"as the array of shape {x_shape}")
+    others = tuple(1 if d == axis else n for d, n in enumerate(x_shape))
+    try:
+        return tuple(np.broadcast_shapes(indices.shape, others))
+    except ValueError:
+        raise ShapeError(f"np.take_along_axis: indices of shape {indices.shape} do not broadcast "
+                         f"against an array of shape {x_shape}") from None
+
+
+register(
+    Primitive(
+        "take_along_axis",
+        abstract=lambda x, indices, *, axis: Aval(along_axis_shape(x.shape, indices, axis), x.dtype),
+        emit=lambda x, indices, *, axis: np_call("take_along_axis", x, indices, axis=axis),
+        vjp=lambda g, out, x, indices, *, axis: (
+            g.apply("add_along_axis", indices, axis=axis, shape=x.shape, dtype=g.dtype), None),
+        linear=True,
+    )
+)
+
+
+def _add_along_axis_abstract(g: Aval, indices: Aval, *, axis: int, shape, dtype) -> Aval:
+    taken = along_axis_shape(tuple(shape), indices, axis)
+    if tuple(g.shape) != taken:
+        raise ShapeError(f"a cotangent of shape {g.shape} cannot be added along axis {axis} "
+                         f"at indices that take shape {taken}")
+    return Aval(tuple(shape), np.dtype(dtype))
+
+
+def _grid_index(indices: ast.expr, axis: int, shape: tuple[int, ...]) -> ast.expr:
+    """The integer-array index np.take_along_axis uses: `indices` on `axis` and a
+    broadcasting `np.arange(n)[:, None]` on every other axis."""
+    items = []
+    for d, n in enumerate(shape):
+        if d == axis:
+            items.append(indices)
+            continue
+        entries = np_call("arange", literal(n))
+        trailing = len(shape) - 1 - d
+        if trailing:
+            slots = ast.Tuple([ast.Slice()] + [ast.Constant(None)] * trailing, ast.Load())
+            entries = ast.Subscript(entries, slots, ast.Load())
+        items.append(entries)
+    return items[0] if len(items) == 1 else ast.Tuple(items, ast.Load())
+
+
+def _add_along_axis_stmts(target: ast.Name, g: ast.expr, indices: ast.expr, *, axis, shape, dtype) -> list[ast.stmt]:
+    """`target = np.zeros(shape); np.add.at(target, grid, g)`: repeated indices accumulate."""
+    fresh = np_call("zeros", literal(tuple(shape)), dtype=np.dtype(dtype))
+    zeros = ast.Assign([ast.Name(target.id, ast.Store())], fresh)
+    index = _grid_index(indices, axis, tuple(shape))
+    add = ast.Call(np_attr("add.at"), [ast.Name(target.id, ast.Load()), index, g], [])
+    return [zeros, ast.Expr(add)]
+
+
+register(
+    Primitive(
+        "add_along_axis",
+        abstract=_add_along_axis_abstract,
+        emit_stmts=_add_along_axis_stmts,
+        vjp=lambda g, out, ct, indices, *, axis, shape, dtype: (np.take_along_axis(g, indices, axis=axis), None),
+    )
+)
+
+CONVOLVE_MODES = ("full", "same", "valid")
+
+
+def _convolve_abstract(a: Aval, v: Aval, *, mode: str) -> Aval:
+    if a.ndim != 1 or v.ndim != 1:
+        raise ShapeError(f"np.convolve: needs 1-D arrays, got shapes {a.shape} and {v.shape}")
+    if a.size == 0 or v.size == 0:
+        raise ShapeError("np.convolve: an input is empty")
+    if mode not in CONVOLVE_MODES:
+        raise ShapeError(f"np.convolve: mode {mode!r} is not one of {', '.join(CONVOLVE_MODES)}")
+    long, short = max(a.size, v.size), min(a.size, v.size)
+    length = {"full": long + short - 1, "same": long, "valid": long - short + 1}[mode]
+    return Aval((length,), np.convolve(np.ones(1, a.dtype), np.ones(1, v.dtype)).dtype)
+
+
+def _full_cotangent(g, a, v, mode: str):
+    """The cotangent of the full convolution: `g` zero-padded to where the 'same' or
+    'valid' window sits in the full result."""
+    short = min(a.size, v.size)
+    start = {"full": 0, "same": (short - 1) // 2, "valid": short - 1}[mode]
+    return np.pad(g, ((start, a.size + v.size - 1 - start - g.size),))
+
+
+def _convolve_vjp(g, out, a, v, *, mode: str):
+    """Convolution is a correlation backwards: each operand's cotangent is the full
+    cotangent correlated with the other operand."""
+    full = _full_cotangent(g, a, v, mode)
+    return np.convolve(full, v[::-1], mode="valid"), np.convolve(full, a[::-1], mode="valid")
+
+
+def _convolve_emit(a: ast.expr, v: ast.expr, *, mode: str) -> ast.expr:
+    return np_call("convolve", a, v) if mode == "full" else np_call("convolve", a, v, mode=mode)
+
+
+register(Primitive("convolve", abstract=_convolve_abstract, emit=_convolve_emit, vjp=_convolve_vjp))
