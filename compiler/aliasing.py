@@ -12,7 +12,7 @@ from compiler.primitives import registry
 
 def is_view(node: Node) -> bool:
     """Whether `node`'s value may be a view of its first operand."""
-    if node.op in ("input", "const") or not registry.get(node.op).view:
+    if not node.is_call or not registry.get(node.op).view:
         return False
     return not (node.op == "getitem" and len(node.inputs) > 1)  # integer-array indexing copies
 
@@ -31,7 +31,7 @@ def aliases_argument(graph: Graph, i: int) -> bool:
     fresh result."""
     node = graph.node(i)
     while True:
-        if node.op in ("input", "const", "broadcast_to"):
+        if not node.is_call or node.op == "broadcast_to":
             return True
         if not is_view(node):
             return False

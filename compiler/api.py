@@ -61,9 +61,9 @@ class Compiled:
             outer.absorb(self.guards)
         env: dict[int, Any] = dict(zip(self.graph.inputs, leaves))
         for node in self.graph.nodes():
-            if node.op == "const":
+            if node.is_const:
                 env[node.id] = node.params["value"]
-            elif node.op != "input":
+            elif not node.is_input:
                 env[node.id] = bind(node.op, *(env[i] for i in node.inputs), **node.params)
         return _map_ids(self.out_tree, env)
 
@@ -408,7 +408,7 @@ def _name_gradients(graph: Graph, wrt: list[int], grads: list[int], forward_visi
     unless the value is also the forward pass's own result in value_and_grad."""
     for primal, g in zip(wrt, grads):
         node = graph.node(g)
-        if node.op in ("input", "const") or node.name or node.cotangent_of is not None:
+        if not node.is_call or node.name or node.cotangent_of is not None:
             continue
         if node.grad_of is not None or not forward_visible:
             node.cotangent_of = primal

@@ -60,12 +60,12 @@ class _Emitter:
         if node.cotangent_of is not None:
             primal = self.names.get(node.cotangent_of)
             return self.ns.fresh(f"g_{primal}" if primal else "g")
-        if node.op == "const":
+        if node.is_const:
             return self.ns.fresh("const")
         return self.ns.temp()
 
     def visit(self, node: Node) -> None:
-        if node.op == "const":
+        if node.is_const:
             self.visit_const(node)
             return
         prim = registry.get(node.op)

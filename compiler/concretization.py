@@ -98,7 +98,7 @@ def describe(graph: Graph, i: int, frame: Optional[FrameType] = None) -> str:
     node = graph.node(i)
     if node.name:
         return node.name
-    if node.op in ("input", "const") or node.op not in registry.registered():
+    if not node.is_call or node.op not in registry.registered():
         return ""
     prim = registry.get(node.op)
     operands = []
@@ -107,7 +107,7 @@ def describe(graph: Graph, i: int, frame: Optional[FrameType] = None) -> str:
         name = _local_name(frame, graph, j) or operand.name
         if name and name.isidentifier():
             operands.append(ast.Name(name, ast.Load()))
-        elif operand.op == "const" and operand.aval.weak:
+        elif operand.is_const and operand.aval.weak:
             operands.append(ast.Constant(operand.params["value"]))
         else:
             return ""

@@ -54,12 +54,18 @@ class Loc(NamedTuple):
         return f"{os.path.basename(self.filename)}:{self.line}"
 
 
+INPUT, CONST, CALL = "input", "const", "call"  # the kinds of node
+
+
 @dataclass(slots=True)
 class Node:
-    """One SSA value: `op` applied to `inputs` with static `params`."""
+    """One SSA value of one of three kinds: a graph input (`params["index"]`), a
+    constant (`params["value"]`), or a call: primitive `op` applied to `inputs` with
+    static `params`. Inputs and constants have no `op`."""
 
     id: int
-    op: str
+    kind: str
+    op: Optional[str]
     inputs: tuple[int, ...]
     params: dict[str, Any]
     aval: Aval
@@ -67,6 +73,18 @@ class Node:
     loc: Optional[Loc] = None
     grad_of: Optional[int] = None
     cotangent_of: Optional[int] = None
+
+    @property
+    def is_input(self) -> bool:
+        return self.kind == INPUT
+
+    @property
+    def is_const(self) -> bool:
+        return self.kind == CONST
+
+    @property
+    def is_call(self) -> bool:
+        return self.kind == CALL
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -271,9 +289,23 @@ class Graph:
         self._order_version = -1
 
     def add(self, op: str, inputs: Iterable[int], params: dict[str, Any], aval: Aval, **meta: Any) -> int:
-        """Append a node and return its id."""
-        inputs = tuple(inputs)
-        node = Node(self.next_id, op, inputs, dict(params), aval, **meta)
+        """Append a call of primitive `op` and return its id."""
+        return self._append(CALL, op, tuple(inputs), dict(params), aval, meta)
+
+    def add_input(self, aval: Aval, **meta: Any) -> int:
+        """Append the next graph input and return its id."""
+        i = self._append(INPUT, None, (), {"index": len(self.inputs)}, aval, meta)
+        self.inputs.append(i)
+        return i
+
+    def add_const(self, value: Any, aval: Aval, captured: bool = False, **meta: Any) -> int:
+        """Append a constant and return its id. A `captured` array is the user's own
+        (a global or closure value), read live by the generated code, never folded."""
+        params = {"value": value, "captured": True} if captured else {"value": value}
+        return self._append(CONST, None, (), params, aval, meta)
+
+    def _append(self, kind: str, op: Optional[str], inputs: tuple, params: dict, aval: Aval, meta: dict) -> int:
+        node = Node(self.next_id, kind, op, inputs, params, aval, **meta)
         self.next_id += 1
         self.dag.add_node_reading(node.id, {"node": node}, inputs)
         return node.id
@@ -301,7 +333,7 @@ class Graph:
     def python_scalar(self, i: int) -> Any:
         """The Python number node `i` is a constant of (weak-typed), else None."""
         node = self.node(i)
-        return node.params["value"] if node.op == "const" and node.aval.weak else None
+        return node.params["value"] if node.is_const and node.aval.weak else None
 
     def users(self, i: int) -> list[int]:
         """Nodes that read `i` (each once, in id order)."""
@@ -372,7 +404,7 @@ Graph.outputs = property(_get_outputs, _set_outputs, doc="The graph's results, i
 
 def _label(graph: Graph, i: int) -> str:
     node = graph.node(i)
-    if node.op == "const" and node.aval.weak:
+    if node.is_const and node.aval.weak:
         return repr(node.params["value"])
     return f"%{i}" + (f":{node.name}" if node.name else "")
 
@@ -386,14 +418,14 @@ def format_graph(graph: Graph) -> str:
     """One line per value: name, dtype[shape], op, operands, params, file:line."""
     lines = []
     for node in graph.nodes():
-        if node.op == "const" and node.aval.weak:
+        if node.is_const and node.aval.weak:
             continue
         target = _label(graph, node.id)
         if node.cotangent_of is not None:
             target += f" (grad of %{node.cotangent_of})"
         operands = ", ".join(_label(graph, i) for i in node.inputs)
         params = _params(node)
-        call = f"{node.op}({operands}{', ' if operands and params else ''}{params})"
+        call = f"{node.op or node.kind}({operands}{', ' if operands and params else ''}{params})"
         where = f"  # {node.loc}" if node.loc is not None else ""
         lines.append(f"{target}: {node.aval} = {call}{where}")
     outs = ", ".join(_label(graph, i) for i in graph.outputs)

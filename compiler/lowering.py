@@ -60,7 +60,7 @@ def _fresh_outputs(graph: Graph, returned: int) -> None:
         if aliases_argument(graph, i) or i in seen:
             node = graph.node(i)
             copy = graph.add("copy", (i,), {}, node.aval, loc=node.loc, grad_of=node.grad_of)
-            if node.op not in ("input", "const"):
+            if node.is_call:
                 graph.node(copy).name, graph.node(copy).cotangent_of = node.name, node.cotangent_of
                 node.name = node.cotangent_of = None
             outputs[k] = i = copy

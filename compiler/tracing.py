@@ -99,7 +99,7 @@ class TraceContext:
         for var, value in frame.f_locals.items():
             if isinstance(value, Tracer) and value.graph is self.graph and var.isidentifier():
                 node = self.graph.node(value.id)
-                if node.op in ("input", "const") or node.grad_of is not None or self.name_depth.get(value.id, 1 << 30) <= depth:
+                if not node.is_call or node.grad_of is not None or self.name_depth.get(value.id, 1 << 30) <= depth:
                     continue
                 node.name = var
                 self.name_depth[value.id] = depth
@@ -142,7 +142,7 @@ def _needs_static(graph: Graph, i: int) -> None:
     if not any(ctx.graph is graph for ctx in _STACK.contexts):
         raise leaked_error()
     sources = [graph.node(j) for j in graph.ancestors([i])]
-    inputs = [node for node in sources if node.op == "input"]
+    inputs = [node for node in sources if node.is_input]
     if inputs and all(node.aval.weak and node.dtype.kind in "iu" for node in inputs):
         raise StaticArgument(tuple(sorted(node.params["index"] for node in inputs)))
 
@@ -412,16 +412,16 @@ def lift(value: Any, graph: Graph) -> int:
         return value.id
     if isinstance(value, (bool, int, float, complex)) and not isinstance(value, np.generic):
         dtype = np.result_type(type(value))
-        return graph.add("const", (), {"value": value}, Aval((), dtype, weak=True))
+        return graph.add_const(value, Aval((), dtype, weak=True))
     if isinstance(value, (np.ndarray, np.generic)):
         if value.dtype == object:
             raise UnsupportedError(f"{where(user_frame())}: object arrays cannot be traced; use numeric arrays.")
         _check_random_states()
         name = _captured_name(value)
         if name is not None:  # the user's global or closure array: read live at call time
-            return graph.add("const", (), {"value": value, "captured": True}, Aval(value.shape, value.dtype), name=name)
+            return graph.add_const(value, Aval(value.shape, value.dtype), captured=True, name=name)
         array = np.array(value, copy=True)  # a value of this trace: frozen as it is now
-        return graph.add("const", (), {"value": array}, Aval(array.shape, array.dtype))
+        return graph.add_const(array, Aval(array.shape, array.dtype))
     raise UnsupportedError(
         f"{where(user_frame())}: cannot use a {type(value).__name__} as an array operand; "
         "use NumPy arrays, Python numbers or traced values."
@@ -492,8 +492,7 @@ def trace(fn: Callable, avals: list[Aval], arg_names: list[str], call: Callable,
     def_loc = Loc(code.co_filename, code.co_firstlineno, source_line(code.co_filename, code.co_firstlineno)) if code else None
     tracers = []
     for aval, name in zip(avals, arg_names):
-        i = graph.add("input", (), {"index": len(graph.inputs)}, aval, name=name, loc=def_loc)
-        graph.inputs.append(i)
+        i = graph.add_input(aval, name=name, loc=def_loc)
         tracers.append(TracedGenerator(graph, i) if aval.dtype == object else Tracer(graph, i))
     result = extend(graph, lambda: call(tracers), guards, random_states)
     if random_states is not None and random_states.changed():

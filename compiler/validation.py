@@ -26,10 +26,10 @@ def validate(graph: Graph) -> None:
         k = order[node.id]
         for i in node.inputs:
             assert i in order and order[i] < k, f"%{node.id} uses %{i} before it is defined"
-        if node.op == "input":
+        if node.is_input:
             assert node.id in inputs, f"input node %{node.id} is not a graph input"
             continue
-        if node.op == "const":
+        if node.is_const:
             continue
         expected = registry.get(node.op).abstract(*(data[i]["node"].aval for i in node.inputs), **node.params)
         assert expected == node.aval, f"%{node.id} = {node.op}: recorded {node.aval}, rule gives {expected}"

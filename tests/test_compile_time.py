@@ -68,7 +68,7 @@ def test_sorts_per_compile_do_not_grow_with_the_graph(sorts):
 
 def test_nodes_reuses_the_order_until_the_graph_changes(sorts):
     g = Graph()
-    x = g.add("input", (), {"index": 0}, SCALAR)
+    x = g.add_input(SCALAR)
     y = g.add("sin", (x,), {}, SCALAR)
     z = g.add("multiply", (y, y), {}, SCALAR)
     for _ in range(5):
@@ -95,7 +95,7 @@ def random_graph(rng: random.Random, n: int) -> Graph:
     """A DAG whose edges follow a random ranking of the nodes, not their ids (as
     when simplify's new constants and negations are read by older nodes)."""
     g = Graph()
-    g.add("input", (), {"index": 0}, SCALAR)
+    g.add_input(SCALAR)
     for _ in range(1, n):
         g.add("op", (), {}, SCALAR)
     rank = list(range(n))

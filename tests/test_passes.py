@@ -38,7 +38,7 @@ def run(graph: Graph, *args):
 
 
 def ops(graph: Graph) -> list[str]:
-    return [n.op for n in graph.nodes() if n.op not in ("input", "const")]
+    return [n.op for n in graph.nodes() if n.is_call]
 
 
 def code(source: str) -> str:
@@ -160,15 +160,14 @@ def test_backward_pass_reads_as_subtraction():
 
 def test_constant_folding_of_python_scalars():
     graph = Graph()
-    x = graph.add("input", (), {"index": 0}, Aval((3,), np.dtype(np.float64)), name="x")
-    graph.inputs.append(x)
+    x = graph.add_input(Aval((3,), np.dtype(np.float64)), name="x")
     weak = Aval((), np.dtype(np.float64), weak=True)
-    two = graph.add("const", (), {"value": 2.0}, weak)
-    three = graph.add("const", (), {"value": 3.0}, weak)
+    two = graph.add_const(2.0, weak)
+    three = graph.add_const(3.0, weak)
     six = graph.add("multiply", (two, three), {}, weak)
-    half = graph.add("divide", (six, graph.add("const", (), {"value": 12.0}, weak)), {}, weak)
+    half = graph.add("divide", (six, graph.add_const(12.0, weak)), {}, weak)
     y = graph.add("multiply", (half, x), {}, Aval((3,), np.dtype(np.float64)))
-    z = graph.add("multiply", (graph.add("const", (), {"value": 4.0}, weak), y), {}, Aval((3,), np.dtype(np.float64)))
+    z = graph.add("multiply", (graph.add_const(4.0, weak), y), {}, Aval((3,), np.dtype(np.float64)))
     graph.outputs = [z]
     validate(graph)
     optimize(graph)
@@ -206,9 +205,9 @@ def test_reshapes_and_broadcasts_of_a_scalar_collapse():
     optimize(graph)
     validate(graph)
     nodes = [graph.node(i) for i in graph.outputs]
-    assert nodes[0].op == "broadcast_to" and graph.node(nodes[0].inputs[0]).op == "input"
-    assert nodes[1].op == "multiply" and [graph.node(i).op for i in nodes[1].inputs] == ["input", "input"]
-    assert nodes[2].op == "reshape" and graph.node(nodes[2].inputs[0]).op == "input"
+    assert nodes[0].op == "broadcast_to" and graph.node(nodes[0].inputs[0]).is_input
+    assert nodes[1].op == "multiply" and all(graph.node(i).is_input for i in nodes[1].inputs)
+    assert nodes[2].op == "reshape" and graph.node(nodes[2].inputs[0]).is_input
     out = run(graph, np.float64(2.0), np.arange(6.0).reshape(2, 3))
     np.testing.assert_array_equal(out[0], np.full((3, 1), 2.0))
     np.testing.assert_array_equal(out[1], 2.0 * np.arange(6.0).reshape(2, 3))

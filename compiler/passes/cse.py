@@ -25,31 +25,26 @@ def _freeze(value: Any) -> Hashable:
 
 
 def key(node: Node) -> Hashable:
-    return (node.op, node.inputs, _freeze(node.params) if node.params else (), node.aval)
+    if node.is_const and node.params.get("captured"):
+        return (node.kind, "captured", id(node.params["value"]), node.aval)  # the user's own array
+    return (node.kind, node.op, node.inputs, _freeze(node.params) if node.params else (), node.aval)
 
 
-def _mergeable(op: str) -> bool:
+def _mergeable(node: Node) -> bool:
     """Inputs are distinct by definition; an `effectful` primitive (a random draw)
     is never merged with an equal-looking one."""
-    if op == "input":
+    if node.is_input:
         return False
-    try:
-        return not getattr(registry.get(op), "effectful", False)
-    except KeyError:  # const, or an op without a primitive
-        return True
+    return node.is_const or not registry.get(node.op).effectful
 
 
 def cse(graph: Graph) -> bool:
     """One pass in topological order: each node whose key was seen before becomes
     the first node with that key (a dict lookup per node, so linear overall)."""
     seen: dict[Hashable, int] = {}
-    mergeable: dict[str, bool] = {}
     changed = False
     for node in graph.nodes():
-        ok = mergeable.get(node.op)
-        if ok is None:
-            ok = mergeable[node.op] = _mergeable(node.op)
-        if not ok:
+        if not _mergeable(node):
             continue
         k = key(node)
         if k in seen and can_replace(graph, node.id, seen[k]):

@@ -88,7 +88,7 @@ def _inlined(graph: Graph, order: list[int], kept: set[int], inline: bool) -> se
     sizes: dict[int, int] = {}
     for i in order:
         node = graph.node(i)
-        if node.op == "const":
+        if node.is_const:
             if node.aval.weak:
                 inlined.add(i)  # a Python number prints as a literal
             continue
@@ -125,7 +125,7 @@ def _chain(graph: Graph, buffer: int, i: int, inlined: set[int]) -> Optional[lis
     if i == buffer:
         return []
     node = graph.node(i)
-    prim = registry.get(node.op) if node.op not in ("input", "const") else None
+    prim = registry.get(node.op) if node.is_call else None
     if prim is None or prim.augmented is None or node.aval != graph.node(buffer).aval:
         return None
     x, y = node.inputs
@@ -195,7 +195,7 @@ def _releases(graph: Graph, plan: MemoryPlan, position: dict[int, int], returned
             reads[index[_statement_of(graph, i, plan.inlined)]].update(graph.node(i).inputs)
     releasable = {
         i for i in statements
-        if i not in kept and i not in plan.in_place and graph.node(i).op != "const"
+        if i not in kept and i not in plan.in_place and not graph.node(i).is_const
         and graph.node(i).aval.size >= MIN_DEL_SIZE
     }
     return {statements[k]: names for k, names in release_points(reads, releasable).items()}

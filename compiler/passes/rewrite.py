@@ -8,7 +8,7 @@ def replace(graph: Graph, old: int, new: int) -> None:
     """Redirect every use of `old` to `new`, remove `old`, and let `new` inherit
     the user's variable name or cotangent role when it has none of its own."""
     before, after = graph.node(old), graph.node(new)
-    if after.op not in ("input", "const") and after.name is None and after.cotangent_of is None:
+    if after.is_call and after.name is None and after.cotangent_of is None:
         if before.name is not None and after.grad_of is None:
             after.name = before.name
         elif before.cotangent_of is not None and after.grad_of is not None:

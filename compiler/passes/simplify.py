@@ -44,7 +44,7 @@ def constant_value(graph: Graph, i: int) -> Optional[object]:
     time: a Python-scalar constant, `full`, or a reshape, broadcast, copy or cast
     of one."""
     node = graph.node(i)
-    if node.op == "const":
+    if node.is_const:
         value = node.params["value"]
         if node.aval.weak:
             return value
@@ -186,7 +186,7 @@ def _fill_constant(graph: Graph, node: Node) -> bool:
     """A copy or cast of a constant-valued array is `np.full` (or np.ones/np.zeros)."""
     if node.dtype.kind not in "fc":
         return False
-    if node.op == "astype" and node.shape == () and graph.node(node.inputs[0]).op == "const":
+    if node.op == "astype" and node.shape == () and graph.node(node.inputs[0]).is_const:
         return False  # np.float32(1.0) is already the plainest spelling
     value = constant_value(graph, node.inputs[0])
     if value is None:
@@ -205,7 +205,7 @@ def _weaken_scalar(graph: Graph, node: Node) -> bool:
     Python float back to exactly the same float32)."""
     for k, i in enumerate(node.inputs):
         operand = graph.node(i)
-        numpy_scalar = operand.op == "const" and not operand.aval.weak and operand.shape == ()
+        numpy_scalar = operand.is_const and not operand.aval.weak and operand.shape == ()
         cast_scalar = operand.op == "astype" and operand.shape == () and graph.python_scalar(operand.inputs[0]) is not None
         if not (numpy_scalar or cast_scalar):
             continue
@@ -249,7 +249,7 @@ def _evaluate(op: str, values: list) -> Optional[object]:
 
 
 def _constant(graph: Graph, value: object) -> int:
-    return graph.add("const", (), {"value": value}, Aval((), np.result_type(type(value)), weak=True))
+    return graph.add_const(value, Aval((), np.result_type(type(value)), weak=True))
 
 
 def _typed_constant(graph: Graph, i: int) -> Optional[object]:
@@ -398,7 +398,7 @@ def simplify(graph: Graph) -> bool:
     """Apply the rewrites once over the graph; True when anything changed."""
     changed = False
     for node in graph.nodes():
-        if node.op in ("input", "const") or node.id not in graph:
+        if not node.is_call or node.id not in graph:
             continue
         if any(rule(graph, node) for rule in _rules_for(node.op)):
             changed = True

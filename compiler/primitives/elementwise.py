@@ -113,7 +113,7 @@ def _constant(x) -> Any:
     or a NumPy array the trace froze), else None. A captured global array is read
     live at call time, so it is not fixed."""
     node = x.graph.node(x.id)
-    if node.op != "const" or node.params.get("captured"):
+    if not node.is_const or node.params.get("captured"):
         return None
     return node.params["value"]
 

@@ -165,7 +165,7 @@ def _writes_once(shape: tuple[int, ...], spec: Spec, arrays: Sequence[Any]) -> b
     if not arrays:
         return True
     nodes = [a.graph.node(a.id) for a in arrays]
-    if any(n.op != "const" or n.params.get("captured") for n in nodes):
+    if not any(n.is_const or n.params.get("captured") for n in nodes):
         return False  # known only at run time (a captured global may change)
     positions = np.arange(int(np.prod(shape, dtype=np.int64))).reshape(shape)
     written = positions[concrete_index(spec, [n.params["value"] for n in nodes])]

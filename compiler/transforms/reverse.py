@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 
 from compiler.errors import UnsupportedError
-from compiler.ir import Aval, Graph, Node
+from compiler.ir import CONST, INPUT, Aval, Graph, Node
 from compiler.primitives import registry
 from compiler.aliasing import aliases_argument
 from compiler.primitives.reduce import unbroadcast
@@ -80,7 +80,7 @@ def _refuse_complex(graph: Graph, active: set[int]) -> None:
 def _carries_gradient(node: Node) -> bool:
     if node.dtype.kind not in "fc":
         return False
-    return node.op in ("input", "const") or registry.get(node.op).differentiable
+    return not node.is_call or registry.get(node.op).differentiable
 
 
 def reverse(graph: Graph, wrt: list[int], output: int) -> tuple[Graph, list[int]]:
@@ -98,17 +98,17 @@ def reverse(graph: Graph, wrt: list[int], output: int) -> tuple[Graph, list[int]
     grads: dict[int, Optional[Tracer]] = {}
     with rule_mode(joint) as mode:
         mode.at(loc=joint.node(output).loc, grad_of=output)
-        seed = Tracer(joint, joint.add("const", (), {"value": 1.0}, Aval((), np.dtype(float), True)))
+        seed = Tracer(joint, joint.add_const(1.0, Aval((), np.dtype(float), True)))
         contributions[output] = [_Part(output, seed)]
         for node in reversed(joint.nodes()):
             if node.id not in forward_ids or node.id not in active or node.id not in contributions:
                 continue
             mode.at(loc=node.loc, grad_of=node.id)
             g, mask, dirty = _accumulate(joint, contributions.pop(node.id), node, forward_ids)
-            if node.op == "input":
+            if node.is_input:
                 grads[node.id] = g
                 continue
-            if node.op == "const":
+            if node.is_const:
                 continue
             if g.aval.weak and g.dtype != node.dtype:
                 # A Python-scalar cotangent (the seed) takes the primal's precision before
@@ -178,13 +178,13 @@ def _accumulate(graph: Graph, parts: list[_Part], node: Node,
     total = cts[0]
     for ct in cts[1:]:
         total = total + ct
-    if mask and (node.op in ("input", "const") or not registry.get(node.op).lanewise or tuple(total.shape) != node.shape):
-        keep = frozenset() if node.op == "input" else frozenset(t for t in mask if graph.node(t[0]).shape == ())
+    if mask and (not node.is_call or not registry.get(node.op).lanewise or tuple(total.shape) != node.shape):
+        keep = frozenset() if node.is_input else frozenset(t for t in mask if graph.node(t[0]).shape == ())
         if dirty - keep:
             total = _zero_where_false(total, dirty - keep)
         mask, dirty = keep, dirty & keep
     fresh = graph.node(total.id)
-    if fresh.id not in forward_ids and fresh.op != "const" and fresh.cotangent_of is None:
+    if fresh.id not in forward_ids and not fresh.is_const and fresh.cotangent_of is None:
         fresh.cotangent_of = node.id
     return total, mask, dirty
 
@@ -223,13 +223,13 @@ def _scales(graph: Graph, ct: Tracer, g: Tracer, first_new: int) -> bool:
     while stack:
         i = stack.pop()
         node = graph.node(i)
-        if i == g.id or node.dtype.kind in "biu" or (node.op == "const" and _finite(node.params["value"])):
+        if i == g.id or node.dtype.kind in "biu" or (node.is_const and _finite(node.params["value"])):
             continue
         if i < first_new or node.op not in _SCALING:
             return False
         if node.op == "divide":
             divisor = graph.node(node.inputs[1])
-            if divisor.op != "const" or not _finite(divisor.params["value"]) or np.any(divisor.params["value"] == 0):
+            if not divisor.is_const or not _finite(divisor.params["value"]) or np.any(divisor.params["value"] == 0):
                 return False
             stack.append(node.inputs[0])
         else:
@@ -267,14 +267,14 @@ class _Conditions:
             j = stack[-1]
             node = self.graph.node(j)
             missing = [k for k in node.inputs if k not in self.keys]
-            if missing and node.op not in ("const", "input"):
+            if missing and node.is_call:
                 stack.extend(missing)
                 continue
             stack.pop()
-            if node.op == "const":
-                structure: Any = ("const", node.aval, _frozen(node.params["value"]))
-            elif node.op == "input":
-                structure = ("input", j)
+            if node.is_const:
+                structure: Any = (CONST, node.aval, _frozen(node.params["value"]))
+            elif node.is_input:
+                structure = (INPUT, j)
             else:
                 params = tuple(sorted((k, _frozen(v)) for k, v in node.params.items()))
                 structure = (node.op, node.aval, params, tuple(self.keys[k] for k in node.inputs))
@@ -299,7 +299,7 @@ def _as_gradient(graph: Graph, g: Optional[Tracer], primal: Node, taken: list[in
     gradient already in `taken`), named as `primal`'s cotangent."""
     if g is None:
         result = bind("full", shape=primal.shape, value=0, dtype=primal.dtype)
-    elif graph.node(g.id).op == "const" and g.aval.weak:
+    elif graph.node(g.id).is_const and g.aval.weak:
         result = bind("full", shape=primal.shape, value=graph.node(g.id).params["value"], dtype=primal.dtype)
     else:
         result = g
