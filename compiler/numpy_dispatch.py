@@ -149,12 +149,28 @@ def _no_extras(fn: str, **given: Any) -> None:
 
 
 def _reduction(fn: str) -> Callable:
+    """np.sum / np.mean: `(a, axis, dtype, out, keepdims, ...)` as NumPy orders them."""
+
     def reduce(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
         _no_extras(fn, dtype=dtype, out=out, initial=initial, where=where)
-        a = as_tracer(a)
-        return bind(fn, a, axis=axes(axis, a.ndim), keepdims=bool(keepdims), ndim=a.ndim)
+        return _reduce(fn, a, axis, keepdims)
 
     return reduce
+
+
+def _extremum(fn: str) -> Callable:
+    """np.max / np.min: `(a, axis, out, keepdims, initial, where)` (no dtype)."""
+
+    def reduce(a, axis=None, out=None, keepdims=False, initial=None, where=None):
+        _no_extras(fn, out=out, initial=initial, where=where)
+        return _reduce(fn, a, axis, keepdims)
+
+    return reduce
+
+
+def _reduce(fn: str, a: Any, axis: Any, keepdims: bool) -> Tracer:
+    a = as_tracer(a)
+    return bind(fn, a, axis=axes(axis, a.ndim), keepdims=bool(keepdims), ndim=a.ndim)
 
 
 def as_tracer(x: Any) -> Tracer:
@@ -274,8 +290,8 @@ def outer(a, b, out=None):
 
 FUNCTIONS: dict[Callable, Callable] = {
     np.sum: _reduction("sum"), np.mean: _reduction("mean"),
-    np.max: _reduction("max"), np.amax: _reduction("max"),
-    np.min: _reduction("min"), np.amin: _reduction("min"),
+    np.max: _extremum("max"), np.amax: _extremum("max"),
+    np.min: _extremum("min"), np.amin: _extremum("min"),
     np.reshape: reshape, np.transpose: transpose, np.swapaxes: swapaxes,
     np.expand_dims: expand_dims, np.squeeze: squeeze, np.ravel: ravel,
     np.broadcast_to: broadcast_to, np.concatenate: concatenate, np.stack: stack,
@@ -284,15 +300,22 @@ FUNCTIONS: dict[Callable, Callable] = {
 }
 
 
-def implements(*functions: Callable) -> Callable[[Callable], Callable]:
+# functions whose results carry no gradient (docs/numpy-support.md); shape queries are static
+NO_GRADIENT: set[Callable] = {np.shape, np.ndim, np.size}
+
+
+def implements(*functions: Callable, differentiable: bool = True) -> Callable[[Callable], Callable]:
     """Register a handler for NumPy functions on traced values: `@implements(np.var)`.
-    Family modules in compiler/numpy_functions/ register theirs this way."""
+    Family modules in compiler/numpy_functions/ register theirs this way; functions
+    whose results are integer, boolean or piecewise constant say `differentiable=False`."""
 
     def register(handler: Callable) -> Callable:
         for fn in functions:
             if fn in FUNCTIONS:
                 raise ValueError(f"np.{fn.__name__} has a handler already")
             FUNCTIONS[fn] = handler
+            if not differentiable:
+                NO_GRADIENT.add(fn)
         return handler
 
     return register

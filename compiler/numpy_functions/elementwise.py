@@ -14,7 +14,7 @@ from compiler.numpy_dispatch import _no_extras, as_tracer, implements
 from compiler.tracing import Tracer, bind
 
 
-@implements(np.round, np.around)
+@implements(np.round, np.around, differentiable=False)
 def round_(a, decimals=0, out=None) -> Tracer:
     """np.round / np.around (its alias) / `x.round(decimals)`: prints as np.round.
     Its gradient is 0 (a step function), like np.floor's."""
@@ -22,7 +22,7 @@ def round_(a, decimals=0, out=None) -> Tracer:
     return bind("round", as_tracer(a), decimals=operator.index(decimals))
 
 
-@implements(np.fix)
+@implements(np.fix, differentiable=False)
 def fix(x, out=None) -> Tracer:
     """np.fix is np.trunc (NumPy defines it so), and prints as np.trunc."""
     _no_extras("fix", out=out)

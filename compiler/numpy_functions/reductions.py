@@ -69,11 +69,11 @@ def _logical(fn: str):
     return reduce
 
 
-implements(np.any)(_logical("any"))
-implements(np.all)(_logical("all"))
+implements(np.any, differentiable=False)(_logical("any"))
+implements(np.all, differentiable=False)(_logical("all"))
 
 
-@implements(np.count_nonzero)
+@implements(np.count_nonzero, differentiable=False)
 def count_nonzero(a, axis=None, *, keepdims=False):
     return _reduce("count_nonzero", a, axis, keepdims)
 
@@ -187,7 +187,7 @@ def _sort(fn: str):
 
 
 implements(np.sort)(_sort("sort"))
-implements(np.argsort)(_sort("argsort"))
+implements(np.argsort, differentiable=False)(_sort("argsort"))
 
 
 def _arg_extremum(fn: str):
@@ -210,5 +210,5 @@ def _single_axis(a: Tracer, axis: Any) -> Optional[int]:
     return one_axis(axis, a.ndim)
 
 
-implements(np.argmax)(_arg_extremum("argmax"))
-implements(np.argmin)(_arg_extremum("argmin"))
+implements(np.argmax, differentiable=False)(_arg_extremum("argmax"))
+implements(np.argmin, differentiable=False)(_arg_extremum("argmin"))
