@@ -46,7 +46,6 @@ class _Emitter:
         self.constants: dict[str, np.ndarray] = {}
         self.captured: set[str] = set()
         self.lines: list[str] = []
-        self.calls_runtime = False
         self.group: Optional[tuple] = None
 
     def ref(self, i: int) -> ast.expr:
@@ -118,7 +117,6 @@ class _Emitter:
             self.group = ("forward", loc)
             suffix = f"  # {loc}" if loc is not None else ""
         self.lines.extend("    " + _unparse(s) + suffix for s in stmts)
-        self.calls_runtime |= any(_calls_runtime(s) for s in stmts)
         if self.debug_nans and node.dtype.kind in "fc":
             self.lines.extend("    " + line for line in _unparse(_finite_check(self.names[node.id], node)).splitlines())
         released = self.plan.release.get(node.id)
@@ -129,11 +127,6 @@ class _Emitter:
         if isinstance(tree, tuple):
             return ast.Tuple([self.output(t) for t in tree], ast.Load())
         return self.ref(tree)
-
-
-def _calls_runtime(stmt: ast.stmt) -> bool:
-    """Whether a statement calls into the `runtime` package (`runtime.nn.logsumexp`)."""
-    return any(isinstance(n, ast.Name) and n.id == "runtime" for n in ast.walk(stmt))
 
 
 def _finite_check(name: str, node: Node) -> ast.stmt:
@@ -186,8 +179,6 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
     header = _unparse(ast.FunctionDef(name=fn_name, args=arguments, body=[ast.Pass()], decorator_list=[]))
     header = header.splitlines()[0]
     imports = ["import numpy as np"]
-    if em.calls_runtime:
-        imports.append("import runtime.nn")
     bound = [
         f"# {name}: {value.dtype}{list(value.shape)} array, "
         + ("the caller's own (read when the function runs)" if name in em.captured else "bound at compile time")

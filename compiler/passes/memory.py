@@ -103,7 +103,10 @@ def _inlinable(graph: Graph, node: Node, kept: set[int]) -> bool:
     if node.id in kept or node.name or node.cotangent_of is not None:
         return False
     prim = registry.get(node.op)
-    return prim.emit is not None and not prim.effectful and graph.use_count(node.id) == 1
+    if prim.emit is None or prim.effectful or graph.use_count(node.id) != 1:
+        return False
+    users = graph.users(node.id)
+    return not users or registry.get(graph.node(users[0]).op).inline_operands
 
 
 def _positions(graph: Graph, order: list[int], inlined: set[int]) -> dict[int, int]:

@@ -2,8 +2,9 @@
 one node each (see compiler.fused_dispatch), with a numerically stable VJP of their
 own instead of a trace of their NumPy bodies.
 
-Generated code calls the runtime function back (`runtime.nn.logsumexp(x, axis=1)`),
-so the forward pass is the runtime's own stable implementation. Softmax
+Generated code spells each one in plain NumPy with the runtime's own stable formula
+(`np.exp(-np.logaddexp(0, -x))` for sigmoid, max-shifted log-sum-exp), so a saved
+module needs NumPy alone. Softmax
 cross-entropy keeps the row-wise log-sum-exp of the forward pass, and its backward
 pass is (softmax(z) - onehot) / N computed from it in place.
 """
@@ -20,9 +21,30 @@ from compiler.primitives.reduce import reduced_shape
 from compiler.primitives.registry import Primitive, literal, np_call, register
 
 
-def runtime_call(fn: str, *args: ast.expr, **kwargs) -> ast.expr:
-    target = ast.Attribute(ast.Attribute(ast.Name("runtime", ast.Load()), "nn", ast.Load()), fn, ast.Load())
-    return ast.Call(target, list(args), [ast.keyword(k, literal(v)) for k, v in kwargs.items()])
+def _name(target: ast.Name) -> ast.Name:
+    return ast.Name(target.id, ast.Load())
+
+
+def _assign(target: ast.Name, value: ast.expr) -> ast.stmt:
+    return ast.Assign([ast.Name(target.id, ast.Store())], value)
+
+
+def _axis(axis: tuple[int, ...]) -> object:
+    return axis[0] if len(axis) == 1 else axis
+
+
+def _logsumexp_stmts(target: ast.Name, x: ast.expr, axis: tuple[int, ...]) -> list[ast.stmt]:
+    """`t = log(sum(exp(x - m))) + m` with m the maximum along `axis` (kept), using the
+    target as the scratch for m; a non-finite maximum is not subtracted, which keeps
+    a row of -inf at -inf instead of nan (as runtime.nn.logsumexp)."""
+    t, kept = _name(target), {"axis": _axis(axis), "keepdims": True}
+    finite = np_call("where", np_call("isfinite", t), _name(target), literal(0))
+    total = np_call("sum", np_call("exp", ast.BinOp(x, ast.Sub(), _name(target))), **kept)
+    return [
+        _assign(target, np_call("max", x, **kept)),
+        _assign(target, finite),
+        _assign(target, ast.BinOp(np_call("log", total), ast.Add(), _name(target))),
+    ]
 
 
 # sigmoid: s' = s (1 - s), from the saved output
@@ -30,7 +52,7 @@ register(
     Primitive(
         "runtime.nn.sigmoid",
         abstract=elementwise_abstract("exp"),
-        emit=lambda x: runtime_call("sigmoid", x),
+        emit=lambda x: np_call("exp", ast.UnaryOp(ast.USub(), np_call("logaddexp", literal(0), ast.UnaryOp(ast.USub(), x)))),
         vjp=lambda g, out, x: (g * (out * (1 - out)),),
         lanewise=True,
     )
@@ -52,8 +74,11 @@ def _lse_abstract(x: Aval, *, axis: tuple[int, ...], keepdims: bool) -> Aval:
     return Aval(reduced_shape(x.shape, axis, keepdims), result_dtype("exp", (x.dtype,)))
 
 
-def _lse_emit(x: ast.expr, *, axis: tuple[int, ...], keepdims: bool) -> ast.expr:
-    return runtime_call("logsumexp", x, axis=axis[0] if len(axis) == 1 else axis, keepdims=keepdims)
+def _lse_stmts(target: ast.Name, x: ast.expr, *, axis: tuple[int, ...], keepdims: bool) -> list[ast.stmt]:
+    stmts = _logsumexp_stmts(target, x, axis)
+    if not keepdims:
+        stmts.append(_assign(target, np_call("squeeze", _name(target), axis=_axis(axis))))
+    return stmts
 
 
 def _lse_vjp(g, out, x, *, axis, keepdims):
@@ -63,15 +88,22 @@ def _lse_vjp(g, out, x, *, axis, keepdims):
     return (g * np.exp(x - out),)
 
 
-register(Primitive("runtime.nn.logsumexp", abstract=_lse_abstract, emit=_lse_emit, vjp=_lse_vjp))
+register(Primitive("runtime.nn.logsumexp", abstract=_lse_abstract, emit_stmts=_lse_stmts, vjp=_lse_vjp,
+                   inline_operands=False))
+
+
+def _log_softmax_stmts(target: ast.Name, x: ast.expr, *, axis: int) -> list[ast.stmt]:
+    """`t = x - logsumexp(x, axis, keepdims=True)`."""
+    return _logsumexp_stmts(target, x, (axis,)) + [_assign(target, ast.BinOp(x, ast.Sub(), _name(target)))]
 
 
 register(
     Primitive(
         "runtime.nn.log_softmax",
         abstract=lambda x, *, axis: Aval(x.shape, result_dtype("exp", (x.dtype,))),
-        emit=lambda x, *, axis: runtime_call("log_softmax", x, axis=axis),
+        emit_stmts=_log_softmax_stmts,
         vjp=lambda g, out, x, *, axis: (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),),
+        inline_operands=False,
     )
 )
 
@@ -168,7 +200,10 @@ register(
     Primitive(
         "runtime.nn.binary_cross_entropy_with_logits",
         abstract=_bce_abstract,
-        emit=lambda z, y, *, n: runtime_call("binary_cross_entropy_with_logits", z, y),
+        emit=lambda z, y, *, n: ast.BinOp(
+            np_call("sum", ast.BinOp(np_call("logaddexp", literal(0), z), ast.Sub(), ast.BinOp(y, ast.Mult(), z))),
+            ast.Div(), literal(n),
+        ),
         vjp=_bce_vjp,
     )
 )

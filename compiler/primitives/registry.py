@@ -35,6 +35,8 @@ class Primitive:
     `lanewise`: each lane of the result depends only on the same lane of each
     (broadcast) operand, so a cotangent that is zero in a lane sends zero there.
     `ufunc`: NumPy's ufunc of the same name binds it (np.exp, operators).
+    `inline_operands=False`: its statements read an operand more than once, so an
+    operand is computed into a name first, never printed inline (twice).
     `foldable`: on constant operands it can be evaluated at compile time by calling
     NumPy's function of the same name. `linear`: linear in its first operand (the
     others static or integer), so f(-x) = -f(x).
@@ -52,6 +54,7 @@ class Primitive:
     commutative: bool = False
     effectful: bool = False
     lanewise: bool = False
+    inline_operands: bool = True
     ufunc: bool = False
     foldable: bool = False
     linear: bool = False
