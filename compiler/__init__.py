@@ -8,7 +8,7 @@ from compiler import fused_dispatch as _fused_dispatch  # noqa: F401  (installs 
 from compiler import numpy_functions as _numpy_functions  # noqa: F401  (registers NumPy function handlers)
 from compiler.api import grad, jit, value_and_grad
 from compiler.step import compile_step
-from compiler.config import clear_cache, debug_nans, set_cache_size
+from compiler.config import clear_cache, debug_nans, explain_retraces, set_cache_size
 from compiler.errors import (
     AdjointError, ArgumentError, GradError, NonFiniteError, ShapeError, TracingError, UnsupportedError,
 )
@@ -16,7 +16,11 @@ from runtime import check as _check
 
 _check.use_gradient(lambda f, argnums: grad(f, argnums=argnums))
 
+def __dir__() -> list[str]:
+    return list(__all__)
+
+
 __all__ = [
-    "grad", "value_and_grad", "jit", "compile_step", "clear_cache", "set_cache_size", "debug_nans",
+    "grad", "value_and_grad", "jit", "compile_step", "clear_cache", "set_cache_size", "debug_nans", "explain_retraces",
     "AdjointError", "ArgumentError", "GradError", "NonFiniteError", "ShapeError", "TracingError", "UnsupportedError",
 ]

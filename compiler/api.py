@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from compiler.codegen import Generated
-from compiler.config import cache_size, debug_nans_enabled, register_cache
+from compiler.config import cache_size, debug_nans_enabled, explain_retraces_enabled, register_cache
 from compiler.errors import (
     AdjointError, GradError, NonFiniteError, UnsupportedError, api_boundary, at_user_line, definition_site,
 )
@@ -25,13 +26,14 @@ from compiler.guards import Check, Guards
 from compiler.ir import Graph, Loc
 from compiler.naming import sanitize
 from compiler.lowering import lower
-from compiler.signature import STATIC_TYPES, Signature, check_call, signature
+from compiler.signature import STATIC_TYPES, Signature, check_call, retrace_reason, signature
 from compiler.aliasing import aliases_argument
 from compiler.tracing import StaticArgument, Tracer, bind, current_guards, rule_mode, trace
 from compiler.transforms.reverse import reverse
 from runtime import tree
 
 Argnums = Union[int, Sequence[int]]
+_LOG = logging.getLogger("adjoint")
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Compiled:
     out_tree: Any = None  # the generated function's result: node ids in nested tuples
     guards: Guards = field(default_factory=Guards)
     check: Check = field(init=False)
+    signature: Optional[Signature] = None  # what it was compiled for
 
     def __post_init__(self) -> None:
         self.check = self.guards.freeze()
@@ -166,9 +169,22 @@ class Transformed:
                 except StaticArgument as needed:
                     self._make_static(sig, needed.inputs)
                     continue
+                if self.trace_count and explain_retraces_enabled():
+                    self._explain(sig, stale=self.cache.get(key))
+                compiled.signature = sig
                 self.trace_count += 1
                 self._store(key, compiled)
                 return compiled, sig
+
+    def _explain(self, sig: Signature, stale: Optional["Compiled"]) -> None:
+        """Log why this call traced again (compiler.explain_retraces)."""
+        if stale is not None:
+            why = "a global or closure value it read was rebound"
+        else:
+            why = retrace_reason(sig, [c.signature for c in self.cache.values()], self.fun)
+        where = definition_site(self.fun)
+        _LOG.warning("adjoint: %s of %s (%s) traced again (trace %d): %s",
+                     self.kind, self._name(""), where, self.trace_count + 1, why)
 
     def _make_static(self, sig: Signature, inputs: tuple[int, ...]) -> None:
         """Int arguments whose value the trace needed (a range, a shape, an index, an
@@ -265,7 +281,16 @@ class Jit(Transformed):
 
 @api_boundary
 def jit(fun: Callable) -> Jit:
-    """Compile `fun` forward-only: `jit(f)(x)` runs generated NumPy source."""
+    """Compile `fun` forward-only: `jit(f)(x)` runs its generated NumPy source.
+
+    >>> import numpy as np
+    >>> from compiler import jit
+    >>> f = jit(lambda x, w: np.maximum(x @ w, 0))
+    >>> y = f(np.ones((2, 3)), np.ones((3, 4)))       # compiled once per signature
+
+    Traced and static arguments as for `grad`; results are NumPy values that never
+    share memory with the arguments.
+    """
     if not callable(fun):
         raise at_user_line(UnsupportedError, f"jit expects a function, got {type(fun).__name__}")
     return _MEMO.get(("jit", fun), lambda: Jit(fun))
@@ -517,27 +542,49 @@ class _TransformMemo:
 _MEMO = _TransformMemo()
 
 
-def _transform(with_value: bool):
-    @api_boundary
-    def transform(fun: Optional[Callable] = None, argnums: Argnums = 0, has_aux: bool = False):
-        if fun is None:
-            _check_argnums(argnums)
-            return api_boundary(lambda f: transform(f, argnums, has_aux))
-        if not callable(fun):
-            raise at_user_line(GradError, f"expected a function to differentiate, got {type(fun).__name__}")
-        positions, _ = _check_argnums(argnums)
-        key = ("value_and_grad" if with_value else "grad", fun, positions, isinstance(argnums, (int, np.integer)), has_aux)
-        return _MEMO.get(key, lambda: GradTransform(fun, argnums, has_aux, with_value))
-
-    return transform
+def _gradient_transform(fun: Optional[Callable], argnums: Argnums, has_aux: bool, with_value: bool):
+    if fun is None:
+        _check_argnums(argnums)
+        return api_boundary(lambda f: _gradient_transform(f, argnums, has_aux, with_value))
+    if not callable(fun):
+        raise at_user_line(GradError, f"expected a function to differentiate, got {type(fun).__name__}")
+    positions, _ = _check_argnums(argnums)
+    key = ("value_and_grad" if with_value else "grad", fun, positions, isinstance(argnums, (int, np.integer)), has_aux)
+    return _MEMO.get(key, lambda: GradTransform(fun, argnums, has_aux, with_value))
 
 
-grad = _transform(with_value=False)
-grad.__doc__ = """Gradient of a scalar function: `grad(f)(x)`, `@grad`, `@grad(argnums=1)`.
+@api_boundary
+def grad(fun: Optional[Callable] = None, argnums: Argnums = 0, has_aux: bool = False):
+    """The gradient of a scalar-valued NumPy function, compiled to NumPy source.
 
-An int `argnums` gives one gradient shaped like that argument (pytrees included); a
-tuple gives a tuple. With `has_aux=True`, `f` returns `(loss, aux)` and the result is
-`(gradient, aux)`. `.source(*args)` returns the generated NumPy module."""
-value_and_grad = _transform(with_value=True)
-value_and_grad.__doc__ = """Like `grad`, but returns `(value, gradient)` from one fused function
-(`((value, aux), gradient)` with `has_aux=True`, as in JAX)."""
+    >>> import numpy as np
+    >>> from compiler import grad
+    >>> def loss(w, x):
+    ...     return np.sum(np.tanh(x @ w) ** 2)
+    >>> g_w = grad(loss)(np.ones(3), np.eye(3))      # d loss / d w
+    >>> print(grad(loss).source(np.ones(3), np.eye(3)))  # the generated function
+
+    Also `@grad`, `@grad(argnums=1)`. An int `argnums` gives one gradient shaped like
+    that argument (pytrees of dicts, lists and tuples included); a tuple gives a tuple.
+    With `has_aux=True`, `fun` returns `(loss, aux)` and the result is `(gradient, aux)`.
+
+    What is traced and what is static: arrays and Python floats are traced (by shape
+    and dtype: new values reuse the compiled code); Python ints are traced until the
+    function needs their value (a range, a shape, an `if`), then they are static;
+    bools, strings and None are static (each value compiles once). Globals and closure
+    arrays are read when the function runs. `.source(*args)` and `.ir(*args)` show the
+    generated module and its graph for those arguments.
+    """
+    return _gradient_transform(fun, argnums, has_aux, with_value=False)
+
+
+@api_boundary
+def value_and_grad(fun: Optional[Callable] = None, argnums: Argnums = 0, has_aux: bool = False):
+    """Like `grad`, but returns `(value, gradient)` from one fused function
+    (`((value, aux), gradient)` with `has_aux=True`, as in JAX).
+
+    >>> import numpy as np
+    >>> from compiler import value_and_grad
+    >>> value, g = value_and_grad(lambda x: np.sum(x ** 2))(np.arange(3.0))   # 5.0, [0, 2, 4]
+    """
+    return _gradient_transform(fun, argnums, has_aux, with_value=True)

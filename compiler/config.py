@@ -1,5 +1,6 @@
-"""Process-wide settings: the size of each compiled function's cache, and the
-`debug_nans` switch (also set by the environment variable ADJOINT_DEBUG_NANS=1)."""
+"""Process-wide settings: the size of each compiled function's cache, the
+`debug_nans` switch (also ADJOINT_DEBUG_NANS=1) and the `explain_retraces` switch
+(also ADJOINT_EXPLAIN_RETRACES=1)."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ from typing import Any
 _settings: dict[str, Any] = {
     "cache_size": 64,
     "debug_nans": os.environ.get("ADJOINT_DEBUG_NANS", "") not in ("", "0"),
+    "explain_retraces": os.environ.get("ADJOINT_EXPLAIN_RETRACES", "") not in ("", "0"),
 }
 _caches: "weakref.WeakSet[Any]" = weakref.WeakSet()  # objects with a .clear() to call
 
@@ -42,3 +44,14 @@ def debug_nans(enabled: bool = True) -> None:
     """Compile functions that check every new value and raise `NonFiniteError`
     at the first NaN or infinity, naming the user's line that produced it."""
     _settings["debug_nans"] = bool(enabled)
+
+
+def explain_retraces_enabled() -> bool:
+    return _settings["explain_retraces"]
+
+
+def explain_retraces(enabled: bool = True) -> None:
+    """Log (logger "adjoint", level WARNING) why a compiled function traces again:
+    which argument's shape, dtype, structure or static value changed, or which global
+    or closure value was rebound."""
+    _settings["explain_retraces"] = bool(enabled)

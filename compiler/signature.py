@@ -141,3 +141,31 @@ def signature(fn: Callable, args: tuple, kwargs: dict, static_ints: frozenset[in
             subpaths.append(path[2:])
     names = leaf_names(arg_list + sorted(kwargs), bases, subpaths)
     return Signature(treedef, leaves, traced, avals, names, (treedef, tuple(keys)))
+
+
+def retrace_reason(new: Signature, cached: list[Signature], fn: Callable) -> str:
+    """Why `new` matches none of the `cached` signatures, in the user's terms: the
+    argument of `fn` whose shape, dtype or static value changed against the closest one."""
+    same_structure = [old for old in cached if old.treedef == new.treedef]
+    if not same_structure:
+        return "the arguments' structure changed (pytree structure, keyword names or number of arguments)"
+    old = same_structure[-1]
+    paths = tree.leaf_paths(tree.unflatten(new.treedef, list(new.leaves)))
+    names = arg_names(fn, new.positional_count)
+    changes = []
+    for k, (before, after) in enumerate(zip(old.key[1], new.key[1])):
+        if before != after:
+            changes.append(f"{_leaf_label(paths[k], names)}: {_describe(before)} -> {_describe(after)}")
+    return "; ".join(changes) or "the same signature was evicted from the cache or a traced int became static"
+
+
+def _leaf_label(path: tuple, names: list[str]) -> str:
+    """`x`, `params['W1']`, `scale` (a keyword): a leaf as the user would name it."""
+    base = names[path[1]] if path[0] == 0 else str(path[1])
+    return base + "".join(f"[{p!r}]" for p in path[2:])
+
+
+def _describe(leaf_key: Hashable) -> str:
+    if leaf_key[0] == "traced":
+        return str(leaf_key[1])
+    return f"static {leaf_key[1]} {leaf_key[2]!r}"

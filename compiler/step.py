@@ -183,11 +183,24 @@ def _pair_updates(graph: Graph, buffers: list[Tracer], values: list, what: str) 
 
 @api_boundary
 def compile_step(loss_fn: Callable, optimizer: Any, has_aux: bool = False) -> Step:
-    """One generated function for forward, backward and optimizer update.
+    """One generated function for forward pass, backward pass and optimizer update.
+
+    >>> import numpy as np
+    >>> from compiler import compile_step
+    >>> from runtime import nn, optim
+    >>> params = nn.init_mlp([4, 8, 3], rng=np.random.default_rng(0))
+    >>> def loss_fn(params, x, y):
+    ...     return nn.softmax_cross_entropy(nn.mlp(params, x, activation=nn.relu), y)
+    >>> step = compile_step(loss_fn, optim.SGD(lr=0.1, momentum=0.9))
+    >>> loss = step(params, np.ones((5, 4)), np.array([0, 1, 2, 0, 1]))  # params updated in place
 
     `optimizer` provides `init(params) -> state` and a pure
-    `update(params, grads, state) -> (new_params, new_state)` in plain NumPy (see
-    runtime.optim); both params and state are updated in place by the step.
+    `update(params, grads, state, hyper) -> (new_params, new_state)` in plain NumPy
+    (see runtime.optim). The step writes params and the optimizer state (kept in
+    `step.state`) in place and returns the loss (`(loss, aux)` with `has_aux=True`).
+    Params are traced by shape and dtype; the optimizer's hyperparameters
+    (`opt.lr`, or a schedule of the step count) are run-time inputs, so changing them
+    needs no recompile; batch arguments follow `grad`'s rules.
     """
     if not callable(loss_fn):
         raise at_user_line(UnsupportedError, f"compile_step expects a loss function, got {type(loss_fn).__name__}")

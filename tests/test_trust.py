@@ -331,3 +331,28 @@ def test_float32_mlp_step_and_nn_losses_stay_finite_under_debug_nans():
         assert "np.isfinite" in step.source(params, x, y)
     finally:
         compiler.debug_nans(False)
+
+
+# --- explaining retraces -------------------------------------------------------------
+
+def test_explain_retraces_says_which_argument_changed(caplog):
+    def loss(x, flag, p):
+        return np.sum(x ** 2) * p["a"] if flag else np.sum(x)
+
+    g = grad(loss)
+    compiler.explain_retraces(True)
+    try:
+        with caplog.at_level("WARNING", logger="adjoint"):
+            g(np.ones(3), True, {"a": 1.0})
+            assert not caplog.records                      # a first trace needs no explanation
+            g(np.ones(4), True, {"a": 1.0})
+            g(np.ones(4), False, {"a": 1.0})
+            g(np.ones(4), False, {"a": 1.0, "b": 2.0})
+    finally:
+        compiler.explain_retraces(False)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3, messages
+    assert "x: float64[3] -> float64[4]" in messages[0]
+    assert "flag: static bool True -> static bool False" in messages[1]
+    assert "structure changed" in messages[2]
+    assert all("test_trust.py" in m for m in messages)
