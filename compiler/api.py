@@ -504,6 +504,8 @@ def _scalar_output(graph: Graph, result: Any, name: str) -> int:
             f"{where}grad needs a scalar float output, but {name} returned {node.aval}. "
             "Reduce it first (e.g. np.sum or np.mean), or differentiate one element."
         )
+    if node.is_call and node.name is None:
+        node.name = "loss"  # what the value being differentiated is, when the user left it unnamed
     if node.aval.weak:
         with rule_mode(graph) as mode:
             mode.at(loc=node.loc)

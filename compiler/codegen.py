@@ -47,6 +47,7 @@ class _Emitter:
         self.captured: set[str] = set()
         self.lines: list[str] = []
         self.group: Optional[tuple] = None
+        self.names_scipy = False  # a scipy.special ufunc without a NumPy spelling is used
 
     def ref(self, i: int) -> ast.expr:
         if i in self.exprs:
@@ -58,6 +59,8 @@ class _Emitter:
             return self.ns.fresh(node.name)
         if node.cotangent_of is not None:
             primal = self.names.get(node.cotangent_of)
+            if primal is None and node.cotangent_of in self.graph:  # an unnamed, inlined value
+                primal = self.graph.node(node.cotangent_of).op
             return self.ns.fresh(f"g_{primal}" if primal else "g")
         if node.is_const:
             return self.ns.fresh("const")
@@ -117,6 +120,7 @@ class _Emitter:
             self.group = ("forward", loc)
             suffix = f"  # {loc}" if loc is not None else ""
         self.lines.extend("    " + _unparse(s) + suffix for s in stmts)
+        self.names_scipy = self.names_scipy or any(_names_scipy(s) for s in stmts)
         if self.debug_nans and node.dtype.kind in "fc":
             self.lines.extend("    " + line for line in _unparse(_finite_check(self.names[node.id], node)).splitlines())
         released = self.plan.release.get(node.id)
@@ -127,6 +131,10 @@ class _Emitter:
         if isinstance(tree, tuple):
             return ast.Tuple([self.output(t) for t in tree], ast.Load())
         return self.ref(tree)
+
+
+def _names_scipy(stmt: ast.stmt) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == "scipy" for n in ast.walk(stmt))
 
 
 def _finite_check(name: str, node: Node) -> ast.stmt:
@@ -178,7 +186,7 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
     arguments = ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[], defaults=[])
     header = _unparse(ast.FunctionDef(name=fn_name, args=arguments, body=[ast.Pass()], decorator_list=[]))
     header = header.splitlines()[0]
-    imports = ["import numpy as np"]
+    imports = ["import numpy as np"] + (["import scipy.special"] if em.names_scipy else [])
     bound = [
         f"# {name}: {value.dtype}{list(value.shape)} array, "
         + ("the caller's own (read when the function runs)" if name in em.captured else "bound at compile time")

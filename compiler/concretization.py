@@ -20,6 +20,21 @@ from compiler.primitives import registry
 # Names the values a user frame's variables hold (the active trace's harvester).
 Namer = Callable[[FrameType], None]
 
+# Advice a higher module registers for values refused inside a library the user's
+# line called (compiler.numpy_functions.scipy_functions: scipy.stats.norm.logpdf):
+# advisor(user frame, traced value or None) -> (what was needed, advice), or None
+# when it does not recognise the call.
+Advisor = Callable[[Optional[FrameType], Any], Optional[tuple[str, str]]]
+ADVISORS: list[Advisor] = []
+
+
+def _advised(frame: Optional[FrameType], value: Any) -> Optional[tuple[str, str]]:
+    for advisor in ADVISORS:
+        found = advisor(frame, value)
+        if found is not None:
+            return found
+    return None
+
 
 def concretization_error(graph: Graph, i: int, aval: Aval, what: str, advice: str,
                          namer: Optional[Namer] = None, frame: Optional[FrameType] = None) -> TracingError:
@@ -68,7 +83,11 @@ def _user_frame_named(namer: Optional[Namer]) -> Optional[FrameType]:
 
 def better_advice(frame: Optional[FrameType], advice: str) -> str:
     """Advice for what the user's line actually does, where the generic one would
-    mislead: `math.exp(x)` and `np.array([a, b])` on traced values."""
+    mislead: `math.exp(x)` and `np.array([a, b])` on traced values, or a library
+    function that needs concrete values."""
+    found = _advised(frame, None)
+    if found is not None:
+        return found[1]
     text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame else ""
     call = re.search(r"\bmath\.(\w+)\(", text)
     if call:
@@ -130,7 +149,11 @@ def _condition_text(line: str) -> str:
 def array_advice(frame: Optional[FrameType], value: Any) -> tuple[str, str]:
     """What NumPy wanted a concrete array for on the user's line (traced `value` met
     `__array__`), and the rewrite that traces instead: a NumPy array assigned into,
-    np.array of a list, or np.asarray / np.array of a traced array."""
+    np.array of a list, or np.asarray / np.array of a traced array; or what an
+    advisor says for a library function the line called (scipy.stats.norm.logpdf)."""
+    found = _advised(frame, value)
+    if found is not None:
+        return found
     text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame is not None else ""
     store = re.match(r"([A-Za-z_]\w*)\s*\[.*\]\s*=(?!=)", text)
     target = frame.f_locals.get(store.group(1)) if store else None

@@ -7,6 +7,7 @@ library) and say what to do instead.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import io
 import linecache
 import os
@@ -21,6 +22,17 @@ _NUMPY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__import__("numpy")
 _STDLIB_DIR = os.path.dirname(os.path.abspath(os.__file__))
 _FUSED_FILE = os.path.join(_RUNTIME_DIR, "fused.py")  # dispatch plumbing, never a user's line
 _NETWORKX_DIR = os.path.dirname(os.path.abspath(__import__("networkx").__file__))  # the IR's graph library
+
+
+def _package_dir(name: str) -> Optional[str]:
+    """An installed package's directory, found without importing it; None when absent."""
+    spec = importlib.util.find_spec(name)
+    return os.path.dirname(os.path.abspath(spec.origin)) if spec is not None and spec.origin else None
+
+
+# SciPy's frames are never the user's line: a traced value refused inside
+# scipy.stats.norm.logpdf is reported at the user's call of it.
+_SCIPY_DIR = _package_dir("scipy")
 
 
 class AdjointError(Exception):
@@ -76,8 +88,13 @@ def is_internal(filename: str) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def is_library(filename: str) -> bool:
-    """True for compiler, NumPy and runtime frames: never the user's own line."""
-    return is_internal(filename) or os.path.abspath(filename).startswith(_RUNTIME_DIR + os.sep)
+    """True for compiler, NumPy, runtime and SciPy frames: never the user's own line."""
+    path = os.path.abspath(filename)
+    return (
+        is_internal(filename)
+        or path.startswith(_RUNTIME_DIR + os.sep)
+        or (_SCIPY_DIR is not None and path.startswith(_SCIPY_DIR + os.sep))
+    )
 
 
 def user_frame() -> Optional[FrameType]:

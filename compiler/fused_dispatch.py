@@ -66,6 +66,7 @@ def _bind_softmax_cross_entropy(logits, labels):
             f"or one-hot rows of shape {(n, k)}, got {np.shape(labels)} ({'int' if kind in 'iu' else 'float'})"
         )
     lse = bind("runtime.nn.logsumexp", logits, axis=(1,), keepdims=True)
+    lse.graph.node(lse.id).name = "lse"  # the row-wise log-sum-exp the gradient reuses
     return bind("softmax_cross_entropy", logits, lse, labels, n=n, sparse=sparse)
 
 

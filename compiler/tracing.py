@@ -90,6 +90,18 @@ class TraceContext:
             self.frame_depth[f] = depth
         return depth
 
+    def name_hint(self, value: "Tracer", name: str) -> None:
+        frame = sys._getframe(1)
+        while frame is not None and is_internal(frame.f_code.co_filename):
+            frame = frame.f_back
+        if frame is None or frame is self.root or self.fixed is not None:
+            return
+        node = self.graph.node(value.id)
+        depth = self.depth(frame) - 0.5  # between the hinting frame and its caller
+        if node.is_call and node.grad_of is None and self.name_depth.get(value.id, 1 << 30) > depth:
+            node.name = name
+            self.name_depth[value.id] = depth
+
     def harvest_names(self, frame: FrameType) -> None:
         """Name unnamed nodes after the variables of `frame` that hold them; a name
         from an outer frame wins over one from a helper it called."""
@@ -229,6 +241,11 @@ class Tracer:
     @staticmethod
     def __adjoint_fused__(name: str, impl: Callable, args: tuple, kwargs: dict):
         return PROTOCOLS.fused(name, impl, args, kwargs)
+
+    def __adjoint_name__(self, name: str) -> None:
+        """A library's name hint (runtime.fused.named): it beats the names of the
+        library frame's own variables, not the names the user's frames give."""
+        current().name_hint(self, name)
 
     def apply(self, op: str, *operands: Any, **params: Any) -> "Tracer":
         """Primitive `op` applied to this value and `operands`: how derivative rules

@@ -13,6 +13,7 @@ from pathlib import Path
 import compiler  # noqa: F401  (registers every primitive and handler)
 from compiler.numpy_dispatch import FUNCTIONS, NO_GRADIENT
 from compiler.primitives import registry
+from compiler.primitives.scipy_special import SCIPY_UFUNCS
 from compiler.tracing import Tracer
 
 PAGE = Path(__file__).with_name("numpy-support.md")
@@ -62,12 +63,17 @@ def _function_name(fn) -> str:
 def _ufunc_rows() -> list[str]:
     rows = []
     for name, prim in sorted(registry.registered().items()):
-        if not prim.ufunc:
+        if not prim.ufunc or name in SCIPY_UFUNCS:
             continue
         gradient = "yes" if prim.differentiable else "no (integer, boolean or piecewise constant)"
         operator = f"`{_OPERATORS[name]}`" if name in _OPERATORS else ""
         rows.append(f"| `np.{name}` | {operator} | {gradient} |")
     return rows
+
+
+def _scipy_rows() -> list[str]:
+    spelled = {"psi": "digamma (psi)"}
+    return [f"| `scipy.special.{spelled.get(name, name)}` | yes |" for name in sorted(SCIPY_UFUNCS)]
 
 
 def _function_rows() -> list[str]:
@@ -103,6 +109,18 @@ def page() -> str:
         "| ufunc | operator | gradient |",
         "|---|---|---|",
         *ufuncs,
+        "",
+        "## SciPy (when installed, in your own code)",
+        "",
+        "scipy.special's ufuncs reach traced values through NumPy's ufunc protocol. SciPy's",
+        "Python functions (`scipy.special.logsumexp`, `scipy.stats.norm.logpdf`, ...) convert",
+        "their arguments with `np.asarray` and cannot be traced: the error names your line and",
+        "the SciPy function and shows an equivalent that traces (`runtime.nn.logsumexp`, the",
+        "density's formula).",
+        "",
+        "| function | gradient |",
+        "|---|---|",
+        *_scipy_rows(),
         "",
         "## Functions",
         "",

@@ -30,3 +30,14 @@ def fused(fn: F) -> F:
 
     dispatch.__adjoint_fused_name__ = name
     return dispatch
+
+
+def named(value: Any, name: str) -> Any:
+    """`value` itself, with a name hint for generated code when it is traced: a
+    library function names its intermediates the way a reader would (`z1`, `a1`,
+    `logits`), where its loop variables alone would give `h`, `h_1`, ... A name the
+    caller gives the same value still wins. Eagerly this does nothing."""
+    hint = getattr(type(value), "__adjoint_name__", None)
+    if hint is not None:
+        hint(value, name)
+    return value

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from runtime.fused import fused
+from runtime.fused import fused, named
 
 Array = Any  # a NumPy array, or a tracer standing in for one
 
@@ -150,7 +150,6 @@ def mlp(params: dict[str, Array], x: Array,
     depth = sum(1 for key in params if key.startswith("W"))
     h = x
     for i in range(1, depth + 1):
-        h = h @ params[f"W{i}"] + params[f"b{i}"]
-        if i < depth:
-            h = activation(h)
+        z = named(h @ params[f"W{i}"] + params[f"b{i}"], f"z{i}" if i < depth else "logits")
+        h = named(activation(z), f"a{i}") if i < depth else z
     return h

@@ -35,7 +35,7 @@ def test_training_step_deletes_dead_activations_and_never_a_live_name():
 
     source = compile_step(loss_fn, optim.SGD(lr=0.1, momentum=0.9)).source(params, x, y)
     deleted = _deleted_and_used_after(source)
-    assert {"h", "h_1", "g_h"} <= {name for name, _ in deleted}
+    assert {"z1", "a1", "g_z1"} <= {name for name, _ in deleted}
     assert not any(used for _, used in deleted)
     assert "del W1" not in source and "del x" not in source
 
