@@ -12,9 +12,12 @@ from compiler.primitives import registry
 
 def is_view(node: Node) -> bool:
     """Whether `node`'s value may be a view of its first operand."""
-    if not node.is_call or not registry.get(node.op).view:
+    if not node.is_call:
         return False
-    return not (node.op == "getitem" and len(node.inputs) > 1)  # integer-array indexing copies
+    view = registry.get(node.op).view
+    if callable(view):
+        return view(node)
+    return view and not (node.op == "getitem" and len(node.inputs) > 1)  # integer-array indexing copies
 
 
 def view_source(graph: Graph, i: int) -> Node:

@@ -34,6 +34,9 @@ from runtime import tree
 
 Argnums = Union[int, Sequence[int]]
 _LOG = logging.getLogger("adjoint")
+# `save` and `graph` are served by compiler.standalone and compiler.pictures (higher in
+# the api layer), which register themselves here when imported.
+INSPECTORS: dict[str, Callable[..., Any]] = {}
 
 
 @dataclass
@@ -145,6 +148,19 @@ class Transformed:
     def ir(self, *args: Any, **kwargs: Any) -> Graph:
         """The optimized graph the source was generated from."""
         return self._lookup(args, kwargs)[0].graph
+
+    @api_boundary
+    def save(self, path: Any, *args: Any, constants: str = "npz", **kwargs: Any) -> Any:
+        """Write the module compiled for these arguments as a standalone module that
+        needs NumPy only (large constants in <stem>.npz beside it, or
+        constants="arguments" to make them parameters); returns its path."""
+        return INSPECTORS["save"](self, path, *args, constants=constants, **kwargs)
+
+    @api_boundary
+    def graph(self, *args: Any, forward_only: bool = False, **kwargs: Any) -> Any:
+        """The computation graph for these arguments (inputs, forward, loss, backward),
+        drawn like the lecture's; renders inline in Jupyter, `.save("f.svg")`."""
+        return INSPECTORS["picture"](self, *args, forward_only=forward_only, **kwargs)
 
     def _check_call(self, args: tuple, kwargs: dict) -> None:
         check_call(self.fun, args, kwargs)

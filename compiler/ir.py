@@ -414,9 +414,12 @@ def _params(node: Node) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
-def format_graph(graph: Graph) -> str:
-    """One line per value: name, dtype[shape], op, operands, params, file:line."""
-    lines = []
+def format_graph(graph: Graph, source_lines: bool = True) -> str:
+    """One line per value, as in a jaxpr: `%id:name: dtype[shape] = op(operands,
+    params)`, Python-number operands written in place, the graph's results last
+    (`return ...`). With `source_lines`, each line ends with the user's `# file:LINE`
+    that produced the value, aligned in a column."""
+    rows = []
     for node in graph.nodes():
         if node.is_const and node.aval.weak:
             continue
@@ -426,8 +429,12 @@ def format_graph(graph: Graph) -> str:
         operands = ", ".join(_label(graph, i) for i in node.inputs)
         params = _params(node)
         call = f"{node.op or node.kind}({operands}{', ' if operands and params else ''}{params})"
-        where = f"  # {node.loc}" if node.loc is not None else ""
-        lines.append(f"{target}: {node.aval} = {call}{where}")
+        rows.append((f"{target}: {node.aval} = {call}", node.loc if source_lines else None))
+    width = min(max((len(code) for code, loc in rows if loc is not None), default=0), _COMMENT_COLUMN)
+    lines = [f"{code.ljust(width)}  # {loc}" if loc is not None else code for code, loc in rows]
     outs = ", ".join(_label(graph, i) for i in graph.outputs)
     lines.append(f"return {outs}")
     return "\n".join(lines)
+
+
+_COMMENT_COLUMN = 64  # `# file:LINE` comments line up here unless the code is longer

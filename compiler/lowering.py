@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from compiler.aliasing import aliases_argument
+from compiler.aliasing import aliases_argument, view_source
 from compiler.codegen import Generated, generate
 from compiler.config import debug_nans_enabled
 from compiler.ir import Graph
@@ -54,17 +54,17 @@ def _fresh_outputs(graph: Graph, returned: int) -> None:
     Rewrites keep this for the node they replace; this catches the case where an
     output became a view of an argument because a node it reads was simplified."""
     outputs = list(graph.outputs)
-    seen: set[int] = set()
+    seen: set[int] = set()  # the memory (view sources) of the results so far
     for k in range(returned):
         i = outputs[k]
-        if aliases_argument(graph, i) or i in seen:
+        if aliases_argument(graph, i) or view_source(graph, i).id in seen:
             node = graph.node(i)
             copy = graph.add("copy", (i,), {}, node.aval, loc=node.loc, grad_of=node.grad_of)
             if node.is_call:
                 graph.node(copy).name, graph.node(copy).cotangent_of = node.name, node.cotangent_of
                 node.name = node.cotangent_of = None
             outputs[k] = i = copy
-        seen.add(i)
+        seen.add(view_source(graph, i).id)
     graph.outputs = outputs
 
 

@@ -27,7 +27,8 @@ def failure_class(failure: fuzzing.Failure) -> str:
     """What distinguishes one bug from another in a summary: kind, check, and the
     message's first line with names and numbers masked."""
     head = failure.detail.splitlines()[0].split(" e.g. ")[0]
-    head = re.sub(r"\b[xsv]\d+\b", "<var>", head)
+    head = re.sub(r"\bprogram_[0-9a-f]+\.py\b", "<file>", head)
+    head = re.sub(r"\b[xsvn]\d+\b", "<var>", head)
     head = re.sub(r"(?<![\w.])-?\d+(\.\d+)?(e-?\d+)?", "<n>", head)
     head = re.sub(r"\((<n>(, )?)*,?\)", "<shape>", head)
     return f"[{failure.kind}] {failure.check}: {head[:160]}"

@@ -22,15 +22,27 @@ source of a module
 which is written to a real file and imported from it, once per dtype. `check_program`
 runs jit, grad, value_and_grad and compile_step on it and compares with eager NumPy and
 centered finite differences in float64.
+
+Besides arithmetic, the families of the weights table `OPERATIONS` cover NumPy's
+elementwise functions (each inside its domain, away from poles and steps), reductions,
+scans and sorts (away from ties), einsum and the other contractions, np.linalg on
+matrices made well-conditioned inside the program, shape functions, assignment into a
+copy (`y = v.copy(); y[idx] += w`), Python int arguments (traced in arithmetic, static
+where their value is needed), a `np.random.Generator` argument `rng` (every call, and
+every finite-difference evaluation, gets a freshly seeded one), and np.where whose
+discarded branch is NaN or inf: such a where reads a fresh input with exact zeros that
+no other statement uses, and its reference gradient there is the one-sided difference.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import random
 import re
 import tempfile
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable, Sequence, TypeVar
@@ -107,10 +119,31 @@ class SeededChoices(Choices):
 
 # --- programs -------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Rng:
+    """The value of a `np.random.Generator` input: each call gets a fresh
+    `np.random.default_rng(seed)`, so compiled and eager code draw the same numbers."""
+    seed: int
+
+
 @dataclass
 class Input:
     name: str
-    value: Any  # float64 array, or a Python float for scalar inputs (both float32-exact)
+    # float64 array or Python float (both float32-exact; differentiated), Python int
+    # (arithmetic or static uses), or Rng (a Generator drawn from at run time)
+    value: Any
+
+
+def _argument(value: Any, dtype: str) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.astype(dtype)
+    if isinstance(value, Rng):
+        return np.random.default_rng(value.seed)
+    return value
+
+
+def _differentiable(value: Any) -> bool:
+    return isinstance(value, (np.ndarray, float))
 
 
 @dataclass
@@ -119,11 +152,20 @@ class Program:
     scalarisation, and whether it is checked in float32 as well as float64."""
 
     inputs: list[Input]
-    body: list[tuple[str, str]]
+    body: list[tuple[str, str]]  # (name, its code: `name = expr`, maybe assignments into it)
     outputs: list[str]  # the last statement, then up to two statements nothing uses
     weights: list[np.ndarray]  # one per output
     float32: bool
+    # inputs holding branch points of a NaN-masking np.where: name -> (mask of the
+    # elements exactly at the branch point, the side (-1 or +1) whose one-sided
+    # derivative is the expected gradient there)
+    branch_points: dict = field(default_factory=dict)
     _modules: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def differentiable(self) -> tuple[int, ...]:
+        """Positions of the inputs that are differentiated (arrays and floats)."""
+        return tuple(k for k, i in enumerate(self.inputs) if _differentiable(i.value))
 
     @property
     def params(self) -> list[str]:
@@ -144,7 +186,7 @@ class Program:
             "",
             "",
             f"def program({names}):",
-            *(f"    {name} = {expr}" for name, expr in self.body),
+            *(f"    {line}" for _, code in self.body for line in code.split("\n")),
             f"    return {', '.join(self.outputs)}",
             "",
             "",
@@ -166,8 +208,9 @@ class Program:
         return [f"    {', '.join(self.outputs)} = program({names})", f"    return {terms}"]
 
     def arguments(self, dtype: str = "float64") -> tuple:
-        """Fresh copies of the inputs in `dtype` (scalar inputs stay Python floats)."""
-        return tuple(i.value.astype(dtype) if isinstance(i.value, np.ndarray) else i.value for i in self.inputs)
+        """Fresh copies of the inputs in `dtype` (scalar inputs stay Python floats and
+        ints, a Generator input is a freshly seeded Generator)."""
+        return tuple(_argument(i.value, dtype) for i in self.inputs)
 
     def intermediate_dtypes(self, dtype: str) -> set[np.dtype]:
         """The dtypes of every statement's value, evaluated eagerly in `dtype`."""
@@ -175,8 +218,8 @@ class Program:
         namespace.update((i.name, a) for i, a in zip(self.inputs, self.arguments(dtype)))
         dtypes = set()
         with np.errstate(all="ignore"):
-            for name, expr in self.body:
-                namespace[name] = eval(expr, namespace)
+            for name, code in self.body:
+                exec(code, namespace)
                 dtypes.add(np.result_type(namespace[name]))
         return dtypes
 
@@ -250,7 +293,12 @@ class Builder:
         self.rng = np.random.default_rng(choices.integer(0, 2**32 - 1))
         self.inputs: list[Var] = []
         self.body: list[Var] = []
-        self.exprs: dict[str, str] = {}
+        self.exprs: dict[str, str] = {}  # name -> the code of its statement
+        self.reserved: set[str] = set()  # inputs holding branch points: used by one statement only
+        self.branch_points: dict[str, tuple[np.ndarray, int]] = {}
+        self.generator: np.random.Generator | None = None  # the Generator input's state after the body so far
+        self._trial: np.random.Generator | None = None
+        self.lenient = False  # the statement may compute NaN/inf in a discarded np.where branch
 
     # values ---------------------------------------------------------------------
 
@@ -258,12 +306,36 @@ class Builder:
     def vars(self) -> list[Var]:
         return self.inputs + self.body
 
+    @property
+    def arrays(self) -> list[Var]:
+        """The array values statements may use."""
+        return [v for v in self.vars if isinstance(v.value, np.ndarray) and v.name not in self.reserved]
+
+    def namespace(self) -> dict:
+        namespace = {"np": np, "nn": nn, "DTYPE": np.float64}
+        namespace.update((v.name, v.value) for v in self.vars if not isinstance(v.value, Rng))
+        if self.generator is not None:  # draws start where the statements so far left off
+            self._trial = namespace["rng"] = copy.deepcopy(self.generator)
+        return namespace
+
     def eval(self, expr: str) -> Any:
-        namespace = {"np": np, "nn": nn, "DTYPE": np.float64, **{v.name: v.value for v in self.vars}}
+        return self._evaluate(lambda namespace: eval(expr, namespace))
+
+    def exec(self, code: str, name: str) -> Any:
+        def run(namespace: dict) -> Any:
+            exec(code, namespace)
+            return namespace[name]
+        return self._evaluate(run)
+
+    def _evaluate(self, run: Callable[[dict], Any]) -> Any:
+        namespace = self.namespace()
+        invalid = "ignore" if self.lenient else "raise"
         try:
-            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-                return eval(expr, namespace)
-        except (ValueError, IndexError, TypeError, FloatingPointError, np.exceptions.AxisError) as err:
+            with np.errstate(over="raise", invalid=invalid, divide=invalid, under="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("error")
+                return run(namespace)
+        except (ValueError, IndexError, TypeError, FloatingPointError, ZeroDivisionError, OverflowError,
+                KeyError, Warning, np.exceptions.AxisError, np.linalg.LinAlgError) as err:
             raise Reject(str(err)) from None
 
     def _draw_values(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -278,19 +350,40 @@ class Builder:
             values = self.rng.uniform(-3.0, 3.0, size=shape)
         return values.astype(np.float32).astype(np.float64)  # exact in both dtypes
 
-    def fresh(self, shape: tuple[int, ...]) -> Var:
-        """A new array input of `shape`."""
+    def fresh(self, shape: tuple[int, ...], values: np.ndarray | None = None) -> Var:
+        """A new array input of `shape` (with `values` when given)."""
         arrays = [v for v in self.inputs if isinstance(v.value, np.ndarray)]
         total = sum(v.value.size for v in arrays) + int(np.prod(shape))
         if len(arrays) >= MAX_ARRAY_INPUTS or total > MAX_INPUT_ELEMENTS:
             raise Reject("too many inputs")
-        var = Var(f"x{len(arrays)}", self._draw_values(shape))
+        var = Var(f"x{len(arrays)}", self._draw_values(shape) if values is None else values)
+        self.inputs.append(var)
+        return var
+
+    def int_input(self) -> Var:
+        """A Python int input (an existing one, or a new one) in 1..3."""
+        existing = [v for v in self.inputs if type(v.value) is int]
+        if existing and self.choices.chance(60):
+            return self.choices.pick(existing)
+        if len(existing) >= 2:
+            raise Reject("too many int inputs")
+        var = Var(f"n{len(existing)}", self.choices.integer(1, 3))
+        self.inputs.append(var)
+        return var
+
+    def generator_input(self) -> Var:
+        """The `np.random.Generator` input `rng` (one per program)."""
+        for v in self.inputs:
+            if isinstance(v.value, Rng):
+                return v
+        var = Var("rng", Rng(self.choices.integer(0, 2**16)))
+        self.generator = np.random.default_rng(var.value.seed)
         self.inputs.append(var)
         return var
 
     def scalar_input(self) -> Var:
         """A Python float input (an existing one, or a new one)."""
-        existing = [v for v in self.inputs if not isinstance(v.value, np.ndarray)]
+        existing = [v for v in self.inputs if type(v.value) is float]
         if existing and self.choices.chance(70):
             return self.choices.pick(existing)
         if len(existing) >= 2:
@@ -319,7 +412,7 @@ class Builder:
         """An existing value accepted by `accept` (most often the latest statement or
         a value nothing uses yet, so that the data flow joins up), or a fresh input
         when none is accepted."""
-        candidates = [v for v in reversed(self.vars) if isinstance(v.value, np.ndarray) and accept(v.value)]
+        candidates = [v for v in reversed(self.arrays) if accept(v.value)]
         unused = [v for v in candidates if not self.used(v.name)]
         if candidates and self.body and candidates[0] is self.body[-1] and self.choices.chance(60):
             return candidates[0]
@@ -334,21 +427,24 @@ class Builder:
         raise Reject("no operand")
 
     def used(self, name: str) -> bool:
-        return any(re.search(rf"\b{name}\b", expr) for expr in self.exprs.values())
+        return any(re.search(rf"\b{name}\b", code) for other, code in self.exprs.items() if other != name)
 
     def partner(self, shape: tuple[int, ...]) -> str:
         """An operand that broadcasts with `shape`: an existing value, a fresh input of
         a related shape, a Python float literal or input, or a constant array."""
-        kind = self.choices.weighted([(5, "existing"), (4, "fresh"), (3, "literal"), (2, "scalar"), (1, "ones")])
+        kind = self.choices.weighted([(5, "existing"), (4, "fresh"), (3, "literal"), (2, "scalar"), (1, "ones"),
+                                      (1, "int")])
         if kind == "literal":
             return self.literal()
         if kind == "scalar":
             return self.scalar_input().name
+        if kind == "int":
+            return self.int_input().name
         related = self.related_shape(shape)
         if kind == "ones":
             return f"np.ones({related}, dtype=DTYPE)"
         if kind == "existing":
-            candidates = [v for v in self.vars if isinstance(v.value, np.ndarray) and _broadcasts(shape, v.value.shape)]
+            candidates = [v for v in self.arrays if _broadcasts(shape, v.value.shape)]
             if candidates:
                 return self.choices.pick(candidates).name
         return self.fresh(related).name
@@ -402,27 +498,39 @@ class Builder:
 
     # statements -----------------------------------------------------------------
 
-    def add(self, expr: str) -> None:
-        value = self.eval(expr)
+    def add(self, statement: str | list[str]) -> None:
+        """Append a statement: an expression, or lines that make the value named
+        `{out}` (a copy, then assignments into it)."""
+        name = f"v{len(self.body)}"
+        if isinstance(statement, str):
+            code = f"{name} = {statement}"
+            value = self.eval(statement)
+        else:
+            code = "\n".join(line.replace("{out}", name) for line in statement)
+            value = self.exec(code, name)
         if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind != "f":
             raise Reject("not a float array")
         if value.size == 0 or value.size > MAX_SIZE:
             raise Reject("size")
         if not np.all(np.isfinite(value)) or np.abs(value).max() > MAX_MAGNITUDE:
             raise Reject("magnitude")
-        self.body.append(Var(f"v{len(self.body)}", np.asarray(value, dtype=np.float64)))
-        self.exprs[self.body[-1].name] = expr
+        self.body.append(Var(name, np.array(value, dtype=np.float64)))
+        self.exprs[name] = code
+        if self.generator is not None:
+            self.generator = self._trial
 
     def statement(self) -> None:
         """Append one statement, retrying other operations on rejection."""
         for _ in range(8):
             op = self.choices.weighted(OPERATIONS)
-            inputs, body = list(self.inputs), list(self.body)
+            state = (list(self.inputs), list(self.body), set(self.reserved), dict(self.branch_points), self.generator)
+            self.lenient = False
             try:
                 self.add(op(self))
                 return
             except Reject:
-                self.inputs, self.body = inputs, body
+                self.inputs, self.body, self.reserved, self.branch_points, self.generator = state
+        self.lenient = False
         self.add(f"np.tanh({self.operand().name})")
 
     def build(self, float32: bool) -> Program:
@@ -437,6 +545,7 @@ class Builder:
             [v.name for v in outputs],
             [np.round(self.rng.normal(size=np.shape(v.value)), 2) for v in outputs],
             float32,
+            dict(self.branch_points),
         )
 
 
@@ -628,7 +737,7 @@ def op_activation_loss(b: Builder) -> str:
     if b.choices.chance(60):
         labels = [b.choices.integer(0, k - 1) for _ in range(n)]
         return f"nn.softmax_cross_entropy({logits.name}, np.array({labels}))"
-    rows = b.choices.pick([v for v in b.vars if np.shape(v.value) == (n, k)] + [b.fresh((n, k))])
+    rows = b.choices.pick([v for v in b.arrays if np.shape(v.value) == (n, k)] + [b.fresh((n, k))])
     return f"nn.softmax_cross_entropy({logits.name}, {rows.name})"
 
 
@@ -645,7 +754,7 @@ def op_matmul(b: Builder) -> str:
         raise Reject("dot of a >2-D array")
     shape = _matmul_partner_shape(b, a.value.shape, left, max_dims)
     fits = lambda v: _matmul_ok(a.value.shape, v.shape, left) and v.ndim <= max_dims  # noqa: E731
-    existing = [v for v in b.vars if isinstance(v.value, np.ndarray) and fits(v.value)]
+    existing = [v for v in b.arrays if fits(v.value)]
     other = b.choices.pick(existing) if existing and b.choices.chance(40) else b.fresh(shape)
     x, y = (a.name, other.name) if left else (other.name, a.name)
     return form.format(x=x, y=y)
@@ -746,7 +855,7 @@ def op_join(b: Builder) -> str:
         need = list(shape)
         if not stack:
             need[axis] = b.choices.integer(1, 3)
-        same = [v for v in b.vars if np.shape(v.value) == tuple(need) and isinstance(v.value, np.ndarray)]
+        same = [v for v in b.arrays if np.shape(v.value) == tuple(need)]
         parts.append(b.choices.pick(same).name if same and b.choices.chance(60) else b.fresh(tuple(need)).name)
     seq = f"[{', '.join(parts)}]" if b.choices.chance(60) else f"({', '.join(parts)})"
     fn = "np.stack" if stack else "np.concatenate"
@@ -790,12 +899,602 @@ def _index_part(b: Builder, n: int) -> str:
     return ":"
 
 
+# --- more of NumPy: elementwise ---------------------------------------------------------
+
+def _require_off_steps(values: Any, period: float = 1.0, offset: float = 0.0) -> None:
+    """Reject unless every value is a margin away from each step `offset + k * period`
+    (exact hits included)."""
+    v = np.asarray(values, dtype=np.float64)
+    q = (v - offset) / period
+    if np.any(np.abs(q - np.round(q)) * period < _margin(v)):
+        raise Reject("near a step")
+
+
+def _require_clear_of_zero(values: Any) -> None:
+    """Reject values within a margin of 0, exact zeros included (signed zeros differ)."""
+    if np.any(np.abs(np.asarray(values, dtype=np.float64)) < 1e-3):
+        raise Reject("near zero")
+
+
+def _inside(b: Builder, var: Var, limit: float) -> str:
+    """`var`, or a squashed form of it, with |values| < limit."""
+    if np.abs(var.value).max() < limit and b.choices.chance(60):
+        return var.name
+    return b.choices.pick(["({l} * np.tanh({a}))", "({l} * np.sin({a}))"]).format(l=limit, a=var.name)
+
+
+def op_unary_more(b: Builder) -> str:
+    """tan, the inverse trigonometric and hyperbolic functions, log2/log10/exp2, cbrt,
+    reciprocal, sinc, fabs, deg2rad: each on an argument inside its domain."""
+    a = b.operand()
+    fn = b.choices.pick(["tan", "arcsin", "arccos", "arctanh", "arctan", "sinh", "cosh", "arcsinh", "arccosh",
+                         "log2", "log10", "exp2", "cbrt", "reciprocal", "sinc", "fabs", "deg2rad"])
+    if fn == "tan":
+        arg = _inside(b, a, 1.2)
+    elif fn in ("arcsin", "arccos", "arctanh"):
+        arg = _inside(b, a, 0.9)
+    elif fn in ("sinh", "cosh", "exp2"):
+        arg = b.bounded(a)
+    elif fn == "arccosh":
+        arg = a.name if a.value.min() > 1.1 and b.choices.chance(50) else f"(1.1 + {b.positive(a)})"
+    elif fn in ("log2", "log10"):
+        arg = b.positive(a)
+    elif fn in ("cbrt", "reciprocal"):
+        arg = b.nonzero(a)
+    elif fn == "fabs":
+        _require_clear_of_zero(a.value)
+        arg = a.name
+    else:
+        arg = a.name
+    return f"np.{fn}({arg})"
+
+
+def op_binary_more(b: Builder) -> str:
+    """hypot, arctan2, logaddexp2, fmax/fmin, copysign, float_power, %, remainder,
+    fmod and // (away from their discontinuities)."""
+    a = b.operand()
+    other = b.partner(a.value.shape)
+    x, y = (a.name, other) if b.choices.chance(70) else (other, a.name)
+    fn = b.choices.pick(["hypot", "arctan2", "logaddexp2", "fmax", "fmin", "copysign", "float_power",
+                         "%", "remainder", "fmod", "//"])
+    if fn in ("fmax", "fmin"):
+        _require_far(b.eval(x) - b.eval(y), b.eval(x))
+    elif fn == "hypot":
+        if np.any(np.hypot(b.eval(x), b.eval(y)) < 0.2):
+            raise Reject("near the origin")
+    elif fn == "arctan2":
+        yv, xv = b.eval(x), b.eval(y)  # np.arctan2(x1, x2): angle of the point (x2, x1)
+        if np.any(np.hypot(xv, yv) < 0.2) or np.any((xv < 0) & (np.abs(yv) < 1e-2)):
+            raise Reject("near the origin or the branch cut")
+    elif fn == "copysign":
+        _require_clear_of_zero(b.eval(x))
+        _require_clear_of_zero(b.eval(y))
+    elif fn == "float_power":
+        x = b.positive(a)
+        y = f"np.tanh({other})" if re.fullmatch(r"[a-z]\w*", other) else other
+    elif fn in ("%", "remainder", "fmod", "//"):
+        y = _nonzero_expr(b, y)
+        _require_off_steps(b.eval(x) / b.eval(y))
+    if fn == "%":
+        return f"{x} % {y}"
+    if fn == "//":
+        return f"{x} // {y}" + (f" + {a.name}" if b.choices.chance(50) else "")
+    return f"np.{fn}({x}, {y})"
+
+
+def op_steps(b: Builder) -> str:
+    """Piecewise-constant functions (zero gradient), away from their steps."""
+    a = b.operand()
+    fn = b.choices.pick(["floor", "ceil", "trunc", "fix", "rint", "round", "round1", "heaviside", "sign", "floordiv"])
+    if fn in ("floor", "ceil", "trunc", "fix"):
+        _require_off_steps(a.value)
+        expr = f"np.{fn}({a.name})"
+    elif fn in ("rint", "round"):
+        _require_off_steps(a.value, 1.0, 0.5)
+        expr = b.choices.pick([f"np.{fn}({a.name})", f"np.around({a.name})", f"{a.name}.round()"]) if fn == "round" \
+            else f"np.rint({a.name})"
+    elif fn == "round1":
+        _require_off_steps(a.value, 0.1, 0.05)
+        expr = b.choices.pick([f"np.round({a.name}, 1)", f"{a.name}.round(1)"])
+    elif fn in ("heaviside", "sign"):
+        _require_clear_of_zero(a.value)
+        expr = f"np.heaviside({a.name}, 0.5)" if fn == "heaviside" else f"np.sign({a.name})"
+    else:
+        c = b.choices.pick([0.3, 0.75, 1.5, -0.5])
+        _require_off_steps(a.value / c)
+        expr = f"{a.name} // {_fmt(c)}"
+    form = b.choices.pick(["{e}", "{a} * {e}", "{e} + {a}", "np.sin({a}) * {e}"])
+    return form.format(e=expr, a=a.name)
+
+
+# --- more of NumPy: reductions, scans, sorts --------------------------------------------
+
+def _reduced(values: np.ndarray, axis: Any) -> np.ndarray:
+    """`values` with the reduced axes moved last and flattened: (rest..., count)."""
+    if axis is None:
+        return values.reshape(1, -1)
+    axes = tuple(a % values.ndim for a in (axis if isinstance(axis, tuple) else (axis,)))
+    moved = np.moveaxis(values, axes, tuple(range(-len(axes), 0)))
+    return moved.reshape(moved.shape[:values.ndim - len(axes)] + (-1,))
+
+
+def _require_distinct(values: np.ndarray, axis: Any) -> None:
+    """Reject near-ties along the reduced axes (median and sort are smooth without)."""
+    rows = np.sort(_reduced(values, axis), axis=-1)
+    _require_far(np.diff(rows, axis=-1), rows[..., 1:])
+
+
+def _keepdims(b: Builder) -> str:
+    return ", keepdims=True" if b.choices.chance(35) else ""
+
+
+def op_statistics(b: Builder) -> str:
+    """prod, var/std (ddof 0/1), nansum, nanmean, ptp, amax/amin, nanmax/nanmin, average."""
+    a = b.operand()
+    fn = b.choices.pick(["prod", "var", "std", "nansum", "nanmean", "ptp", "amax", "amin", "nanmax", "nanmin",
+                         "average"])
+    axis_text, axis = _axis(b, a.value.ndim)
+    keep = _keepdims(b)
+    if fn in ("amax", "nanmax", "ptp"):
+        _require_no_near_ties(a.value, axis)
+    if fn in ("amin", "nanmin", "ptp"):
+        _require_no_near_ties(-a.value, axis)
+    if fn in ("var", "std"):
+        ddof = b.choices.integer(0, 1)
+        if _reduced(a.value, axis).shape[-1] <= ddof:
+            raise Reject("ddof")
+        if fn == "std" and np.min(np.var(a.value, axis=axis, ddof=ddof)) < 1e-2:
+            raise Reject("std near 0")
+        extra = f", ddof={ddof}" if ddof or b.choices.chance(30) else ""
+        if b.choices.chance(40):
+            return f"{a.name}.{fn}(axis={axis_text}{extra}{keep})"
+        return f"np.{fn}({a.name}, axis={axis_text}{extra}{keep})"
+    if fn == "average":
+        return _average(b, a, axis_text, axis, keep)
+    if fn == "prod" and b.choices.chance(30):
+        return f"{a.name}.prod(axis={axis_text}{keep})"
+    return f"np.{fn}({a.name}, axis={axis_text}{keep})"
+
+
+def _average(b: Builder, a: Var, axis_text: str, axis: Any, keep: str) -> str:
+    if b.choices.chance(25):
+        return f"np.average({a.name}, axis={axis_text}{keep})"
+    shape = a.value.shape
+    if isinstance(axis, int) and b.choices.chance(50):
+        shape = (shape[axis],)
+    if b.choices.chance(30):
+        weights = repr([round(0.5 + 0.5 * b.choices.integer(0, 4), 1) for _ in range(int(np.prod(shape)))])
+        weights = f"np.reshape({weights}, {shape})" if len(shape) != 1 else weights
+    else:
+        same = [v for v in b.arrays if v.value.shape == shape]
+        w = b.choices.pick(same) if same and b.choices.chance(50) else b.fresh(shape)
+        weights = b.positive(w)
+    return f"np.average({a.name}, axis={axis_text}, weights={weights}{keep})"
+
+
+def op_scan(b: Builder) -> str:
+    """cumsum and cumprod along an axis or over the flattened array."""
+    a = b.operand()
+    fn = b.choices.pick(["cumsum", "cumprod"])
+    if a.value.ndim == 0 or b.choices.chance(20):
+        return f"np.{fn}({a.name})"
+    axis = b.choices.integer(-a.value.ndim, a.value.ndim - 1)
+    if b.choices.chance(40):
+        return f"{a.name}.{fn}({axis})"
+    return f"np.{fn}({a.name}, axis={axis})"
+
+
+def op_order(b: Builder) -> str:
+    """median (odd and even counts) and sort, away from ties."""
+    a = b.operand()
+    if b.choices.chance(50):
+        axis_text, axis = _axis(b, a.value.ndim)
+        _require_distinct(a.value, axis)
+        return f"np.median({a.name}, axis={axis_text}{_keepdims(b)})"
+    if a.value.ndim == 0:
+        raise Reject("sort of a 0-d array")
+    if b.choices.chance(20):
+        _require_distinct(a.value, None)
+        return f"np.sort({a.name}, axis=None)"
+    axis = b.choices.integer(-a.value.ndim, a.value.ndim - 1)
+    _require_distinct(a.value, axis)
+    form = b.choices.pick(["np.sort({a}, axis={k})", "np.sort({a}, {k})", "-np.sort(-{a}, axis={k})",
+                           "np.sort({a}, axis={k}, kind='stable')"])
+    return form.format(a=a.name, k=axis)
+
+
+# --- more of NumPy: contractions and linalg ---------------------------------------------
+
+def op_einsum(b: Builder) -> str:
+    """np.einsum with random valid subscripts built from the operands' ranks: matrix
+    products, batches, traces and diagonals ('ii'), outer products, sums over axes,
+    transposes, and an ellipsis for leading axes."""
+    a = b.operand(lambda v: 1 <= v.ndim <= 3)
+    shape = a.value.shape
+    letters = iter("ijklmnopq")
+    subs, sizes = [], {}
+    for d in shape:  # a repeated letter where two axes have the same length: a diagonal
+        same = [c for c in subs if sizes[c] == d and subs.count(c) == 1]
+        if same and b.choices.chance(30):
+            subs.append(b.choices.pick(same))
+        else:
+            c = next(letters)
+            sizes[c] = d
+            subs.append(c)
+    if len(shape) >= 3 and b.choices.chance(25):  # batched matrix product over an ellipsis
+        other = b.fresh(b.related_shape(shape[:-2]) + (shape[-1], b.choices.integer(1, 3)))
+        return f"np.einsum('...ij,...jk->...ik', {a.name}, {other.name})"
+    operands = [(a.name, subs)]
+    for _ in range(b.choices.weighted([(3, 0), (5, 1), (1, 2)])):
+        mine = [c for c in dict.fromkeys(subs) if b.choices.chance(50)]
+        for _ in range(b.choices.integer(0 if mine else 1, 2)):
+            c = next(letters)
+            sizes[c] = b.choices.integer(1, 3)
+            mine.append(c)
+        perm = _permutation(b, len(mine))
+        mine = [mine[p] for p in perm]
+        need = tuple(sizes[c] for c in mine)
+        same = [v for v in b.arrays if v.value.shape == need]
+        var = b.choices.pick(same) if same and b.choices.chance(40) else b.fresh(need)
+        operands.append((var.name, mine))
+    all_letters = list(dict.fromkeys(c for _, s in operands for c in s))
+    inputs = ",".join("".join(s) for _, s in operands)
+    if b.choices.chance(30):
+        spec = inputs  # implicit output: letters used once, in alphabetical order
+    else:
+        out = [c for c in all_letters if b.choices.chance(50)]
+        spec = f"{inputs}->{''.join(out[p] for p in _permutation(b, len(out)))}"
+    return f"np.einsum('{spec}', {', '.join(n for n, _ in operands)})"
+
+
+def _permutation(b: Builder, n: int) -> list[int]:
+    perm = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = b.choices.integer(0, i)
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+def op_contract(b: Builder) -> str:
+    """tensordot, inner, vdot, kron, cross, convolve, trace, diagonal, diag, tril, triu."""
+    fn = b.choices.pick(["tensordot", "inner", "vdot", "kron", "cross", "convolve", "trace", "diagonal", "diag",
+                         "tril", "triu"])
+    if fn == "tensordot":
+        a = b.operand(lambda v: v.ndim <= 3)
+        count = b.choices.integer(0, min(2, a.value.ndim))
+        shape = a.value.shape[a.value.ndim - count:] + tuple(b.choices.integer(1, 3) for _ in range(b.choices.integer(0, 2)))
+        other = _existing_or_fresh(b, shape)
+        if count and b.choices.chance(40):
+            axes = (list(range(a.value.ndim - count, a.value.ndim)), list(range(count)))
+            return f"np.tensordot({a.name}, {other}, axes={axes})"
+        return f"np.tensordot({a.name}, {other}, axes={count})" if b.choices.chance(70) or count != 2 else \
+            f"np.tensordot({a.name}, {other})"
+    if fn == "inner":
+        a = b.operand(lambda v: 1 <= v.ndim <= 2)
+        shape = tuple(b.choices.integer(1, 3) for _ in range(b.choices.integer(0, 1))) + a.value.shape[-1:]
+        return f"np.inner({a.name}, {_existing_or_fresh(b, shape)})"
+    if fn == "vdot":
+        a = b.operand()
+        return f"np.vdot({a.name}, {_existing_or_fresh(b, a.value.shape)})"
+    if fn == "kron":
+        a = b.operand(lambda v: v.size <= 12)
+        shape = tuple(b.choices.integer(1, 3) for _ in range(b.choices.integer(1, 2)))
+        return f"np.kron({a.name}, {_existing_or_fresh(b, shape)})"
+    if fn == "cross":
+        a = b.operand(lambda v: v.ndim >= 1 and v.shape[-1] == 3)
+        return f"np.cross({a.name}, {_existing_or_fresh(b, b.related_shape(a.value.shape[:-1]) + (3,))})"
+    if fn == "convolve":
+        a = b.operand(lambda v: v.ndim == 1)
+        mode = b.choices.pick(["full", "same", "valid"])
+        return f"np.convolve({a.name}, {_existing_or_fresh(b, (b.choices.integer(1, 4),))}, mode='{mode}')"
+    if fn in ("tril", "triu"):
+        a = b.operand(lambda v: v.ndim >= 1)
+        return f"np.{fn}({a.name}, {b.choices.integer(-2, 2)})"
+    if fn == "diag":
+        a = b.operand(lambda v: 1 <= v.ndim <= 2)
+        return f"np.diag({a.name}, {b.choices.integer(-1, 1)})"
+    a = b.operand(lambda v: v.ndim >= 2)
+    ndim = a.value.ndim
+    axis1 = b.choices.integer(0, ndim - 1)
+    axis2 = b.choices.pick([k for k in range(ndim) if k != axis1])
+    offset = b.choices.integer(-1, 1)
+    if b.choices.chance(40):
+        return f"np.{fn}({a.name}, {offset})"
+    if fn == "diagonal" and b.choices.chance(40):
+        return f"{a.name}.diagonal({offset}, {axis1}, {axis2})"
+    return f"np.{fn}({a.name}, {offset}, axis1={axis1}, axis2={axis2 - ndim if b.choices.chance(30) else axis2})"
+
+
+def _existing_or_fresh(b: Builder, shape: tuple[int, ...]) -> str:
+    same = [v for v in b.arrays if v.value.shape == tuple(shape)]
+    return (b.choices.pick(same) if same and b.choices.chance(50) else b.fresh(tuple(shape))).name
+
+
+def _square(b: Builder) -> str:
+    """A well-conditioned (batch of) square matrix, built inside the program."""
+    a = b.operand(lambda v: 1 <= v.ndim <= 3)
+    shape = a.value.shape
+    kind = b.choices.pick(["gram", "dominant"])
+    if kind == "dominant" and len(shape) >= 2 and shape[-1] == shape[-2]:
+        n = shape[-1]
+        expr = f"(np.tanh({a.name}) + {float(n + 1)} * np.eye({n}))"
+    else:
+        if len(shape) == 1:
+            a = Var(f"{a.name}[:, None]", a.value[:, None])
+        n = a.value.shape[-2]
+        t = f"{a.name}.T" if a.value.ndim == 2 and b.choices.chance(50) else f"np.swapaxes({a.name}, -1, -2)"
+        scale = b.choices.pick([1.0, 2.0, 3.0])
+        expr = f"({a.name} @ {t} + {scale} * np.eye({n}))"
+    matrix = b.eval(expr)
+    if np.max(np.linalg.cond(matrix)) > 30 or np.abs(matrix).max() > MAX_MAGNITUDE:
+        raise Reject("ill-conditioned")
+    return expr
+
+
+def op_linalg(b: Builder) -> str:
+    """inv, solve, det, slogdet, matrix_power and cholesky of well-conditioned matrices."""
+    fn = b.choices.pick(["inv", "solve", "det", "slogdet", "matrix_power", "cholesky"])
+    if fn == "matrix_power" and b.choices.chance(40):  # a nonnegative power of any square operand
+        a = b.operand(lambda v: v.ndim >= 2 and v.shape[-1] == v.shape[-2])
+        return f"np.linalg.matrix_power({a.name}, {b.choices.integer(0, 3)})"
+    m = _square(b)
+    n = b.eval(m).shape[-1]
+    batch = b.eval(m).shape[:-2]
+    if fn == "solve":
+        shape = (n,) if b.choices.chance(40) else batch + (n, b.choices.integer(1, 3))
+        return f"np.linalg.solve({m}, {_existing_or_fresh(b, shape)})"
+    if fn == "slogdet":
+        return b.choices.pick([f"np.linalg.slogdet({m})[1]", f"np.linalg.slogdet({m}).logabsdet",
+                               f"np.linalg.slogdet({m})[0] * np.linalg.slogdet({m})[1]"])
+    if fn == "matrix_power":
+        return f"np.linalg.matrix_power({m}, {b.choices.integer(-2, 3)})"
+    if fn == "cholesky" and "eye" in m and "tanh" in m:
+        raise Reject("cholesky of a non-symmetric matrix")
+    return f"np.linalg.{fn}({m})"
+
+
+def op_norm(b: Builder) -> str:
+    """np.linalg.norm: vector 2-, 1- and inf-norms, Frobenius, away from kinks."""
+    a = b.operand(lambda v: v.ndim >= 1)
+    ndim = a.value.ndim
+    ord_ = b.choices.pick([None, 2, 1, "np.inf", "'fro'"])
+    keep = _keepdims(b)
+    if ord_ == "'fro'":
+        if ndim < 2:
+            raise Reject("fro of a vector")
+        axis, axis_text = (-2, -1), b.choices.pick(["(-2, -1)", f"({ndim - 2}, {ndim - 1})", "(-1, -2)"])
+    elif ord_ is None and b.choices.chance(30):
+        axis, axis_text = None, None
+    else:
+        axis = b.choices.integer(-ndim, ndim - 1)
+        axis_text = str(axis)
+    values = _reduced(a.value, axis)
+    if np.min(np.sqrt(np.sum(values ** 2, axis=-1))) < 0.1:
+        raise Reject("norm near 0")
+    if ord_ == 1:
+        _require_clear_of_zero(values)
+    if ord_ == "np.inf":
+        _require_no_near_ties(np.abs(values), -1)
+    args = [a.name]
+    if ord_ is not None:
+        args.append(str(ord_) if b.choices.chance(50) else f"ord={ord_}")
+    if axis_text is not None:
+        args.append(f"axis={axis_text}")
+    return f"np.linalg.norm({', '.join(args)}{keep if axis_text is not None else ''})"
+
+
+# --- more of NumPy: shapes ---------------------------------------------------------------
+
+def op_shape_more(b: Builder) -> str:
+    """tile, repeat, pad (constant/edge/reflect/symmetric/wrap), flip, rot90, roll,
+    moveaxis, atleast_Nd."""
+    a = b.operand()
+    shape, ndim = a.value.shape, a.value.ndim
+    fn = b.choices.pick(["tile", "repeat", "pad", "flip", "roll", "moveaxis", "atleast", "rot90"])
+    axis = b.choices.integer(-ndim, ndim - 1) if ndim else None
+    if fn == "tile":
+        reps = b.choices.integer(1, 3) if b.choices.chance(40) else \
+            tuple(b.choices.integer(1, 3) for _ in range(b.choices.integer(1, 3)))
+        return f"np.tile({a.name}, {reps})"
+    if fn == "repeat":
+        if axis is None or b.choices.chance(25):
+            return f"np.repeat({a.name}, {b.choices.integer(1, 3)})"
+        if b.choices.chance(50):
+            counts = [b.choices.integer(0, 3) for _ in range(shape[axis])]
+            return f"np.repeat({a.name}, {counts}, axis={axis})"
+        return f"{a.name}.repeat({b.choices.integer(1, 3)}, {axis})"
+    if fn == "pad":
+        if not ndim:
+            raise Reject("pad of a 0-d array")
+        mode = b.choices.pick(["constant", "edge", "reflect", "symmetric", "wrap"])
+        if b.choices.chance(40):
+            widths = repr(b.choices.integer(1, 2))
+        else:
+            widths = repr(tuple((b.choices.integer(0, 2), b.choices.integer(0, 2)) for _ in shape))
+        if mode == "constant":
+            extra = b.choices.pick(["", f", constant_values={b.literal()}"])
+            return f"np.pad({a.name}, {widths}{extra})"
+        return f"np.pad({a.name}, {widths}, mode='{mode}')"
+    if fn == "atleast":
+        return f"np.atleast_{b.choices.integer(1, 3)}d({a.name})"
+    if axis is None:
+        raise Reject("needs an axis")
+    if fn == "flip":
+        return b.choices.pick([f"np.flip({a.name})", f"np.flip({a.name}, {axis})", f"np.flip({a.name}, axis=({axis},))",
+                               f"np.flipud({a.name})"] + ([f"np.fliplr({a.name})"] if ndim >= 2 else []))
+    if fn == "roll":
+        shift = b.choices.integer(-4, 4)
+        return b.choices.pick([f"np.roll({a.name}, {shift})", f"np.roll({a.name}, {shift}, axis={axis})"])
+    if fn == "moveaxis":
+        return f"np.moveaxis({a.name}, {axis}, {b.choices.integer(-ndim, ndim - 1)})"
+    if ndim < 2:
+        raise Reject("rot90 of a vector")
+    return f"np.rot90({a.name}, {b.choices.integer(-1, 2)})"
+
+
+def op_stack_split(b: Builder) -> str:
+    """hstack, vstack, dstack, column_stack, append, diff, split and array_split."""
+    a = b.operand()
+    shape, ndim = a.value.shape, a.value.ndim
+    fn = b.choices.pick(["hstack", "vstack", "dstack", "column_stack", "append", "diff", "split"])
+    if fn in ("hstack", "vstack", "dstack", "column_stack", "append"):
+        target = list(shape)
+        axis = {"hstack": 1 if ndim >= 2 else 0, "vstack": 0, "dstack": 2, "column_stack": 1, "append": 0}[fn]
+        if axis < ndim and b.choices.chance(60):
+            target[axis] = b.choices.integer(1, 3)
+        other = _existing_or_fresh(b, tuple(target))
+        if fn == "append":
+            return f"np.append({a.name}, {other}" + (f", axis={axis})" if ndim and b.choices.chance(60) else ")")
+        seq = f"[{a.name}, {other}]" if b.choices.chance(60) else f"({other}, {a.name})"
+        return f"np.{fn}({seq})"
+    if not ndim:
+        raise Reject("needs an axis")
+    axis = b.choices.integer(-ndim, ndim - 1)
+    length = shape[axis]
+    if fn == "diff":
+        n = b.choices.integer(1, 2)
+        extra = b.choices.pick(["", f", prepend={b.literal()}", f", append={b.literal()}"])
+        return f"np.diff({a.name}, {n}, axis={axis}{extra})"
+    if b.choices.chance(50):
+        sections = b.choices.pick([d for d in range(1, length + 1) if length % d == 0])
+        k = b.choices.integer(0, sections - 1)
+        if b.choices.chance(30):
+            return f"np.concatenate(np.split({a.name}, {sections}, axis={axis})[::-1], axis={axis})"
+        return f"np.split({a.name}, {sections}, axis={axis})[{k}]"
+    points = sorted(b.choices.integer(0, length) for _ in range(b.choices.integer(1, 2)))
+    pieces = [p for p in np.split(np.arange(length), points)]
+    k = b.choices.pick([i for i, p in enumerate(pieces) if p.size])
+    return f"np.array_split({a.name}, {points}, axis={axis})[{k}]"
+
+
+def op_take(b: Builder) -> str:
+    """take and take_along_axis with constant integer arrays (repeats included)."""
+    a = b.operand(lambda v: v.ndim >= 1)
+    shape, ndim = a.value.shape, a.value.ndim
+    axis = b.choices.integer(-ndim, ndim - 1)
+    length = shape[axis]
+    if b.choices.chance(50):
+        picks = [b.choices.integer(-length, length - 1) for _ in range(b.choices.integer(1, 5))]
+        form = b.choices.pick(["np.take({a}, np.array({p}), axis={k})", "np.take({a}, {p}, axis={k})",
+                               "{a}.take({p}, {k})", "np.take({a}, {i}, axis={k})", "np.take({a}, {p})"])
+        flat = [b.choices.integer(-a.value.size, a.value.size - 1) for _ in picks]
+        return form.format(a=a.name, p=flat if form.endswith("{p})") else picks, k=axis, i=picks[0])
+    if b.choices.chance(20):
+        flat = [b.choices.integer(0, a.value.size - 1) for _ in range(b.choices.integer(1, 6))]
+        return f"np.take_along_axis({a.name}, np.array({flat}), axis=None)"
+    index_shape = [b.choices.pick([1, d]) for d in shape]
+    index_shape[axis] = b.choices.integer(1, 4)
+    indices = np.array([b.choices.integer(-length, length - 1) for _ in range(int(np.prod(index_shape)))])
+    text = repr(indices.reshape(index_shape).tolist())
+    return f"np.take_along_axis({a.name}, np.array({text}), axis={axis})"
+
+
+# --- assignment -------------------------------------------------------------------------
+
+def op_assign(b: Builder) -> list[str]:
+    """A new array (a copy, or zeros/ones like a value), then one or two writes into it:
+    basic and integer-array indices (repeats: the last write wins), masks, `=` and the
+    augmented operators."""
+    a = b.operand(lambda v: v.ndim >= 1)
+    base = b.choices.pick(["{a}.copy()", "np.copy({a})", "np.zeros_like({a})", "np.ones_like({a})", "{a} * 1.0"])
+    lines = ["{out} = " + base.format(a=a.name)]
+    for _ in range(b.choices.weighted([(3, 1), (1, 2)])):
+        if b.choices.chance(20):  # a traced mask takes one value, written with `=`
+            index = f"{a.name} {b.choices.pick(['>', '<'])} {b.threshold(a.value)}"
+            value = b.choices.pick([b.literal(), b.scalar_input().name])
+            lines.append(f"{{out}}[{index}] = {value}")
+            continue
+        parts = [_index_part(b, n) for n in a.value.shape]
+        if b.choices.chance(30):
+            parts[0] = b.choices.pick(["1:", ":-1", "::2"]) if a.value.shape[0] > 1 else parts[0]
+        index = ", ".join(parts)
+        target = b.eval(f"np.empty({a.value.shape})[{index}]").shape
+        op = b.choices.weighted([(4, "="), (3, "+="), (1, "-="), (1, "*="), (1, "/=")])
+        value = b.partner(b.related_shape(target) if target else ())
+        if b.choices.chance(30) and any(v.name == value for v in b.arrays):
+            value = f"np.sin({value})"
+        if op == "/=":
+            value = f"({value} * {value} + 0.5)"
+        lines.append(f"{{out}}[{index}] {op} {value}")
+    return lines
+
+
+# --- ints, Generators, and np.where with a NaN in the discarded branch -------------------
+
+def op_int(b: Builder) -> str:
+    """A Python int argument in arithmetic (traced) or where its value is needed (a
+    range, a shape, a repeat count, a slice bound: static)."""
+    n = b.int_input().name
+    a = b.operand()
+    ndim = a.value.ndim
+    axis = b.choices.integer(-ndim, ndim - 1) if ndim else None
+    forms = ["{a} * {n}", "{n} * {a} + {a}", "{a} / {n}", "{a} ** {n}", "{a} - {n}", "np.tile({a}, {n})",
+             "sum({a} * k for k in range({n}))", "np.ones(({n},) + {a}.shape, dtype=DTYPE) * {a}",
+             "np.arange({n}, dtype=DTYPE).reshape(({n},) + (1,) * {a}.ndim) * {a}"]
+    if axis is not None:
+        forms += ["np.repeat({a}, {n}, axis={k})", "np.roll({a}, {n}, axis={k})", "{a}[:{n}]",
+                  "np.diff({a}, {n} - 1, axis={k})", "np.pad({a}, {n} - 1)"]
+    return b.choices.pick(forms).format(a=a.name, n=n, k=axis)
+
+
+def op_random(b: Builder) -> str:
+    """Draws from a `np.random.Generator` argument: dropout masks and noise."""
+    a = b.operand()
+    rng = b.generator_input().name
+    shape = a.value.shape if b.choices.chance(70) else b.related_shape(a.value.shape)
+    p = b.choices.pick([0.5, 0.8])
+    forms = ["np.where({r}.random({s}) < {p}, {a} / {p}, 0.0)", "{a} * ({r}.random({s}) < {p})",
+             "{a} + 0.1 * {r}.standard_normal({s}).astype(DTYPE)", "{a} * {r}.uniform(0.5, 1.5, size={s}).astype(DTYPE)",
+             "{a} + {r}.normal(0.0, 0.1, size={s}).astype(DTYPE)", "{a} * {r}.integers(0, 2, size={s})"]
+    return b.choices.pick(forms).format(a=a.name, r=rng, s=shape, p=p)
+
+
+# (form, the side whose one-sided derivative is the gradient at z == 0)
+WHERE_NAN_FORMS = [
+    ("np.where({z} > 0, np.sqrt({z}), 0.0)", -1),
+    ("np.where({z} > 0, np.log({z}), {c})", -1),
+    ("np.where({z} > 0, {z} * np.log({z}), 0.0)", -1),
+    ("np.where({z} <= 0, 0.0, np.sqrt({z}) * {y})", -1),
+    ("np.where({z} > 0, 1.0 / {z}, {z})", -1),
+    ("np.where(np.greater({z}, 0), np.arccosh({z} + 1.0), 0.5 * {z})", -1),
+    ("np.where({z} < 0, np.sqrt(-{z}), {c} * {z})", 1),
+    ("np.where({z} != 0, np.sin({z}) / {z}, 1.0)", -1),
+    ("np.where({z} == 0, 1.0, np.sinh({z}) / {z})", -1),
+    ("np.where({z} > 0, np.sqrt({z}), 0.0) * {y}", -1),
+    ("np.where({z} > 0, np.power({z}, 0.5) + {y}, {y})", -1),
+    ("np.where({z} > 0, np.arcsin(1.0 - {z}), {y})", -1),
+]
+
+
+def op_where_nan(b: Builder) -> str:
+    """np.where whose discarded branch is NaN or inf at some points (sqrt, log, 1/z of
+    zeros and negatives): a fresh input z with exact zeros, used by this statement only.
+    The gradient must be finite, and at z == 0 the one-sided derivative."""
+    shape = b.shape(min_dims=1, max_dims=2)
+    size = int(np.prod(shape))
+    kinds = np.array([b.choices.integer(0, 2) for _ in range(size)])
+    kinds[b.choices.integer(0, size - 1)] = 0
+    magnitudes = np.round(b.rng.uniform(0.3, 2.0, size=size), 3)
+    values = np.where(kinds == 0, 0.0, np.where(kinds == 1, -magnitudes, magnitudes)).reshape(shape)
+    z = b.fresh(shape, values.astype(np.float32).astype(np.float64))
+    b.reserved.add(z.name)
+    form, side = b.choices.pick(WHERE_NAN_FORMS)
+    b.branch_points[z.name] = (values == 0, side)
+    b.lenient = True
+    y = b.partner(shape) if "{y}" in form else ""
+    return form.format(z=z.name, y=y, c=b.literal())
+
+
 # (weight, operation): hypothesis shrinks towards the first entries
 OPERATIONS: list[tuple[int, Callable[[Builder], str]]] = [
     (6, op_binary), (5, op_unary), (2, op_exp), (3, op_domain), (2, op_kink), (2, op_divide),
     (1, op_power), (2, op_extremum), (3, op_where), (1, op_clip), (4, op_reduce), (1, op_logsumexp),
     (1, op_softmax), (1, op_activation_loss), (3, op_matmul), (3, op_reshape), (2, op_transpose),
     (4, op_dims), (2, op_join), (5, op_index),
+    # the rest of NumPy the compiler supports, one family per entry
+    (3, op_unary_more), (3, op_binary_more), (1, op_steps), (3, op_statistics), (1, op_scan), (2, op_order),
+    (2, op_einsum), (2, op_contract), (2, op_linalg), (1, op_norm), (3, op_shape_more), (2, op_stack_split),
+    (2, op_take), (3, op_assign), (2, op_int), (1, op_random), (1, op_where_nan),
 ]
 
 
@@ -845,14 +1544,46 @@ def check_program(program: Program) -> Report:
     float32 when the program says so) and compare with eager NumPy and finite
     differences of the float64 loss."""
     report = Report()
-    module64 = program.load("float64")
-    args64 = program.arguments("float64")
-    argnums = tuple(range(len(args64)))
-    with np.errstate(all="ignore"):
-        reference = numerical_grad(module64.loss, *args64, argnums=argnums)
+    reference = reference_gradients(program)
     for dtype in ("float64", "float32") if program.float32 else ("float64",):
         _Checks(program, dtype, reference, report).run()
     return report
+
+
+def reference_gradients(program: Program) -> list:
+    """Centered finite differences of the float64 loss for each differentiable input
+    (every evaluation with a freshly seeded Generator); at the branch points of a
+    NaN-masking np.where, where centered differences are invalid, the one-sided
+    derivative from the side that selects the same branch."""
+    module = program.load("float64")
+    args = program.arguments("float64")
+    argnums = program.differentiable
+
+    def loss(*values: Any) -> Any:
+        fresh = program.arguments("float64")
+        return module.loss(*(f if isinstance(i.value, Rng) else v for i, v, f in zip(program.inputs, values, fresh)))
+
+    with np.errstate(all="ignore"):
+        reference = list(numerical_grad(loss, *args, argnums=argnums))
+        for slot, k in enumerate(argnums):
+            name = program.inputs[k].name
+            if name not in program.branch_points:
+                continue
+            mask, side = program.branch_points[name]
+            values = list(args)
+            for idx in zip(*np.nonzero(mask)):
+                x = np.array(args[k], dtype=np.float64)
+                samples = []
+                for step in (0, 1, 2):
+                    x[idx] = args[k][idx] + side * step * ONE_SIDED_STEP
+                    values[k] = x
+                    samples.append(float(loss(*values)))
+                # second-order one-sided difference
+                reference[slot][idx] = side * (-3 * samples[0] + 4 * samples[1] - samples[2]) / (2 * ONE_SIDED_STEP)
+    return reference
+
+
+ONE_SIDED_STEP = 1e-5
 
 
 def _leaves(tree: Any) -> list:
@@ -867,7 +1598,7 @@ class _Checks:
     def __init__(self, program: Program, dtype: str, reference: tuple, report: Report):
         self.program, self.dtype, self.reference, self.report = program, dtype, reference, report
         self.module = program.load(dtype)
-        self.argnums = tuple(range(len(program.inputs)))
+        self.argnums = program.differentiable
         with np.errstate(all="ignore"):
             self.out = self.module.program(*program.arguments(dtype))
             self.loss = self.module.loss(*program.arguments(dtype))
@@ -894,10 +1625,10 @@ class _Checks:
 
     def unmutated(self, check: str, fn: Callable, args: tuple) -> Any:
         """`fn(*args)` through `call`, failing if it changes any argument."""
-        before = [np.copy(a) for a in args]
+        before = [None if isinstance(a, np.random.Generator) else np.copy(a) for a in args]
         result = self.call(check, fn, *args)
         for name, a, b in zip(self.names, args, before):
-            if not (np.array_equal(a, b) and np.result_type(a) == np.result_type(b)):
+            if b is not None and not (np.array_equal(a, b) and np.result_type(a) == np.result_type(b)):
                 self.fail("mutation", check, f"argument {name} changed from {b!r} to {a!r}")
         self.fresh(check, result, args)
         return result
@@ -943,8 +1674,8 @@ class _Checks:
             return
         self.compare_grads("grad", grads, args)
         self.check_float32_throughout(args)
-        again = self.call("grad", fn, *args)
-        for name, g, h in zip(self.names, grads, again or grads):
+        again = self.call("grad", fn, *self.program.arguments(self.dtype))  # a fresh Generator, if any
+        for name, g, h in zip(self.diff_names, grads, again or grads):
             if not np.array_equal(g, h):
                 self.fail("mismatch", "grad", f"second call (cached) gives another gradient of {name}: {h!r} vs {g!r}")
 
@@ -957,8 +1688,10 @@ class _Checks:
             return
         arrays = tuple(k for k, a in enumerate(args) if isinstance(a, np.ndarray))
         graph = self.call("grad", grad(self.module.loss, argnums=arrays).ir, *args)
+        # a Generator draws float64, in NumPy as here: forward nodes of those lines are exempt
         widened = [] if graph is None else [
             n for n in graph.nodes() if n.dtype.kind == "f" and n.dtype != np.float32 and not n.aval.weak
+            and not (n.grad_of is None and n.loc is not None and "rng." in (n.loc.text or ""))
         ]
         if widened:
             n = widened[0]
@@ -983,7 +1716,7 @@ class _Checks:
         if loss is None:
             return
         self.compare("compile_step", "returned loss", loss, self.loss, "forward", check_dtype=False)
-        for i, g in zip(self.program.inputs, self.reference):
+        for i, g in zip(self.diff_inputs, self.reference):
             if i.name in params:
                 expected = (old[i.name] - LR * g).astype(self.dtype)
                 self.compare("compile_step", f"updated {i.name}", params[i.name], expected, "gradient")
@@ -994,8 +1727,17 @@ class _Checks:
     def names(self) -> list[str]:
         return [i.name for i in self.program.inputs]
 
+    @property
+    def diff_inputs(self) -> list[Input]:
+        return [self.program.inputs[k] for k in self.argnums]
+
+    @property
+    def diff_names(self) -> list[str]:
+        return [i.name for i in self.diff_inputs]
+
     def compare_grads(self, check: str, grads: tuple, args: tuple) -> None:
-        for name, g, expected, arg in zip(self.names, grads, self.reference, args):
+        args = [args[k] for k in self.argnums]
+        for name, g, expected, arg in zip(self.diff_names, grads, self.reference, args):
             self.report.gradients_checked += 1
             if np.result_type(g) != np.result_type(arg) or np.shape(g) != np.shape(arg):
                 self.fail("dtype", check, f"gradient of {name} is {_describe(g)}, argument is {_describe(arg)}")
@@ -1035,8 +1777,16 @@ def describe(program: Program, report: Report) -> str:
     dtype = "float32" if any("float32" in f.check for f in report.failures) else "float64"
     lines = [str(f) for f in report.failures]
     lines += ["", f"program ({dtype}; inputs: {_inputs_text(program)}):", program.source(dtype)]
+    if program.branch_points:
+        lines += [f"branch points (one-sided reference): {', '.join(program.branch_points)}"]
     return "\n".join(lines)
 
 
 def _inputs_text(program: Program) -> str:
-    return ", ".join(f"{i.name}={np.array2string(np.asarray(i.value), precision=8, separator=', ')}" for i in program.inputs)
+    return ", ".join(f"{i.name}={_input_text(i.value)}" for i in program.inputs)
+
+
+def _input_text(value: Any) -> str:
+    if isinstance(value, Rng):
+        return f"np.random.default_rng({value.seed})"
+    return np.array2string(np.asarray(value), precision=8, separator=', ')

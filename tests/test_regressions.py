@@ -91,3 +91,24 @@ def test_a_gradient_never_aliases_an_argument_after_simplification():
     g_a, g_c = g(a, c)
     assert (g_a, g_c) == (3.0, 2.0)
     assert not np.shares_memory(g_a, c) and not np.shares_memory(g_c, a)
+
+
+def test_results_never_share_memory_with_arguments_or_each_other():
+    m = np.arange(9.0).reshape(3, 3)
+    r = jit(lambda m: np.diagonal(m))(m)
+    r[0] = 100.0
+    assert m[0, 0] == 0.0
+    x = np.array([1.0, 2.0])
+    assert not np.shares_memory(jit(lambda x: np.einsum("i", x))(x), x)
+    f = grad(lambda z, x, y: np.sum(np.sin(z + np.concatenate([x, y]))), argnums=(0, 1, 2))
+    g_z, g_x, g_y = f(np.zeros(3), np.array([0.1, 0.2]), np.array([0.3]))
+    assert not np.shares_memory(g_z, g_x) and not np.shares_memory(g_z, g_y)
+    a, b = jit(lambda x: (np.reshape(x * 2.0, (1, 1)), np.roll(x * 2.0, -1)))(np.array([1.5]))
+    assert not np.shares_memory(a, b)
+
+
+def test_a_python_int_exponent_keeps_float32_gradients_float32():
+    g = grad(lambda x, n: np.sum(x ** n))
+    x = np.float32([1.5, 2.0])
+    assert g(x, 2).dtype == np.float32
+    assert all(n.dtype != np.float64 for n in g.ir(x, 2).nodes() if n.dtype.kind == "f" and not n.aval.weak)

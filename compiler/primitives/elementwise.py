@@ -143,6 +143,8 @@ def _power_base_vjp(power):
         exponent = y - 1
         if value is None or np.any(value == 0):
             exponent = np.where(y == 0, 1, exponent)
+            if y.aval.weak:  # np.where makes a Python number an array: keep it from widening x
+                exponent = exponent.astype(out.dtype)
         return g * (y * power(x, exponent))
 
     return vjp

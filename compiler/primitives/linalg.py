@@ -159,7 +159,9 @@ def _einsum_vjp(g, out, *operands, subscripts: str, optimize):
     )
 
 
-register(Primitive("einsum", abstract=_einsum_abstract, emit=_einsum_emit, vjp=_einsum_vjp))
+# one operand's einsum ('ii->i', 'ij->ji', 'i') may be a view of it, as in NumPy
+register(Primitive("einsum", abstract=_einsum_abstract, emit=_einsum_emit, vjp=_einsum_vjp,
+                   view=lambda node: len(node.inputs) == 1))
 
 
 # --- kron, cross ------------------------------------------------------------

@@ -49,7 +49,7 @@ class Primitive:
     emit_stmts: Optional[StmtRule] = None
     emit_weak: Optional[EmitRule] = None
     differentiable: bool = True
-    view: bool = False
+    view: Any = False  # a bool, or a predicate of the node for primitives that are views only sometimes
     augmented: Optional[ast.operator] = None
     commutative: bool = False
     effectful: bool = False
