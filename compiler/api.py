@@ -515,7 +515,7 @@ def _scalar_output(graph: Graph, result: Any, name: str) -> int:
         )
     node = graph.node(result.id)
     if node.shape != () or node.dtype.kind not in "fc":
-        where = f"{node.loc}: " if isinstance(node.loc, Loc) else ""
+        where = f"{node.loc.user}: " if isinstance(node.loc, Loc) else ""
         raise GradError(
             f"{where}grad needs a scalar float output, but {name} returned {node.aval}. "
             "Reduce it first (e.g. np.sum or np.mean), or differentiate one element."

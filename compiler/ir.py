@@ -44,14 +44,22 @@ class Aval(NamedTuple):
 
 
 class Loc(NamedTuple):
-    """Where a node came from in the user's code."""
+    """Where a node came from: a line of the user's code, or a line of a library
+    function (runtime.nn) `via` the user's line that called it."""
 
     filename: str
     line: int
     text: str = ""
+    via: Optional["Loc"] = None
+
+    @property
+    def user(self) -> "Loc":
+        """The user's own line (the one errors name)."""
+        return self.via or self
 
     def __str__(self) -> str:
-        return f"{os.path.basename(self.filename)}:{self.line}"
+        here = f"{os.path.basename(self.filename)}:{self.line}"
+        return f"{here} via {self.via}" if self.via is not None else here
 
 
 INPUT, CONST, CALL = "input", "const", "call"  # the kinds of node

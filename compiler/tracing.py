@@ -63,7 +63,9 @@ class TraceContext:
         if frame is None or frame is self.root:
             return {}
         self.harvest_names(frame)
-        return {"loc": frame_loc(self.user_caller(frame))}
+        caller = self.user_caller(frame)
+        loc = frame_loc(frame)
+        return {"loc": loc if caller is frame else loc._replace(via=frame_loc(caller))}
 
     def user_caller(self, frame: FrameType) -> FrameType:
         """The user's own frame for `frame`: work inside a library function (runtime.nn)

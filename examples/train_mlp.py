@@ -55,11 +55,10 @@ def main() -> None:
     test_accuracy = accuracy(step.predict(params, X_test), y_test)
     print(f"test accuracy: {test_accuracy:.2%} on {len(y_test)} held-out digits")
 
-    source_path = args.out / "train_step.py"
-    source_path.write_text(step.source(params, X_train[:64], y_train[:64]))
+    source_path = step.save(args.out / "train_step.py", params, X_train[:64], y_train[:64])
     plot_path = args.out / "training.png"
     plot(history, plot_path)
-    print(f"generated training step: {source_path}")
+    print(f"generated training step: {source_path} (a module that needs NumPy only)")
     print(f"loss and accuracy plot:  {plot_path}")
 
 

@@ -150,6 +150,9 @@ def mlp(params: dict[str, Array], x: Array,
     depth = sum(1 for key in params if key.startswith("W"))
     h = x
     for i in range(1, depth + 1):
-        z = named(h @ params[f"W{i}"] + params[f"b{i}"], f"z{i}" if i < depth else "logits")
-        h = named(activation(z), f"a{i}") if i < depth else z
-    return h
+        z = h @ params[f"W{i}"] + params[f"b{i}"]
+        named(z, f"z{i}" if i < depth else "logits")  # names for generated code
+        if i < depth:
+            h = activation(z)
+            named(h, f"a{i}")
+    return z

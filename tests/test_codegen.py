@@ -1,8 +1,9 @@
 """The generated source meets the bar in DESIGN.md: it reads like the lecture's
 backward pass, runs with NumPy alone, and is byte-for-byte deterministic.
 
-The golden file tests/golden/quiz_value_and_grad.py is the generated
-`value_and_grad(quiz, argnums=(0, 1))` source. After an intended change to code
+The golden files are the generated `value_and_grad(quiz, argnums=(0, 1))` source
+(tests/golden/quiz_value_and_grad.py) and an MLP training step
+(tests/golden/mlp_step.py). After an intended change to code
 generation, regenerate it with `ADJOINT_UPDATE_GOLDEN=1 pytest tests/test_codegen.py`
 and review the diff like any other code change.
 """
@@ -19,12 +20,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler import grad, value_and_grad
+from compiler import compile_step, grad, value_and_grad
+from mlp_functions import mlp_loss
 from quiz_functions import quiz, quiz2, quiz_one_liner, shadowing
+from runtime import nn, optim
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 GOLDEN = TESTS / "golden" / "quiz_value_and_grad.py"
+GOLDEN_STEP = TESTS / "golden" / "mlp_step.py"
 QUIZ_LINES = Path(TESTS / "quiz_functions.py").read_text().splitlines()
 
 
@@ -57,6 +61,18 @@ def test_golden_source(quiz_source):
     if os.environ.get("ADJOINT_UPDATE_GOLDEN"):
         GOLDEN.write_text(quiz_source)
     assert quiz_source == GOLDEN.read_text(), (
+        "generated source changed; if intended, regenerate with ADJOINT_UPDATE_GOLDEN=1")
+
+
+def test_golden_mlp_step():
+    """The training step names values the way a reader would: layers z1, a1, ...,
+    logits, the loss, cotangents after their values, library lines via the user's."""
+    params = nn.init_mlp([4, 8, 8, 3], rng=np.random.default_rng(0))
+    x, y = np.ones((5, 4)), np.array([0, 1, 2, 0, 1])
+    source = compile_step(mlp_loss, optim.SGD(lr=0.1, momentum=0.9)).source(params, x, y)
+    if os.environ.get("ADJOINT_UPDATE_GOLDEN"):
+        GOLDEN_STEP.write_text(source)
+    assert source == GOLDEN_STEP.read_text(), (
         "generated source changed; if intended, regenerate with ADJOINT_UPDATE_GOLDEN=1")
 
 

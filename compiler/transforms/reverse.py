@@ -70,7 +70,7 @@ def _refuse_complex(graph: Graph, active: set[int]) -> None:
     for i in sorted(active):
         node = graph.node(i)
         if node.dtype.kind == "c":
-            where = f"{node.loc}: " if node.loc is not None else ""
+            where = f"{node.loc.user}: " if node.loc is not None else ""
             raise UnsupportedError(
                 f"{where}gradients through complex values ({node.aval}) are not supported yet; "
                 "differentiate with respect to the real and imaginary parts as separate float arrays."
