@@ -356,3 +356,20 @@ def test_explain_retraces_says_which_argument_changed(caplog):
     assert "flag: static bool True -> static bool False" in messages[1]
     assert "structure changed" in messages[2]
     assert all("test_trust.py" in m for m in messages)
+
+
+def test_unused_draws_still_happen_in_order():
+    """A draw the gradient does not need still runs, in the function's order: every
+    later draw of the Generator stays the number eager NumPy draws."""
+    def f(x, rng):
+        noisy = x + rng.normal(0.0, 0.1, size=())
+        return noisy * rng.uniform(0.5, 1.5, size=()) * -0.23
+
+    eager = np.random.default_rng(1)
+    eager.normal(0.0, 0.1, size=())
+    expected = -0.23 * eager.uniform(0.5, 1.5, size=())
+    np.testing.assert_allclose(grad(f)(1.37, np.random.default_rng(1)), expected)
+    unused = jit(lambda x, rng: (rng.random(()) < 0.5, x * rng.uniform(0.5, 1.5, size=()))[1])
+    eager = np.random.default_rng(2)
+    eager.random(())
+    np.testing.assert_allclose(unused(2.0, np.random.default_rng(2)), 2.0 * eager.uniform(0.5, 1.5, size=()))
