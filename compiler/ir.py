@@ -200,34 +200,20 @@ def topological_order(dag: nx.DiGraph, key: Optional[Callable[[int], Any]] = Non
     `nx.NetworkXUnfeasible` on a cycle."""
     succ, pred = dag._succ, dag._pred
     indegree = {v: len(p) for v, p in pred.items() if p}
+    rank = key if key is not None else (lambda v: v)
+    ready = [(rank(v), v) for v, p in pred.items() if not p]
+    heapq.heapify(ready)
     order = []
-    pop, push = heapq.heappop, heapq.heappush
-    if key is None:
-        ready = [v for v, p in pred.items() if not p]
-        heapq.heapify(ready)
-        while ready:
-            v = pop(ready)
-            order.append(v)
-            for child in succ[v]:
-                d = indegree[child] - 1
-                if d:
-                    indegree[child] = d
-                else:
-                    del indegree[child]
-                    push(ready, child)
-    else:
-        keyed = [(key(v), v) for v, p in pred.items() if not p]
-        heapq.heapify(keyed)
-        while keyed:
-            v = pop(keyed)[1]
-            order.append(v)
-            for child in succ[v]:
-                d = indegree[child] - 1
-                if d:
-                    indegree[child] = d
-                else:
-                    del indegree[child]
-                    push(keyed, (key(child), child))
+    while ready:
+        v = heapq.heappop(ready)[1]
+        order.append(v)
+        for child in succ[v]:
+            d = indegree[child] - 1
+            if d:
+                indegree[child] = d
+            else:
+                del indegree[child]
+                heapq.heappush(ready, (rank(child), child))
     if indegree:
         raise nx.NetworkXUnfeasible("Graph contains a cycle or graph changed during iteration")
     return order
