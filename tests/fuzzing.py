@@ -1468,11 +1468,13 @@ WHERE_NAN_FORMS = [
 
 def op_where_nan(b: Builder) -> str:
     """np.where whose discarded branch is NaN or inf at some points (sqrt, log, 1/z of
-    zeros and negatives): a fresh input z with exact zeros, used by this statement only.
+    zeros and negatives): a fresh input z with an exact zero, used by this statement only.
     The gradient must be finite, and at z == 0 the one-sided derivative."""
     shape = b.shape(min_dims=1, max_dims=2)
     size = int(np.prod(shape))
-    kinds = np.array([b.choices.integer(0, 2) for _ in range(size)])
+    # one exact zero: two independent zeros could tie later (np.ptp, np.max of them),
+    # a kink where no finite difference is a valid reference
+    kinds = np.array([b.choices.integer(1, 2) for _ in range(size)])
     kinds[b.choices.integer(0, size - 1)] = 0
     magnitudes = np.round(b.rng.uniform(0.3, 2.0, size=size), 3)
     values = np.where(kinds == 0, 0.0, np.where(kinds == 1, -magnitudes, magnitudes)).reshape(shape)
