@@ -12,7 +12,7 @@ from compiler.primitives import registry
 
 def is_view(node: Node) -> bool:
     """Whether `node`'s value may be a view of its first operand."""
-    if not node.is_call:
+    if node.op is None:  # an input or a constant
         return False
     view = registry.get(node.op).view
     if callable(view):

@@ -119,8 +119,10 @@ class _Emitter:
         else:
             self.group = ("forward", loc)
             suffix = f"  # {loc}" if loc is not None else ""
-        self.lines.extend("    " + _unparse(s) + suffix for s in stmts)
-        self.names_scipy = self.names_scipy or any(_names_scipy(s) for s in stmts)
+        printed = ["    " + _unparse(s) + suffix for s in stmts]
+        self.lines.extend(printed)
+        # a false positive (the text in a comment or string) only adds an unused import
+        self.names_scipy = self.names_scipy or any("scipy.special." in line for line in printed)
         if self.debug_nans and node.dtype.kind in "fc":
             self.lines.extend("    " + line for line in _unparse(_finite_check(self.names[node.id], node)).splitlines())
         released = self.plan.release.get(node.id)
@@ -131,10 +133,6 @@ class _Emitter:
         if isinstance(tree, tuple):
             return ast.Tuple([self.output(t) for t in tree], ast.Load())
         return self.ref(tree)
-
-
-def _names_scipy(stmt: ast.stmt) -> bool:
-    return any(isinstance(n, ast.Name) and n.id == "scipy" for n in ast.walk(stmt))
 
 
 def _finite_check(name: str, node: Node) -> ast.stmt:

@@ -8,7 +8,8 @@ from compiler.primitives import registry
 def dce(graph: Graph) -> bool:
     # one walk from all roots at once: a walk per output is quadratic when a graph
     # has many outputs (one gradient per parameter)
-    effects = [node.id for node in graph.nodes() if node.is_call and registry.get(node.op).effectful]
+    effectful = registry.effectful_ops()
+    effects = [i for i, data in graph.dag.nodes(data="node") if data.op in effectful]
     live = graph.ancestors(list(graph.outputs) + effects) | set(graph.inputs)
     dead = [i for i in graph.dag.nodes if i not in live]
     if dead:

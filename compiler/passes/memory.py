@@ -74,7 +74,8 @@ def plan_memory(graph: Graph, returned: Iterable[int], updates: Iterable[tuple[i
 def _schedule(graph: Graph, returned: list[int]) -> list[int]:
     """Topological order by node id, with nodes that no returned value needs last
     (random draws count as needed: they stay in the order the function made them)."""
-    effects = [node.id for node in graph.nodes() if node.is_call and registry.get(node.op).effectful]
+    effectful = registry.effectful_ops()
+    effects = [i for i, data in graph.dag.nodes(data="node") if data.op in effectful]
     needed = graph.ancestors(list(returned) + effects)
     inputs = set(graph.inputs)
     if len(needed) == graph.dag.number_of_nodes():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -78,6 +79,16 @@ def register(prim: Primitive) -> Primitive:
 
 def get(name: str) -> Primitive:
     return _REGISTRY[name]
+
+
+def effectful_ops() -> frozenset[str]:
+    """The names of the effectful primitives (random draws)."""
+    return _effectful(len(_REGISTRY))
+
+
+@functools.lru_cache(maxsize=8)
+def _effectful(size: int) -> frozenset[str]:  # keyed by the table's size: new registrations refresh it
+    return frozenset(name for name, prim in _REGISTRY.items() if prim.effectful)
 
 
 def registered() -> dict[str, Primitive]:
