@@ -103,8 +103,15 @@ def reverse(graph: Graph, wrt: list[int], output: int) -> tuple[Graph, list[int]
         for node in reversed(joint.nodes()):
             if node.id not in forward_ids or node.id not in active or node.id not in contributions:
                 continue
-            mode.at(loc=node.loc, grad_of=node.id)
-            g, mask, dirty = _accumulate(joint, contributions.pop(node.id), node, forward_ids)
+            parts = contributions.pop(node.id)
+            if node.is_input:
+                # an input's gradient sums its consumers' parts: it reads as part of the
+                # backward group of its first consumer, not of the function's `def` line
+                first = joint.node(min(part.consumer for part in parts))
+                mode.at(loc=first.loc, grad_of=first.id)
+            else:
+                mode.at(loc=node.loc, grad_of=node.id)
+            g, mask, dirty = _accumulate(joint, parts, node, forward_ids)
             if node.is_input:
                 grads[node.id] = g
                 continue

@@ -16,6 +16,5 @@ def quiz_value_and_grad(x, z):
     # grad of: quiz_functions.py:8  a = x * z
     g_a = d + 1.0 / b - f / a
     g_z = g_a * x
-    # grad of: quiz_functions.py:7  def quiz(x, z):
     g_x = g_a * z + g_b / x
     return (y, (g_x, g_z))
