@@ -141,9 +141,10 @@ def current_guards() -> Optional[Guards]:
     return contexts[-1].guards if contexts else None
 
 
-class StaticArgument(Exception):
+class StaticArgument(BaseException):
     """The trace needs the concrete value of these traced int arguments (graph input
-    positions): the caller makes them static and traces again."""
+    positions): the caller makes them static and traces again. A BaseException, so
+    that an `except Exception:` in the user's function does not swallow it."""
 
     def __init__(self, inputs: tuple[int, ...]):
         super().__init__(inputs)

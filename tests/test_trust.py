@@ -373,3 +373,18 @@ def test_unused_draws_still_happen_in_order():
     eager = np.random.default_rng(2)
     eager.random(())
     np.testing.assert_allclose(unused(2.0, np.random.default_rng(2)), 2.0 * eager.uniform(0.5, 1.5, size=()))
+
+
+def test_an_int_becomes_static_even_inside_the_users_try_block():
+    def f(x, n):
+        try:
+            steps = range(n)
+        except Exception:  # a broad handler in user code must not hide the retrace
+            steps = range(1)
+        y = x
+        for _ in steps:
+            y = np.sin(y)
+        return np.sum(y)
+
+    x = np.linspace(0.1, 0.5, 3)
+    np.testing.assert_allclose(grad(f)(x, 3), grad(lambda x: f(x, 3))(x))
