@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo quiz test bench fuzz docs clean
+.PHONY: demo quiz test bench bench-mlp fuzz docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+bench-mlp: $(STAMP)
+	$(PY) benchmarks/mlp_step.py
 
 docs: $(STAMP)
 	$(PY) docs/numpy_support.py --write

@@ -285,3 +285,10 @@ def test_unicode_names_survive():
     assert "γ = α * β" in source and "g_γ" in source
     value, (gα, gβ) = g(α, β)
     np.testing.assert_allclose(gα, np.cos(α * β) * β, rtol=1e-14)
+
+
+def test_constants_read_as_written():
+    """A mean's count prints as a division (`/ 16`), not as its folded reciprocal."""
+    source = grad(lambda x: np.mean((x - 1.0) ** 2)).source(np.ones(32))
+    assert "g_x = (x - 1.0) / 16" in source, source
+    assert "0.0625" not in source

@@ -2,11 +2,12 @@
 from compiler.ir import Graph
 from compiler.passes.cse import cse
 from compiler.passes.dce import dce
-from compiler.passes.simplify import simplify
+from compiler.passes.simplify import simplify, spell_divisions
 
 
 def optimize(graph: Graph) -> Graph:
-    """The standard pipeline: merge duplicates, simplify, drop dead code, to a fixpoint.
+    """The standard pipeline: merge duplicates, simplify, drop dead code, to a fixpoint;
+    then spell multiplications by exact reciprocals as divisions (`x / 32`).
 
     A round in which simplify and dce change nothing ends it even when cse merged
     something: cse is idempotent (one pass in topological order also merges what its
@@ -18,7 +19,8 @@ def optimize(graph: Graph) -> Graph:
         changed |= dce(graph)
         if not changed:
             break
+    spell_divisions(graph)
     return graph
 
 
-__all__ = ["cse", "dce", "simplify", "optimize"]
+__all__ = ["cse", "dce", "simplify", "spell_divisions", "optimize"]

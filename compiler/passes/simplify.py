@@ -313,6 +313,46 @@ def _minus_one_to_negation(graph: Graph, node: Node) -> bool:
     return False
 
 
+def spell_divisions(graph: Graph) -> bool:
+    """After the rewrites: print multiplications by exact reciprocals as divisions."""
+    changed = False
+    for node in graph.nodes():
+        if node.op == "multiply" and node.id in graph:
+            changed |= _reciprocal_to_division(graph, node)
+    return changed
+
+
+def _reciprocal_to_division(graph: Graph, node: Node) -> bool:
+    """c * x -> x / k when c is exactly 1 / k for an integer k: a mean's `/ 32` reads as
+    written instead of as `0.03125 * x` (and x / 3 is the correctly rounded value)."""
+    if node.dtype.kind not in "fc":
+        return False
+    for k in (0, 1):
+        c, x = graph.python_scalar(node.inputs[k]), node.inputs[1 - k]
+        if not isinstance(c, float) or c in (0.0, 1.0, -1.0) or not np.isfinite(c):
+            continue
+        divisor = round(1 / c)
+        if not 3 <= abs(divisor) <= 1_000_000 or 1.0 / divisor != c:
+            continue  # (0.5 * g reads like the math; only counts become divisions)
+        if _try_inputs_as(graph, node, "divide", (x, _constant(graph, divisor))):
+            return True
+    return False
+
+
+def _try_inputs_as(graph: Graph, node: Node, op: str, inputs: tuple[int, ...]) -> bool:
+    """Turn `node` into `op(*inputs)` if its shape and dtype stay exactly the same."""
+    avals = [graph.node(j).aval for j in inputs]
+    try:
+        aval = registry.get(op).abstract(*avals, **node.params)
+    except ShapeError:
+        return False
+    if aval != node.aval:
+        return False
+    node.op = op
+    graph.set_inputs(node.id, inputs)
+    return True
+
+
 @_applies_to(lambda op, prim: op in ("multiply", "divide", "add", "subtract"))
 def _pull_negation(graph: Graph, node: Node) -> bool:
     """(-a) * b and a * (-b) -> -(a * b), likewise for /; a + (-b) -> a - b,
