@@ -16,6 +16,8 @@ from compiler.api import Compiled, Transformed, _scalar_output, refill, split_au
 from compiler.prediction import Prediction
 from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
+from compiler import step_call
+from compiler.config import debug_nans_enabled
 from compiler.lowering import lower
 from compiler.guards import Guards
 from compiler.signature import Signature, arg_names, check_call, leaf_names, signature
@@ -40,16 +42,34 @@ class Step(Transformed):
         self._predict: Prediction | None = None
         self._params_def: Any = None
         self.steps = 0  # calls so far: the step count learning-rate schedules see
+        self._last: step_call.LastCall | None = None  # the fast path's record of the last call
 
     def __call__(self, params: Any, *batch: Any, **kwargs: Any) -> Any:
-        try:
-            compiled, leaves, _ = self._entry(self._arguments(params, batch), kwargs)
-        except AdjointError as err:
-            raise err.with_traceback(None) from None
+        last, leaves = self._last, None
+        if last is not None and not kwargs:
+            leaves = step_call.arguments(last, params, self.state, batch, self._structure(), debug_nans_enabled(),
+                                         self._hyper_values)
+        if leaves is not None:
+            compiled = last.compiled
+        else:
+            try:
+                compiled, leaves, _ = self._entry(self._arguments(params, batch), kwargs)
+            except AdjointError as err:
+                raise err.with_traceback(None) from None
+            self._last = None if kwargs else step_call.record(
+                params, self.state, batch, self._structure(), debug_nans_enabled(), compiled,
+                len(leaves), len(self._hyper_values()))
         self._labels = batch[-1] if batch else None
         loss = compiled.rebuild(self._run(compiled, leaves))
         self.steps += 1
         return loss
+
+    def _hyper_values(self) -> list:
+        hyperparams = getattr(self.optimizer, "hyperparams", None)
+        return list(hyperparams(self.steps).values()) if hyperparams is not None else []
+
+    def _structure(self) -> tuple:
+        return self.optimizer.structure() if hasattr(self.optimizer, "structure") else ()
 
     @api_boundary
     def source(self, params: Any, *batch: Any, **kwargs: Any) -> str:
@@ -65,8 +85,7 @@ class Step(Transformed):
         the batch."""
         hyperparams = getattr(self.optimizer, "hyperparams", None)
         hyper = hyperparams(self.steps) if hyperparams is not None else {}
-        structure = self.optimizer.structure() if hasattr(self.optimizer, "structure") else ()
-        return (params, self._state_for(params), hyper, structure) + tuple(batch)
+        return (params, self._state_for(params), hyper, self._structure()) + tuple(batch)
 
     def _check_call(self, args: tuple, kwargs: dict) -> None:
         check_call(self.fun, (args[0],) + args[4:], kwargs)

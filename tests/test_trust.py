@@ -388,3 +388,47 @@ def test_an_int_becomes_static_even_inside_the_users_try_block():
 
     x = np.linspace(0.1, 0.5, 3)
     np.testing.assert_allclose(grad(f)(x, 3), grad(lambda x: f(x, 3))(x))
+
+
+# --- the training step's fast call path --------------------------------------------------
+
+def _mlp_step(opt):
+    rng = np.random.default_rng(0)
+    params = nn.init_mlp([3, 5, 2], rng=rng)
+    x, y = rng.normal(size=(4, 3)), np.array([0, 1, 1, 0])
+    step = compile_step(lambda p, x, y: nn.softmax_cross_entropy(nn.mlp(p, x), y), opt)
+    return step, params, x, y
+
+
+def _eager_sgd(params, x, y, lr):
+    g = grad(lambda p: nn.softmax_cross_entropy(nn.mlp(p, x), y))(params)
+    return {k: params[k] - lr * g[k] for k in params}
+
+
+def test_fast_path_sees_an_array_replaced_in_params():
+    step, params, x, y = _mlp_step(optim.SGD(lr=0.1))
+    step(params, x, y)
+    params["W1"] = params["W1"] * 2.0                 # a new array under the same key
+    expected = _eager_sgd(params, x, y, 0.1)
+    step(params, x, y)
+    for k in params:
+        np.testing.assert_allclose(params[k], expected[k])
+
+
+def test_fast_path_follows_new_batches_hyperparameters_and_state():
+    opt = optim.SGD(lr=0.1, momentum=0.9)
+    step, params, x, y = _mlp_step(opt)
+    step(params, x, y)
+    state_before = step.state
+    opt.lr = 0.0                                      # a hyperparameter: still a run-time input
+    frozen = {k: v.copy() for k, v in params.items()}
+    step(params, x, y)
+    for k in params:
+        np.testing.assert_allclose(params[k], frozen[k])
+    step(params, x[:2], y[:2])                        # another batch shape: traced again
+    assert step.trace_count == 2 and step.state is state_before
+    step.state = None                                 # a reset state starts from zero velocity
+    step(params, x, y)
+    g_W1 = grad(lambda p: nn.softmax_cross_entropy(nn.mlp(p, x), y))(params)["W1"]
+    assert step.state is not state_before
+    np.testing.assert_allclose(step.state["velocity"]["W1"], g_W1)
