@@ -20,7 +20,9 @@ rotates each round, so each sees the same machine load), after a warm-up:
 
 Printed per config and dtype, with 1 and with 2 BLAS threads: the median time per step
 and its ratio to `numpy`; minor page faults per step over the timed rounds; the peak
-memory of a few steps, each implementation in a fresh subprocess; the compile time
+memory of a few steps and the page faults of a few more, each implementation in a
+fresh subprocess (malloc's state, and so the faults, depend on the process's history);
+the compile time
 (first call minus a steady call); and the BLAS in use. Then the tracker's targets with
 PASS/FAIL (the process does not fail on a FAIL).
 
@@ -367,10 +369,16 @@ def _rss_kib() -> int | None:
 
 def memory_child(impl: str, config: str, dtype: str, threads: int) -> None:
     """In a fresh process: set up, run one product on BLAS (so its buffers exist before
-    the baseline), take ru_maxrss, run MEMORY_STEPS steps, print the growth as JSON.
+    the baseline), take ru_maxrss, run MEMORY_STEPS steps, then MEMORY_STEPS more
+    counting page faults; print the growth of ru_maxrss and the faults per step as JSON.
 
     A child's ru_maxrss never reads below its parent's peak at the time of the spawn
-    (the kernel carries it over exec); `floored` says when that hid the baseline."""
+    (the kernel carries it over exec); `floored` says when that hid the baseline.
+
+    The fresh process's page faults complement the in-process count: glibc's malloc
+    returns blocks over its mmap threshold (128 KiB at first) to the kernel on free,
+    and raises that threshold when such a block is freed, so whether an array of a
+    given size faults again each step depends on what the process allocated before."""
     with threadpool_limits(limits=threads):
         p = make_problem(config, np.dtype(dtype).type)
         run = IMPLEMENTATIONS[impl](p, threads)
@@ -382,8 +390,12 @@ def memory_child(impl: str, config: str, dtype: str, threads: int) -> None:
         for _ in range(MEMORY_STEPS):
             run()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        faults = minflt()
+        for _ in range(MEMORY_STEPS):
+            run()
+        faults = (minflt() - faults) / MEMORY_STEPS
     floored = rss is not None and base > rss + 1024
-    print(json.dumps({"peak_mib": (peak - base) / 1024, "floored": floored}))
+    print(json.dumps({"peak_mib": (peak - base) / 1024, "floored": floored, "faults": faults}))
 
 
 def measure_memory(impl: str, config: str, dtype: type, threads: int) -> dict:
@@ -451,6 +463,8 @@ def print_header(args: argparse.Namespace) -> None:
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         print(f"  {var}={os.environ.get(var, '(unset)')}")
     print(f"  BLAS: {describe_blas()}")
+    print("  faults/step: minor page faults over the timed rounds in this process; peak MiB and fresh")
+    print("  faults/step: a fresh subprocess per implementation (peak over its first steps, compile included)")
     for name in OPTIONAL:
         if not available(name):
             print(f"  note: {name} is not installed; its column is skipped (pip install {name} to include it)")
@@ -462,17 +476,17 @@ def print_block(p: Problem, threads: int, timings: dict[str, Timing], memory: di
     hand = timings["numpy"].median
     print(f"\n{p.config} {'-'.join(map(str, p.sizes))} batch {p.batch}, {np.dtype(p.dtype).name}, "
           f"{threads} BLAS thread{'s' if threads > 1 else ''}")
-    print(f"  {'':<11}{'time/step':>12} {'x numpy':>8} {'faults/step':>12} {'peak MiB':>9}")
+    print(f"  {'':<11}{'time/step':>12} {'x numpy':>8} {'faults/step':>12} {'peak MiB':>9} {'fresh faults/step':>18}")
     for name, t in timings.items():
         ratio = f"{t.median / hand:8.3f}"
         faults = f"{t.faults_per_call:12.2f}" if name in FAULTS_OF else " " * 12
         mem = memory.get(name)
         if mem is None:
-            peak = f"{'-':>9}"
+            peak = f"{'-':>9} {'-':>18}"
         elif "error" in mem:
             peak = f"{'error':>9}"
         else:
-            peak = f"{mem['peak_mib']:9.1f}" + (" (floored)" if mem["floored"] else "")
+            peak = f"{mem['peak_mib']:9.1f} {mem['faults']:18.1f}" + (" (floored)" if mem["floored"] else "")
         print(f"  {name:<11}{fmt_time(t.median):>12} {ratio} {faults} {peak}")
     compiled, floor = timings["compiled"], timings["gemm floor"]
     print(f"  compiled / gemm floor: {compiled.median / floor.median:.3f}   "
