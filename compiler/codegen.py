@@ -75,8 +75,8 @@ class _Emitter:
         if node.id in self.plan.in_place:
             buffer, steps = self.plan.in_place[node.id]
             self.names[node.id] = self.names[buffer]
-            target = ast.Name(self.names[buffer], ast.Store())
-            self.write(node, [ast.AugAssign(target, op, self.ref(other)) for _, op, other in steps])
+            self.write(node, [ast.AugAssign(ast.Name(self.names[target], ast.Store()), op, self.ref(operand))
+                              for target, op, operand in steps])
             return
         if prim.emit is not None:
             weak = prim.emit_weak is not None and all(self.graph.node(i).aval.weak for i in node.inputs)

@@ -32,7 +32,8 @@ from compiler.primitives import registry
 MAX_INLINE = 8  # operations folded into one expression before a temporary is named
 MIN_DEL_SIZE = 4096  # elements: smaller arrays cost less to keep than a `del` line costs to read
 
-# One step of an in-place chain: (node, operator, other operand): `buffer <op>= other`.
+# One augmented assignment: (target, operator, operand): `target <op>= operand`, where the
+# target is the updated buffer, or a dead temporary scaled before it is subtracted.
 Step = tuple[int, ast.operator, int]
 
 
@@ -63,7 +64,7 @@ def plan_memory(graph: Graph, returned: Iterable[int], updates: Iterable[tuple[i
         if node not in in_place and targets.get(node) == buffer:
             steps = _chain(graph, buffer, node, inlined)
             if steps is not None and _old_value_dead(graph, buffer, node, inlined, position):
-                in_place[node] = (buffer, steps)
+                in_place[node] = (buffer, _scale_dead_operand(graph, steps, inlined, returned))
                 continue
         copies.append((buffer, node))
     plan = MemoryPlan(order, inlined, in_place, copies)
@@ -141,7 +142,40 @@ def _chain(graph: Graph, buffer: int, i: int, inlined: set[int]) -> Optional[lis
         before = _chain(graph, buffer, link, inlined)
         if before is None or (before and _touches(graph, other, buffer, inlined)):
             continue  # `other` would be read after the buffer has changed
-        return before + [(i, prim.augmented, other)]
+        return before + [(buffer, prim.augmented, other)]
+    return None
+
+
+def _scale_dead_operand(graph: Graph, steps: list[Step], inlined: set[int], returned: list[int]) -> list[Step]:
+    """`W -= lr * g` as `g *= lr; W -= g` when `g` is a temporary that dies there: the
+    product then needs no array of its own (a careful hand-written update, and no
+    fresh allocation, so no page faults, per step)."""
+    out = []
+    for target, op, operand in steps:
+        node = graph.node(operand)
+        scaled = _dead_scaled_temporary(graph, node, inlined, returned) if operand in inlined else None
+        if scaled is not None and graph.node(scaled).aval == graph.node(target).aval:
+            factor = node.inputs[0] if node.inputs[1] == scaled else node.inputs[1]  # the number
+            out += [(scaled, ast.Mult(), factor), (target, op, scaled)]
+        else:
+            out.append((target, op, operand))
+    return out
+
+
+def _dead_scaled_temporary(graph: Graph, node: Node, inlined: set[int], returned: list[int]) -> Optional[int]:
+    """For `c * t` with c a Python number (a literal or a hyperparameter argument) and t
+    a fresh temporary read only here, t."""
+    if node.op != "multiply":
+        return None
+    for k in (0, 1):
+        c, t = graph.node(node.inputs[k]), graph.node(node.inputs[1 - k])
+        if not c.aval.weak or t.id in inlined or not t.is_call or is_view(t):
+            continue
+        if t.id in returned or t.id in graph.outputs or graph.use_count(t.id) != 1:
+            continue
+        if registry.get(t.op).emit is None:  # multi-statement values may be shared buffers
+            continue
+        return t.id
     return None
 
 
