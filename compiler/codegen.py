@@ -190,8 +190,22 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
         + ("the caller's own (read when the function runs)" if name in em.captured else "bound at compile time")
         for name, value in em.constants.items()
     ]
-    source = "\n".join(imports + bound + ["", "", header] + em.lines) + "\n"
+    body = _quiet_discarded_lanes(em.lines) if _masks_discarded_lanes(graph) and not debug_nans else em.lines
+    source = "\n".join(imports + bound + ["", "", header] + body) + "\n"
     return Generated(fn_name, source, _load(fn_name, source, em.constants), em.constants)
+
+
+def _masks_discarded_lanes(graph: Graph) -> bool:
+    """Whether the gradient selects with np.where: then it computes values in lanes it
+    discards (`0.5 * g / np.sqrt(x)` where x < 0 before the mask zeroes them), whose
+    NumPy warnings would be noise (the results are exact)."""
+    return any(node.op == "where" and node.grad_of is not None for node in graph.nodes())
+
+
+def _quiet_discarded_lanes(lines: list[str]) -> list[str]:
+    """The body inside `with np.errstate(...)`, so discarded lanes do not warn."""
+    quiet = "    with np.errstate(divide='ignore', invalid='ignore', over='ignore'):"
+    return [quiet] + ["    " + line if line.strip() else line for line in lines]
 
 
 def _load(fn_name: str, source: str, constants: dict[str, np.ndarray]) -> Callable:
