@@ -85,11 +85,24 @@ class _Emitter:
                 self.exprs[node.id] = expr
                 return
             name = self.names[node.id] = self.name_for(node)
-            stmts: list[ast.stmt] = [ast.Assign([ast.Name(name, ast.Store())], expr)]
+            if node.id in self.plan.into_fresh:
+                stmts = self.into_fresh(node, name, prim, args)
+            elif node.id in self.plan.out_into:  # a `takes_out` primitive prints as one NumPy call
+                expr.keywords.append(ast.keyword("out", self.ref(self.plan.out_into[node.id])))
+                stmts = [ast.Assign([ast.Name(name, ast.Store())], expr)]
+            else:
+                stmts = [ast.Assign([ast.Name(name, ast.Store())], expr)]
         else:
             name = self.names[node.id] = self.name_for(node)
             stmts = prim.emit_stmts(ast.Name(name, ast.Load()), *args, **node.params)
         self.write(node, stmts)
+
+    def into_fresh(self, node: Node, name: str, prim: Any, args: list[ast.expr]) -> list[ast.stmt]:
+        """`v = <fresh operand>; v <op>= <other operand>`."""
+        k = self.plan.into_fresh[node.id]
+        first, other = args[k], args[1 - k]
+        return [ast.Assign([ast.Name(name, ast.Store())], first),
+                ast.AugAssign(ast.Name(name, ast.Store()), prim.augmented, other)]
 
     def visit_const(self, node: Node) -> None:
         """A Python number prints as a literal, a NumPy scalar as `np.float32(0.5)`;

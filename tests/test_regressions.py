@@ -112,3 +112,24 @@ def test_a_python_int_exponent_keeps_float32_gradients_float32():
     x = np.float32([1.5, 2.0])
     assert g(x, 2).dtype == np.float32
     assert all(n.dtype != np.float64 for n in g.ir(x, 2).nodes() if n.dtype.kind == "f" and not n.aval.weak)
+
+
+def test_large_steps_write_bias_adds_and_activations_in_place_and_stay_exact():
+    """At sizes where the memory pass reuses arrays (`z1 = x @ W1; z1 += b1`,
+    `np.maximum(z1, 0, out=z1)`, `g *= lr; W -= g`), a step equals eager SGD."""
+    rng = np.random.default_rng(0)
+    params = nn.init_mlp([32, 128, 64, 10], rng=rng)
+    x, y = rng.normal(size=(64, 32)), rng.integers(0, 10, 64)
+
+    def loss(p, x, y):
+        return nn.softmax_cross_entropy(nn.mlp(p, x, activation=nn.relu), y)
+
+    step = compile_step(loss, optim.SGD(lr=0.1))
+    source = step.source(params, x, y)
+    assert "z1 += b1" in source and "out=z1" in source and "g_W1 *= lr" in source, source
+    expected_grads = grad(loss)(params, x, y)
+    expected = {k: params[k] - 0.1 * expected_grads[k] for k in params}
+    expected_loss = loss(params, x, y)
+    np.testing.assert_allclose(step(params, x, y), expected_loss)
+    for k in params:
+        np.testing.assert_allclose(params[k], expected[k], rtol=1e-12, atol=1e-12)

@@ -46,6 +46,10 @@ class MemoryPlan:
     in_place: dict[int, tuple[int, list[Step]]]  # node -> (buffer input, augmented steps)
     copies: list[tuple[int, int]]  # (buffer input, node): `buffer[...] = node` at the end
     release: dict[int, list[int]] = field(default_factory=dict)  # statement -> values to delete after it
+    # statement -> operand k: `v = <operand k>; v <op>= <other>` (into the fresh array)
+    into_fresh: dict[int, int] = field(default_factory=dict)
+    # statement -> operand: `v = np.f(t, out=t)`, t a temporary whose last read this is
+    out_into: dict[int, int] = field(default_factory=dict)
 
 
 def plan_memory(graph: Graph, returned: Iterable[int], updates: Iterable[tuple[int, int]] = (),
@@ -69,7 +73,59 @@ def plan_memory(graph: Graph, returned: Iterable[int], updates: Iterable[tuple[i
         copies.append((buffer, node))
     plan = MemoryPlan(order, inlined, in_place, copies)
     plan.release = _releases(graph, plan, position, returned)
+    plan.into_fresh = _into_fresh(graph, order, inlined, in_place)
+    plan.out_into = _out_into(graph, order, inlined, in_place, position, set(returned) | set(graph.outputs))
     return plan
+
+
+def _out_into(graph: Graph, order: list[int], inlined: set[int], in_place: dict, position: dict[int, int],
+              kept: set[int]) -> dict[int, int]:
+    """Large `v = np.maximum(z, 0)` whose operand z is a temporary of v's shape and dtype
+    read for the last time there: printed `v = np.maximum(z, 0, out=z)`, reusing z's
+    array (as careful code applies an activation in place)."""
+    out = {}
+    for i in order:
+        node = graph.node(i)
+        if i in inlined or i in in_place or not node.is_call or node.aval.size < MIN_DEL_SIZE:
+            continue
+        if not registry.get(node.op).takes_out:
+            continue
+        for j in dict.fromkeys(node.inputs):
+            operand = graph.node(j)
+            if (j in inlined or j in in_place or j in kept or not _fresh(operand) or operand.aval != node.aval
+                    or registry.get(operand.op).emit is None):
+                continue
+            readers = [r for alias in views_of(graph, j) for r in graph.users(alias) if r != j]
+            if all(position[r] <= position[i] for r in readers) and j not in out.values():
+                out[i] = j
+                break
+    return out
+
+
+def _into_fresh(graph: Graph, order: list[int], inlined: set[int], in_place: dict) -> dict[int, int]:
+    """Large statements `v = a @ w + b` whose first (or, commutative, either) operand is
+    an inlined, freshly allocated array of v's own shape and dtype: printed
+    `v = a @ w; v += b`, so the sum needs no second array (as careful code writes a
+    bias add)."""
+    out = {}
+    for i in order:
+        node = graph.node(i)
+        if i in inlined or i in in_place or not node.is_call or node.aval.size < MIN_DEL_SIZE:
+            continue
+        prim = registry.get(node.op)
+        if prim.augmented is None or prim.emit is None:
+            continue
+        for k in ((0, 1) if prim.commutative else (0,)):
+            operand = graph.node(node.inputs[k])
+            if node.inputs[k] in inlined and operand.aval == node.aval and _fresh(operand):
+                out[i] = k
+                break
+    return out
+
+
+def _fresh(node: Node) -> bool:
+    """Whether a call's result is an array it allocated (not a view, not a Python number)."""
+    return node.is_call and not is_view(node) and not node.aval.weak and node.aval.shape != ()
 
 
 def _schedule(graph: Graph, returned: list[int]) -> list[int]:

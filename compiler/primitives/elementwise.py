@@ -82,6 +82,7 @@ def _ufunc(name: str, vjp, emit=None, augmented=None, commutative=False, foldabl
             commutative=commutative,
             lanewise=True,
             ufunc=True,
+            takes_out=emit is None,
             foldable=foldable,
             linear=linear,
         )

@@ -66,6 +66,7 @@ register(
         emit=lambda x: np_call("maximum", x, literal(0)),
         vjp=lambda g, out, x: (g * (out > 0),),
         lanewise=True,
+        takes_out=True,
     )
 )
 

@@ -36,6 +36,7 @@ class Primitive:
     `lanewise`: each lane of the result depends only on the same lane of each
     (broadcast) operand, so a cotangent that is zero in a lane sends zero there.
     `ufunc`: NumPy's ufunc of the same name binds it (np.exp, operators).
+    `takes_out`: it prints as one NumPy call that accepts `out=` (np.exp(x, out=x)).
     `inline_operands=False`: its statements read an operand more than once, so an
     operand is computed into a name first, never printed inline (twice).
     `foldable`: on constant operands it can be evaluated at compile time by calling
@@ -56,6 +57,7 @@ class Primitive:
     effectful: bool = False
     lanewise: bool = False
     inline_operands: bool = True
+    takes_out: bool = False
     ufunc: bool = False
     foldable: bool = False
     linear: bool = False
