@@ -16,6 +16,10 @@ Code generation prints exactly what the plan says. The plan is made over the IR:
   temporaries (`v *= mu; v += g`), when every read of the buffer's old value, and
   of every view of it, is evaluated before; otherwise the value is computed into a
   new array and copied into the buffer at the very end.
+- **Reuse.** Large values reuse arrays a careful hand-written step would: a bias add
+  goes into the matmul's fresh result (`z1 = x @ W1; z1 += b1`), an activation into
+  a temporary that dies there (`np.maximum(z1, 0, out=z1)`), and `W -= lr * g` scales
+  a dying `g` in place first (`g *= lr; W -= g`).
 - **Release.** A large temporary is deleted right after the statement that reads
   it last, so peak memory stays where a careful hand-written function keeps it.
 """
