@@ -4,9 +4,15 @@ compile_step, against eager NumPy and finite differences (see tests/fuzzing.py).
 The fast profile: 200 derandomized programs. `python tests/fuzz_run.py --programs
 10000` (`make fuzz`) runs many more without hypothesis.
 """
+import importlib
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 
+import compiler
 import fuzzing
+
+memory = importlib.import_module("compiler.passes.memory")
 
 FAST = settings(
     max_examples=200, deadline=None, derandomize=True, database=None,
@@ -17,5 +23,17 @@ FAST = settings(
 @FAST
 @given(fuzzing.programs())
 def test_random_program(program: fuzzing.Program) -> None:
+    report = fuzzing.check_program(program)
+    assert not report.failures, fuzzing.describe(program, report)
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_random_program_with_array_reuse_at_every_size(seed, monkeypatch):
+    """The memory pass reuses arrays (bias adds into fresh results, out= into dying
+    temporaries, `del`s) only above a size threshold that the fuzzer's small arrays
+    never reach: with the threshold at 1 element every program exercises them."""
+    monkeypatch.setattr(memory, "MIN_DEL_SIZE", 1)
+    compiler.clear_cache()
+    program = fuzzing.random_program(10_000 + seed)
     report = fuzzing.check_program(program)
     assert not report.failures, fuzzing.describe(program, report)
