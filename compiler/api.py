@@ -50,6 +50,7 @@ class Compiled:
     guards: Guards = field(default_factory=Guards)
     check: Check = field(init=False)
     signature: Optional[Signature] = None  # what it was compiled for
+    lock: Any = field(default_factory=threading.Lock)  # held while a call uses kept arrays
 
     def __post_init__(self) -> None:
         self.check = self.guards.freeze()
@@ -117,6 +118,9 @@ class Transformed:
 
     def _run(self, compiled: Compiled, leaves: list) -> Any:
         try:
+            if compiled.generated.keeps_arrays:  # one call at a time uses the kept arrays
+                with compiled.lock:
+                    return compiled.generated.fn(*leaves)
             return compiled.generated.fn(*leaves)
         except FloatingPointError as err:  # raised by debug_nans checks in generated code
             raise NonFiniteError(str(err)).with_traceback(None) from None

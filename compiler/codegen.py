@@ -18,11 +18,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from compiler.ir import Graph, Node
+from compiler.ir import Aval, Graph, Node
 from compiler.naming import Namespace
 from compiler.passes.memory import MemoryPlan, plan_memory
 from compiler.primitives import registry
-from compiler.primitives.registry import literal, np_call
+from compiler.primitives.registry import literal, np_attr, np_call
 
 
 @dataclass
@@ -33,6 +33,7 @@ class Generated:
     source: str
     fn: Callable
     constants: dict[str, np.ndarray]
+    keeps_arrays: bool = False  # computes into module-level arrays: calls must not overlap
 
 
 class _Emitter:
@@ -48,6 +49,7 @@ class _Emitter:
         self.lines: list[str] = []
         self.group: Optional[tuple] = None
         self.names_scipy = False  # a scipy.special ufunc without a NumPy spelling is used
+        self.workspace: list[tuple[str, Aval]] = []  # arrays the module keeps between calls
 
     def ref(self, i: int) -> ast.expr:
         if i in self.exprs:
@@ -85,7 +87,9 @@ class _Emitter:
                 self.exprs[node.id] = expr
                 return
             name = self.names[node.id] = self.name_for(node)
-            if node.id in self.plan.into_fresh:
+            if node.id in self.plan.workspace:
+                stmts = self.into_workspace(node, name, prim, args)
+            elif node.id in self.plan.into_fresh:
                 stmts = self.into_fresh(node, name, prim, args)
             elif node.id in self.plan.out_into:  # a `takes_out` primitive prints as one NumPy call
                 expr.keywords.append(ast.keyword("out", self.ref(self.plan.out_into[node.id])))
@@ -96,6 +100,23 @@ class _Emitter:
             name = self.names[node.id] = self.name_for(node)
             stmts = prim.emit_stmts(ast.Name(name, ast.Load()), *args, **node.params)
         self.write(node, stmts)
+
+    def into_workspace(self, node: Node, name: str, prim: Any, args: list[ast.expr]) -> list[ast.stmt]:
+        """`v = np.f(a, b, out=ws_v)`: the value goes into an array the module keeps
+        (`v = np.matmul(x, W1, out=ws_z1); v += b1` for a bias add)."""
+        number = self.plan.workspace[node.id]
+        buffer = f"ws{number}"
+        if number > len(self.workspace):
+            self.ns.used.add(buffer)
+            self.workspace.append((buffer, node.aval))
+        out = ast.keyword("out", ast.Name(buffer, ast.Load()))
+        if node.id in self.plan.into_fresh:
+            k = self.plan.into_fresh[node.id]
+            first = self.graph.node(node.inputs[k])
+            product = ast.Call(np_attr(first.op), [self.ref(i) for i in first.inputs], [out])
+            return [ast.Assign([ast.Name(name, ast.Store())], product),
+                    ast.AugAssign(ast.Name(name, ast.Store()), prim.augmented, args[1 - k])]
+        return [ast.Assign([ast.Name(name, ast.Store())], ast.Call(np_attr(node.op), args, [out]))]
 
     def into_fresh(self, node: Node, name: str, prim: Any, args: list[ast.expr]) -> list[ast.stmt]:
         """`v = <fresh operand>; v <op>= <other operand>`."""
@@ -176,12 +197,13 @@ def _flat_ids(tree: Any) -> list[int]:
 
 
 def generate(graph: Graph, fn_name: str, out_tree: Any,
-             updates: Optional[list[tuple[int, int]]] = None, debug_nans: bool = False) -> Generated:
+             updates: Optional[list[tuple[int, int]]] = None, debug_nans: bool = False,
+             workspace: bool = False) -> Generated:
     """Emit `graph` as a module defining `fn_name(*inputs)` returning `out_tree`
     (a node id, or nested tuples of node ids). `updates` lists (input, node) pairs:
     the function writes each node's value into that input's array in place. With
     `debug_nans`, every new floating value is checked for NaNs and infinities."""
-    plan = plan_memory(graph, _flat_ids(out_tree), updates or [], inline=not debug_nans)
+    plan = plan_memory(graph, _flat_ids(out_tree), updates or [], inline=not debug_nans, workspace=workspace)
     em = _Emitter(graph, fn_name, plan, debug_nans)
     params = []
     for k, i in enumerate(graph.inputs):
@@ -204,8 +226,14 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
         for name, value in em.constants.items()
     ]
     body = _quiet_discarded_lanes(em.lines) if _masks_discarded_lanes(graph) and not debug_nans else em.lines
-    source = "\n".join(imports + bound + ["", "", header] + body) + "\n"
-    return Generated(fn_name, source, _load(fn_name, source, em.constants), em.constants)
+    kept = [
+        f"{name} = {_unparse(ast.Expr(np_call('empty', literal(aval.shape), dtype=aval.dtype)))}"
+        for name, aval in em.workspace
+    ]
+    if kept:
+        kept = ["", "# arrays the step computes into and keeps between calls (not thread-safe by itself)"] + kept
+    source = "\n".join(imports + bound + kept + ["", "", header] + body) + "\n"
+    return Generated(fn_name, source, _load(fn_name, source, em.constants), em.constants, bool(em.workspace))
 
 
 def _masks_discarded_lanes(graph: Graph) -> bool:

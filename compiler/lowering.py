@@ -29,10 +29,11 @@ class Lowered:
 
 
 def lower(graph: Graph, fn_name: str, out_tree: OutTree, updates: Optional[list[tuple[int, int]]] = None,
-          before_codegen: Optional[Callable[[Graph, OutTree], None]] = None) -> Lowered:
+          before_codegen: Optional[Callable[[Graph, OutTree], None]] = None, workspace: bool = False) -> Lowered:
     """Optimize `graph` for the values in `out_tree` and the in-place `updates`
     ((buffer input, node) pairs), validate it, and generate `fn_name`.
-    `before_codegen(graph, out_tree)` may adjust names on the optimized graph."""
+    `before_codegen(graph, out_tree)` may adjust names on the optimized graph; with
+    `workspace`, large intermediate values go into arrays the function keeps."""
     updates = list(updates or [])
     flat = _flatten(out_tree)
     graph.outputs = flat + [node for _, node in updates]
@@ -44,7 +45,8 @@ def lower(graph: Graph, fn_name: str, out_tree: OutTree, updates: Optional[list[
     updates = [(buffer, node) for (buffer, _), node in zip(updates, final[len(flat):])]
     if before_codegen is not None:
         before_codegen(graph, out_tree)
-    generated = generate(graph, fn_name, out_tree, updates=updates, debug_nans=debug_nans_enabled())
+    generated = generate(graph, fn_name, out_tree, updates=updates, debug_nans=debug_nans_enabled(),
+                         workspace=workspace)
     return Lowered(generated, out_tree, updates)
 
 

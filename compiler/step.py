@@ -163,7 +163,7 @@ class Step(Transformed):
         aux_leaves, aux_def = tree.flatten(aux)
         aux_ids = [leaf.id for leaf in aux_leaves if isinstance(leaf, Tracer)]
         out_tree: Any = (loss, tuple(aux_ids)) if self.has_aux else loss
-        generated = lower(joint, self._name("_step"), out_tree, updates).generated
+        generated = lower(joint, self._name("_step"), out_tree, updates, workspace=True).generated
         if self.has_aux:
             rebuild_aux = refill(aux_leaves, aux_def)
             rebuild = lambda out: (out[0], rebuild_aux(out[1]))  # noqa: E731

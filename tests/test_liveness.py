@@ -35,7 +35,10 @@ def test_training_step_deletes_dead_activations_and_never_a_live_name():
 
     source = compile_step(loss_fn, optim.SGD(lr=0.1, momentum=0.9)).source(params, x, y)
     deleted = _deleted_and_used_after(source)
-    assert {"z1", "a1", "g_z1"} <= {name for name, _ in deleted}
+    # a large temporary is either released after its last read or computed into an
+    # array the step keeps between calls (then there is nothing to release)
+    assert "a1" in {name for name, _ in deleted}
+    assert "z1 = np.matmul(x, W1, out=ws" in source and "g_z1 = np.multiply(g_a1, a1 > 0, out=ws" in source
     assert not any(used for _, used in deleted)
     assert "del W1" not in source and "del x" not in source
 

@@ -432,3 +432,31 @@ def test_fast_path_follows_new_batches_hyperparameters_and_state():
     g_W1 = grad(lambda p: nn.softmax_cross_entropy(nn.mlp(p, x), y))(params)["W1"]
     assert step.state is not state_before
     np.testing.assert_allclose(step.state["velocity"]["W1"], g_W1)
+
+
+def test_a_step_that_keeps_arrays_between_calls_is_safe_from_several_threads():
+    """Large steps compute into arrays the module keeps (`out=ws1`); calls from several
+    threads are serialised around them, so each thread's params train exactly as alone."""
+    rng = np.random.default_rng(0)
+    start = nn.init_mlp([32, 128, 10], rng=rng)
+    x, y = rng.normal(size=(64, 32)), rng.integers(0, 10, 64)
+    step = compile_step(lambda p, x, y: nn.softmax_cross_entropy(nn.mlp(p, x), y), optim.SGD(lr=0.05))
+    assert "out=ws" in step.source(start, x, y)
+    alone = {k: v.copy() for k, v in start.items()}
+    reference = compile_step(lambda p, x, y: nn.softmax_cross_entropy(nn.mlp(p, x), y), optim.SGD(lr=0.05))
+    for _ in range(10):
+        reference(alone, x, y)
+    copies = [{k: v.copy() for k, v in start.items()} for _ in range(4)]
+
+    def train(params):
+        for _ in range(10):
+            step(params, x, y)
+
+    threads = [threading.Thread(target=train, args=(p,)) for p in copies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for params in copies:
+        for k in params:
+            np.testing.assert_allclose(params[k], alone[k], rtol=1e-12, atol=1e-12)

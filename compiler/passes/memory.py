@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from compiler.aliasing import is_view, views_of
-from compiler.ir import Graph, Node, topological_order
+from compiler.ir import Aval, Graph, Node, topological_order
 from compiler.primitives import registry
 
 MAX_INLINE = 8  # operations folded into one expression before a temporary is named
@@ -54,12 +54,16 @@ class MemoryPlan:
     into_fresh: dict[int, int] = field(default_factory=dict)
     # statement -> operand: `v = np.f(t, out=t)`, t a temporary whose last read this is
     out_into: dict[int, int] = field(default_factory=dict)
+    # node -> kept array number: large values computed into arrays kept between calls
+    workspace: dict[int, int] = field(default_factory=dict)
 
 
 def plan_memory(graph: Graph, returned: Iterable[int], updates: Iterable[tuple[int, int]] = (),
-                inline: bool = True) -> MemoryPlan:
+                inline: bool = True, workspace: bool = False) -> MemoryPlan:
     """Plan a function that returns the nodes `returned` and writes each update's
-    node into its buffer (a graph input) in place."""
+    node into its buffer (a graph input) in place. With `workspace`, large values
+    that are not returned are computed into arrays kept between calls (a training
+    step: after the first call it allocates no large array)."""
     returned = list(returned)
     updates = list(updates)
     order = _schedule(graph, returned)
@@ -76,10 +80,58 @@ def plan_memory(graph: Graph, returned: Iterable[int], updates: Iterable[tuple[i
                 continue
         copies.append((buffer, node))
     plan = MemoryPlan(order, inlined, in_place, copies)
-    plan.release = _releases(graph, plan, position, returned)
     plan.into_fresh = _into_fresh(graph, order, inlined, in_place)
     plan.out_into = _out_into(graph, order, inlined, in_place, position, set(returned) | set(graph.outputs))
+    if workspace:
+        plan.workspace = _workspace(graph, plan, set(returned) | set(graph.outputs), position)
+    plan.release = _releases(graph, plan, position, returned)
     return plan
+
+
+def _workspace(graph: Graph, plan: MemoryPlan, kept: set[int], position: dict[int, int]) -> dict[int, int]:
+    """Large values a ufunc computes (matmul, arithmetic, exp, ...) that are not
+    returned and not written in place, with the array each is computed into: arrays
+    the function keeps between calls (`np.matmul(x, W1, out=ws1)`). A matmul that a
+    bias add follows counts too (`into_fresh`): its product goes into the array, the
+    add onto it. Values whose lifetimes do not overlap share an array of their shape
+    and dtype, so the kept arrays take no more memory than the values alive at once."""
+    lives_in = {operand: node for node, operand in plan.out_into.items()}  # z1's array then holds a1
+    free: dict[Aval, list[tuple[int, int]]] = {}  # aval -> (last read, array) of arrays free from then on
+    chosen: dict[int, int] = {}
+    count = 0
+    for i in plan.order:
+        node = graph.node(i)
+        if not _kept_candidate(graph, plan, i, kept):
+            continue
+        holders = [i]
+        while holders[-1] in lives_in:
+            holders.append(lives_in[holders[-1]])
+        if any(h in kept for h in holders):
+            continue  # a result would be one of the kept arrays
+        end = max((position[r] for h in holders for alias in views_of(graph, h)
+                   for r in graph.users(alias) if r not in holders), default=position[i])
+        pool = free.setdefault(node.aval, [])
+        reusable = [k for k, (last, _) in enumerate(pool) if last < position[i]]
+        if reusable:
+            array = pool.pop(reusable[0])[1]
+        else:
+            count += 1
+            array = count
+        chosen[i] = array
+        pool.append((end, array))
+    return chosen
+
+
+def _kept_candidate(graph: Graph, plan: MemoryPlan, i: int, kept: set[int]) -> bool:
+    node = graph.node(i)
+    if i in plan.inlined or i in plan.in_place or i in kept or i in plan.out_into or not node.is_call:
+        return False
+    if node.aval.size < MIN_DEL_SIZE or node.aval.weak:
+        return False
+    if i in plan.into_fresh:
+        first = graph.node(node.inputs[plan.into_fresh[i]])
+        return registry.get(first.op).ufunc and first.aval == node.aval
+    return registry.get(node.op).ufunc
 
 
 def _out_into(graph: Graph, order: list[int], inlined: set[int], in_place: dict, position: dict[int, int],
@@ -295,7 +347,7 @@ def _releases(graph: Graph, plan: MemoryPlan, position: dict[int, int], returned
             reads[index[_statement_of(graph, i, plan.inlined)]].update(graph.node(i).inputs)
     releasable = {
         i for i in statements
-        if i not in kept and i not in plan.in_place and not graph.node(i).is_const
+        if i not in kept and i not in plan.in_place and i not in plan.workspace and not graph.node(i).is_const
         and graph.node(i).aval.size >= MIN_DEL_SIZE
     }
     return {statements[k]: names for k, names in release_points(reads, releasable).items()}
