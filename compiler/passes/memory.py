@@ -347,10 +347,18 @@ def _releases(graph: Graph, plan: MemoryPlan, position: dict[int, int], returned
             reads[index[_statement_of(graph, i, plan.inlined)]].update(graph.node(i).inputs)
     releasable = {
         i for i in statements
-        if i not in kept and i not in plan.in_place and i not in plan.workspace and not graph.node(i).is_const
+        if i not in kept and i not in plan.in_place and not _in_kept_array(plan, i) and not graph.node(i).is_const
         and graph.node(i).aval.size >= MIN_DEL_SIZE
     }
     return {statements[k]: names for k, names in release_points(reads, releasable).items()}
+
+
+def _in_kept_array(plan: MemoryPlan, i: int) -> bool:
+    """Whether value `i` lives in a workspace array (directly, or written `out=` into
+    one): deleting its name would free nothing."""
+    while i in plan.out_into:
+        i = plan.out_into[i]
+    return i in plan.workspace
 
 
 def _statement_of(graph: Graph, i: int, inlined: set[int]) -> int:
