@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from compiler.codegen import Generated
+from compiler.codegen import Generated, flat_ids
 from compiler.config import cache_size, debug_nans_enabled, explain_retraces_enabled, register_cache
 from compiler.errors import (
     AdjointError, GradError, NonFiniteError, UnsupportedError, api_boundary, at_user_line, definition_site,
@@ -394,7 +394,7 @@ class GradTransform(Transformed):
             out_tree = (grad_tree, aux_tree) if self.has_aux else grad_tree
 
         def name_gradients(graph: Graph, out_tree: Any) -> None:
-            grad_ids = _flat(out_tree[1] if self.with_value else (out_tree[0] if self.has_aux else out_tree))
+            grad_ids = flat_ids(out_tree[1] if self.with_value else (out_tree[0] if self.has_aux else out_tree))
             _name_gradients(graph, wrt_nodes, grad_ids, forward_visible=self.with_value)
 
         name = self._name("_value_and_grad" if self.with_value else "_grad")
@@ -457,12 +457,6 @@ def _name_gradients(graph: Graph, wrt: list[int], grads: list[int], forward_visi
             continue
         if node.grad_of is not None or not forward_visible:
             node.cotangent_of = primal
-
-
-def _flat(out_tree: Any) -> list[int]:
-    if isinstance(out_tree, tuple):
-        return [i for t in out_tree for i in _flat(t)]
-    return [out_tree]
 
 
 _RESULT_TYPES = (Tracer, np.ndarray, np.generic, bool, int, float, complex, str, type(None))

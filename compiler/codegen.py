@@ -190,9 +190,10 @@ def _unparse(stmt: ast.stmt) -> str:
     return ast.unparse(stmt)
 
 
-def _flat_ids(tree: Any) -> list[int]:
+def flat_ids(tree: Any) -> list[int]:
+    """The node ids of an out tree (a node id, or nested tuples of them), in order."""
     if isinstance(tree, tuple):
-        return [i for t in tree for i in _flat_ids(t)]
+        return [i for t in tree for i in flat_ids(t)]
     return [tree]
 
 
@@ -203,7 +204,7 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
     (a node id, or nested tuples of node ids). `updates` lists (input, node) pairs:
     the function writes each node's value into that input's array in place. With
     `debug_nans`, every new floating value is checked for NaNs and infinities."""
-    plan = plan_memory(graph, _flat_ids(out_tree), updates or [], inline=not debug_nans, workspace=workspace)
+    plan = plan_memory(graph, flat_ids(out_tree), updates or [], inline=not debug_nans, workspace=workspace)
     em = _Emitter(graph, fn_name, plan, debug_nans)
     params = []
     for k, i in enumerate(graph.inputs):

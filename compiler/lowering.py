@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from compiler.aliasing import aliases_argument, view_source
-from compiler.codegen import Generated, generate
+from compiler.codegen import Generated, flat_ids, generate
 from compiler.config import debug_nans_enabled
 from compiler.ir import Graph
 from compiler.validation import validate
@@ -35,7 +35,7 @@ def lower(graph: Graph, fn_name: str, out_tree: OutTree, updates: Optional[list[
     `before_codegen(graph, out_tree)` may adjust names on the optimized graph; with
     `workspace`, large intermediate values go into arrays the function keeps."""
     updates = list(updates or [])
-    flat = _flatten(out_tree)
+    flat = flat_ids(out_tree)
     graph.outputs = flat + [node for _, node in updates]
     optimize(graph)
     _fresh_outputs(graph, len(flat))
@@ -68,12 +68,6 @@ def _fresh_outputs(graph: Graph, returned: int) -> None:
             outputs[k] = i = copy
         seen.add(view_source(graph, i).id)
     graph.outputs = outputs
-
-
-def _flatten(out_tree: OutTree) -> list[int]:
-    if isinstance(out_tree, tuple):
-        return [i for t in out_tree for i in _flatten(t)]
-    return [out_tree]
 
 
 def _refill(out_tree: OutTree, ids) -> OutTree:

@@ -52,13 +52,13 @@ class Step(Transformed):
         if leaves is not None:
             compiled = last.compiled
         else:
+            args = self._arguments(params, batch)
             try:
-                compiled, leaves, _ = self._entry(self._arguments(params, batch), kwargs)
+                compiled, leaves, _ = self._entry(args, kwargs)
             except AdjointError as err:
                 raise err.with_traceback(None) from None
             self._last = None if kwargs else step_call.record(
-                params, self.state, batch, self._structure(), debug_nans_enabled(), compiled,
-                len(leaves), len(self._hyper_values()))
+                params, self.state, batch, args[3], debug_nans_enabled(), compiled, len(leaves), len(args[2]))
         self._labels = batch[-1] if batch else None
         loss = compiled.rebuild(self._run(compiled, leaves))
         self.steps += 1

@@ -5,12 +5,16 @@ from compiler.ir import Graph
 from compiler.primitives import registry
 
 
+def effects(graph: Graph) -> list[int]:
+    """The effectful nodes (random draws): kept and kept in order like outputs."""
+    effectful = registry.effectful_ops()
+    return [i for i, node in graph.dag.nodes(data="node") if node.op in effectful]
+
+
 def dce(graph: Graph) -> bool:
     # one walk from all roots at once: a walk per output is quadratic when a graph
     # has many outputs (one gradient per parameter)
-    effectful = registry.effectful_ops()
-    effects = [i for i, data in graph.dag.nodes(data="node") if data.op in effectful]
-    live = graph.ancestors(list(graph.outputs) + effects) | set(graph.inputs)
+    live = graph.ancestors(list(graph.outputs) + effects(graph)) | set(graph.inputs)
     dead = [i for i in graph.dag.nodes if i not in live]
     if dead:
         graph.dag.remove_nodes_from(dead)

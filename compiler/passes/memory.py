@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from compiler.aliasing import is_view, views_of
+from compiler.passes.dce import effects
 from compiler.ir import Aval, Graph, Node, topological_order
 from compiler.primitives import registry
 
@@ -187,9 +188,7 @@ def _fresh(node: Node) -> bool:
 def _schedule(graph: Graph, returned: list[int]) -> list[int]:
     """Topological order by node id, with nodes that no returned value needs last
     (random draws count as needed: they stay in the order the function made them)."""
-    effectful = registry.effectful_ops()
-    effects = [i for i, data in graph.dag.nodes(data="node") if data.op in effectful]
-    needed = graph.ancestors(list(returned) + effects)
+    needed = graph.ancestors(list(returned) + effects(graph))
     inputs = set(graph.inputs)
     if len(needed) == graph.dag.number_of_nodes():
         order = graph.order()

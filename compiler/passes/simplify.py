@@ -124,15 +124,18 @@ def _strip_leading_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(shape[k:])
 
 
-def _try_inputs(graph: Graph, node: Node, inputs: tuple[int, ...]) -> bool:
-    """Give `node` these operands if its shape and dtype stay exactly the same."""
+def _try_inputs(graph: Graph, node: Node, inputs: tuple[int, ...], op: Optional[str] = None) -> bool:
+    """Give `node` these operands (and primitive `op`, if given) if its shape and
+    dtype stay exactly the same."""
+    op = op or node.op
     avals = [graph.node(j).aval for j in inputs]
     try:
-        aval = registry.get(node.op).abstract(*avals, **node.params)
+        aval = registry.get(op).abstract(*avals, **node.params)
     except ShapeError:
         return False
     if aval != node.aval:
         return False
+    node.op = op
     graph.set_inputs(node.id, inputs)
     return True
 
@@ -334,23 +337,9 @@ def _reciprocal_to_division(graph: Graph, node: Node) -> bool:
         divisor = round(1 / c)
         if not 3 <= abs(divisor) <= 1_000_000 or 1.0 / divisor != c:
             continue  # (0.5 * g reads like the math; only counts become divisions)
-        if _try_inputs_as(graph, node, "divide", (x, _constant(graph, divisor))):
+        if _try_inputs(graph, node, (x, _constant(graph, divisor)), "divide"):
             return True
     return False
-
-
-def _try_inputs_as(graph: Graph, node: Node, op: str, inputs: tuple[int, ...]) -> bool:
-    """Turn `node` into `op(*inputs)` if its shape and dtype stay exactly the same."""
-    avals = [graph.node(j).aval for j in inputs]
-    try:
-        aval = registry.get(op).abstract(*avals, **node.params)
-    except ShapeError:
-        return False
-    if aval != node.aval:
-        return False
-    node.op = op
-    graph.set_inputs(node.id, inputs)
-    return True
 
 
 @_applies_to(lambda op, prim: op in ("multiply", "divide", "add", "subtract"))
