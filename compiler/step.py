@@ -52,8 +52,8 @@ class Step(Transformed):
         if leaves is not None:
             compiled = last.compiled
         else:
-            args = self._arguments(params, batch)
             try:
+                args = self._arguments(params, batch)
                 compiled, leaves, _ = self._entry(args, kwargs)
             except AdjointError as err:
                 raise err.with_traceback(None) from None
