@@ -8,6 +8,7 @@ from compiler import fused_dispatch as _fused_dispatch  # noqa: F401  (installs 
 from compiler import numpy_functions as _numpy_functions  # noqa: F401  (registers NumPy function handlers)
 from compiler.api import grad, jit, value_and_grad
 from compiler.step import compile_step
+from compiler.derivatives import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vjp
 from compiler import pictures as _pictures, standalone as _standalone  # noqa: F401  (register .graph and .save)
 from compiler.config import clear_cache, debug_nans, explain_retraces, set_cache_size
 from compiler.errors import (
@@ -22,6 +23,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "grad", "value_and_grad", "jit", "compile_step", "clear_cache", "set_cache_size", "debug_nans", "explain_retraces",
+    "grad", "value_and_grad", "jit", "compile_step", "jvp", "vjp", "linearize", "jacfwd", "jacrev", "jacobian",
+    "hessian", "hvp", "clear_cache", "set_cache_size", "debug_nans", "explain_retraces",
     "AdjointError", "ArgumentError", "GradError", "NonFiniteError", "ShapeError", "TracingError", "UnsupportedError",
 ]

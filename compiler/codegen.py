@@ -64,6 +64,11 @@ class _Emitter:
             if primal is None and node.cotangent_of in self.graph:  # an unnamed, inlined value
                 primal = self.graph.node(node.cotangent_of).op
             return self.ns.fresh(f"g_{primal}" if primal else "g")
+        if node.tangent_of is not None:
+            primal = self.names.get(node.tangent_of)
+            if primal is None and node.tangent_of in self.graph:
+                primal = self.graph.node(node.tangent_of).op
+            return self.ns.fresh(f"t_{primal}" if primal else "t")
         if node.is_const:
             return self.ns.fresh("const")
         return self.ns.temp()

@@ -81,6 +81,7 @@ class Node:
     loc: Optional[Loc] = None
     grad_of: Optional[int] = None
     cotangent_of: Optional[int] = None
+    tangent_of: Optional[int] = None  # forward mode: the primal node this is the tangent of
 
     @property
     def is_input(self) -> bool:
@@ -420,6 +421,8 @@ def format_graph(graph: Graph, source_lines: bool = True) -> str:
         target = _label(graph, node.id)
         if node.cotangent_of is not None:
             target += f" (grad of %{node.cotangent_of})"
+        if node.tangent_of is not None:
+            target += f" (tangent of %{node.tangent_of})"
         operands = ", ".join(_label(graph, i) for i in node.inputs)
         params = _params(node)
         call = f"{node.op or node.kind}({operands}{', ' if operands and params else ''}{params})"

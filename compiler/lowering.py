@@ -63,8 +63,9 @@ def _fresh_outputs(graph: Graph, returned: int) -> None:
             node = graph.node(i)
             copy = graph.add("copy", (i,), {}, node.aval, loc=node.loc, grad_of=node.grad_of)
             if node.is_call:
-                graph.node(copy).name, graph.node(copy).cotangent_of = node.name, node.cotangent_of
-                node.name = node.cotangent_of = None
+                fresh = graph.node(copy)
+                fresh.name, fresh.cotangent_of, fresh.tangent_of = node.name, node.cotangent_of, node.tangent_of
+                node.name = node.cotangent_of = node.tangent_of = None
             outputs[k] = i = copy
         seen.add(view_source(graph, i).id)
     graph.outputs = outputs

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from compiler import grad
+from compiler import grad, jvp
 from compiler.validation import validate
 from runtime.check import check_grad
 
@@ -88,10 +88,43 @@ def compiled_grad(f: Callable[..., Any], *args: Any, argnums=0) -> Any:
 
 
 def assert_vjp(f: Callable[..., Any], *args: Any, argnums=0, rtol: float = RTOL, atol: float = ATOL) -> None:
-    """The compiled gradient of the scalar `f` equals centered finite differences."""
+    """The compiled gradient of the scalar `f` equals centered finite differences,
+    and so does its forward-mode derivative (`assert_jvp`)."""
     analytic = compiled_grad(f, *args, argnums=argnums)
     result = check_grad(f, *args, argnums=argnums, grad=lambda *a: analytic, rtol=rtol, atol=atol)
     assert result.ok, str(result)
+    assert_jvp(f, *args, argnums=argnums, gradient=analytic, rtol=rtol, atol=atol)
+
+
+def _tangent_like(value: Any, rng: np.random.Generator, random: bool) -> Any:
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return rng.normal(size=value.shape).astype(value.dtype) if random else np.zeros_like(value)
+    if isinstance(value, float):
+        return float(rng.normal()) if random else 0.0
+    return value
+
+
+def assert_jvp(f: Callable[..., Any], *args: Any, argnums=0, gradient: Any = None,
+               rtol: float = RTOL, atol: float = ATOL, eps: float = 1e-6) -> None:
+    """Forward mode on the scalar `f`: `jvp` along a random direction of the `argnums`
+    arguments equals the centered finite difference along it, and (given the
+    gradient) the inner product of the gradient with that direction."""
+    rng = np.random.default_rng(len(args))
+    positions = _as_tuple(argnums, argnums)
+    tangents = tuple(_tangent_like(a, rng, k in positions) for k, a in enumerate(args))
+    value, derivative = jvp(f, args, tangents)
+    np.testing.assert_allclose(value, f(*args), rtol=1e-12, atol=1e-12)
+
+    def along(step: float) -> float:
+        moved = [a + step * t if k in positions else a for k, (a, t) in enumerate(zip(args, tangents))]
+        moved = [np.asarray(m, dtype=np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else m for m, a in zip(moved, args)]
+        return float(f(*moved))
+
+    numeric = (along(eps) - along(-eps)) / (2 * eps)
+    np.testing.assert_allclose(derivative, numeric, rtol=rtol * 10, atol=atol * 10, err_msg="jvp vs finite differences")
+    if gradient is not None:
+        inner = sum(float(np.sum(g * tangents[k])) for k, g in zip(positions, _as_tuple(argnums, gradient)))
+        np.testing.assert_allclose(derivative, inner, rtol=1e-8, atol=1e-9, err_msg="jvp vs <grad, v>")
 
 
 def assert_weighted_vjp(fn: Callable[..., Any], *args: Any, rng: np.random.Generator, argnums=0) -> None:

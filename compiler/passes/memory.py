@@ -215,7 +215,7 @@ def _inlined(graph: Graph, order: list[int], kept: set[int], inline: bool) -> se
 
 
 def _inlinable(graph: Graph, node: Node, kept: set[int]) -> bool:
-    if node.id in kept or node.name or node.cotangent_of is not None:
+    if node.id in kept or node.name or node.cotangent_of is not None or node.tangent_of is not None:
         return False
     prim = registry.get(node.op)
     if prim.emit is None or prim.effectful or graph.use_count(node.id) != 1:

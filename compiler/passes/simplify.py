@@ -403,8 +403,8 @@ def _wrap_negative(graph: Graph, node: Node) -> None:
     outputs = list(graph.outputs)
     neg = graph.add("negative", (node.id,), {}, node.aval, loc=node.loc, grad_of=node.grad_of)
     neg_node = graph.node(neg)
-    neg_node.name, neg_node.cotangent_of = node.name, node.cotangent_of
-    node.name = node.cotangent_of = None
+    neg_node.name, neg_node.cotangent_of, neg_node.tangent_of = node.name, node.cotangent_of, node.tangent_of
+    node.name = node.cotangent_of = node.tangent_of = None
     for u in users:
         graph.set_inputs(u, (neg if j == node.id else j for j in graph.node(u).inputs))
     graph.outputs = [neg if j == node.id else j for j in outputs]

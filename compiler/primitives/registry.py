@@ -17,6 +17,10 @@ StmtRule = Callable[..., list]
 # vjp(g, out, *operands, **params) -> one cotangent (or None for zero) per operand;
 # all arguments are tracers, so the rule builds IR nodes.
 VjpRule = Callable[..., tuple]
+# jvp(tangents, out, *operands, **params) -> the tangent of the result (or None for
+# zero); `tangents` holds one tracer or None (a zero tangent) per operand, each with
+# its operand's shape.
+JvpRule = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,11 @@ class Primitive:
     `foldable`: on constant operands it can be evaluated at compile time by calling
     NumPy's function of the same name. `linear`: linear in its first operand (the
     others static or integer), so f(-x) = -f(x).
+
+    `jvp` is the forward-mode rule. Where it is not given, the forward transform
+    derives one (`compiler.transforms.forward.jvp_rule`): a `linear` primitive's
+    tangent is the primitive applied to its operand's tangent, and a `lanewise`
+    one's Jacobian is diagonal, so its VJP applied to a tangent is its JVP.
     """
 
     name: str
@@ -61,6 +70,7 @@ class Primitive:
     ufunc: bool = False
     foldable: bool = False
     linear: bool = False
+    jvp: Optional[JvpRule] = None
 
     def __post_init__(self) -> None:
         if (self.emit is None) == (self.emit_stmts is None):
@@ -96,6 +106,42 @@ def _effectful(size: int) -> frozenset[str]:  # keyed by the table's size: new r
 def registered() -> dict[str, Primitive]:
     """A read-only view of the table, for docs and tests."""
     return dict(_REGISTRY)
+
+
+def product_rule(op: str) -> JvpRule:
+    """The JVP of `op` when it is linear in each operand separately (a product:
+    matmul, einsum, outer, kron): the sum over operands of `op` with that operand
+    replaced by its tangent."""
+
+    def jvp(tangents: tuple, out: Any, *operands: Any, **params: Any) -> Any:
+        total = None
+        for k, t in enumerate(tangents):
+            if t is None:
+                continue
+            args = operands[:k] + (t,) + operands[k + 1:]
+            term = args[0].apply(op, *args[1:], **params)
+            total = term if total is None else total + term
+        return total
+
+    return jvp
+
+
+def joint_linear_rule(op: str, differentiable: tuple[int, ...]) -> JvpRule:
+    """The JVP of `op` when it is linear in the operands at positions
+    `differentiable` together (concatenate, a scatter): `op` of their tangents, a
+    zero array standing in for a missing one, the other operands as they are."""
+    import numpy as np
+
+    def jvp(tangents: tuple, out: Any, *operands: Any, **params: Any) -> Any:
+        if all(tangents[k] is None for k in differentiable):
+            return None
+        args = list(operands)
+        for k in differentiable:
+            t = tangents[k]
+            args[k] = t if t is not None else np.zeros_like(operands[k])
+        return args[0].apply(op, *args[1:], **params)
+
+    return jvp
 
 
 def call(fn: str) -> EmitRule:

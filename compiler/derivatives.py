@@ -1,0 +1,452 @@
+"""Forward mode and the derivatives built from both modes: `jvp`, `linearize`,
+`vjp`, `jacfwd`, `jacrev`, `jacobian`, `hessian`, `hvp`.
+
+Each compiles once per signature, like `grad`, and shows its generated module with
+`.source(...)`. `jvp` traces the function and adds the tangent program with
+`transforms.forward`; `vjp`'s pullback is the gradient of the contraction
+`sum(f(x) * ct)`, compiled once and called with the stored primals. A Jacobian is
+one compiled program: one primal pass shared by a tangent pass per input element
+(`jacfwd`) or a cotangent pass per output element (`jacrev`), stacked. That is the
+lecture's cost argument made concrete: forward mode costs a pass per input,
+reverse mode a pass per output.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from compiler.api import (
+    _MEMO, Argnums, Compiled, GradTransform, Transformed, _check_argnums, as_numpy_result,
+    check_result_leaves, grad, jit, refill, split_aux, traced_args,
+)
+from compiler.errors import GradError, api_boundary, at_user_line
+from compiler.guards import Guards
+from compiler.ir import Aval, Graph
+from compiler.lowering import lower
+from compiler.signature import Signature, arg_names, signature
+from compiler.tracing import Tracer, bind, rule_mode, trace
+from compiler.transforms.forward import forward, zeros_like_node
+from compiler.transforms.reverse import reverse
+from runtime import tree
+
+
+def _float_leaf(sig: Signature, position: int) -> Optional[int]:
+    """The traced-input index of leaf `position` when it is a float value, else None."""
+    if position not in sig.traced:
+        return None
+    k = sig.traced.index(position)
+    return k if sig.avals[k].dtype.kind in "fc" and type(sig.leaves[position]) is not int else None
+
+
+class JvpTransform(Transformed):
+    """`jvp(fun, primals, tangents)` for one number of primals: compiled per
+    signature of `(*primals, *tangents)`; returns `(outputs, output tangents)`."""
+
+    kind = "jvp"
+
+    def __init__(self, fun: Callable, count: int, has_aux: bool):
+        super().__init__(fun)
+        self.count = count
+        self.has_aux = has_aux
+
+    def _check_call(self, args: tuple, kwargs: dict) -> None:
+        super()._check_call(args[: self.count], kwargs)
+
+    def _signature(self, args: tuple, kwargs: dict) -> Signature:
+        structure = tree.flatten((args, dict(sorted(kwargs.items()))))[1]
+        names = arg_names(self.fun, self.count)
+        return signature(self.fun, args, kwargs, self.static_ints.get(structure, frozenset()),
+                         positional_names=names + [f"t_{n}" for n in names])
+
+    def _trace(self, sig: Signature, guards: Guards) -> tuple[Graph, Any]:
+        def call(tracers: list[Tracer]) -> Any:
+            args, kwargs = traced_args(sig, tracers)
+            return self.fun(*args[: self.count], **kwargs)
+
+        return trace(self.fun, sig.avals, sig.names, call, guards)
+
+    def _compile(self, sig: Signature) -> Compiled:
+        guards = Guards()
+        graph, result = self._trace(sig, guards)
+        result, aux = split_aux(result, self.has_aux, self._name(""))
+        seeds = {}
+        for k in range(self.count):
+            for p, q in zip(sig.argument_leaves(k), sig.argument_leaves(self.count + k)):
+                primal, tangent = _float_leaf(sig, p), _float_leaf(sig, q)
+                if primal is not None and tangent is not None:
+                    seeds[graph.inputs[primal]] = graph.inputs[tangent]
+        leaves, treedef = tree.flatten(result)
+        check_result_leaves(leaves, self.fun, "result")
+        aux_leaves, aux_def = tree.flatten(aux)
+        check_result_leaves(aux_leaves, self.fun, "aux")
+        tangents = forward(graph, seeds)
+        with rule_mode(graph):
+            outs = [as_numpy_result(graph, x) if isinstance(x, Tracer) else x for x in leaves]
+        out_tangents = []
+        for leaf in leaves:
+            if not isinstance(leaf, Tracer):
+                out_tangents.append(np.zeros_like(leaf, dtype=float) if np.isscalar(leaf) or isinstance(leaf, np.ndarray) else leaf)
+                continue
+            t = tangents.get(leaf.id)
+            out_tangents.append(Tracer(graph, t if t is not None else zeros_like_node(graph, leaf.id)))
+        with rule_mode(graph):
+            out_tangents = [as_numpy_result(graph, t) if isinstance(t, Tracer) else t for t in out_tangents]
+        traced_ids = lambda values: tuple(v.id for v in values if isinstance(v, Tracer))  # noqa: E731
+        out_tree = (traced_ids(outs), traced_ids(out_tangents), traced_ids(aux_leaves))
+        lowered = lower(graph, self._name("_jvp"), out_tree)
+        rebuild_out, rebuild_tangent, rebuild_aux = refill(outs, treedef), refill(out_tangents, treedef), refill(aux_leaves, aux_def)
+
+        def rebuild(flat: tuple) -> Any:
+            pair = (rebuild_out(flat[0]), rebuild_tangent(flat[1]))
+            return pair + (rebuild_aux(flat[2]),) if self.has_aux else pair
+
+        return Compiled(lowered.generated, graph, rebuild, lowered.out_tree, guards)
+
+
+def _as_tuple(values: Any, what: str) -> tuple:
+    if not isinstance(values, (tuple, list)):
+        raise at_user_line(GradError, f"{what} must be a tuple (or list) with one entry per argument, got "
+                           f"{type(values).__name__}; e.g. jvp(f, (x,), (v,))")
+    return tuple(values)
+
+
+def _check_tangents(primals: tuple, tangents: tuple, what: str = "tangents") -> None:
+    """Tangents have the primals' structure and each leaf its primal's shape."""
+    if len(primals) != len(tangents):
+        raise at_user_line(GradError, f"{len(primals)} primals but {len(tangents)} {what}; give one per primal")
+    p_leaves, p_def = tree.flatten(primals)
+    t_leaves, t_def = tree.flatten(tangents)
+    if p_def != t_def:
+        raise at_user_line(GradError, f"the {what} do not have the primals' structure ({t_def} vs {p_def}); "
+                           "give one tangent per primal value, in the same dicts, lists and tuples")
+    for k, (p, t) in enumerate(zip(p_leaves, t_leaves)):
+        if np.shape(p) != np.shape(t):
+            raise at_user_line(GradError, f"{what[:-1]} {k} has shape {np.shape(t)} but its primal has shape "
+                               f"{np.shape(p)}; a tangent has its primal's shape")
+
+
+def _jvp_transform(fun: Callable, count: int, has_aux: bool) -> JvpTransform:
+    if not callable(fun):
+        raise at_user_line(GradError, f"expected a function to differentiate, got {type(fun).__name__}")
+    return _MEMO.get(("jvp", fun, count, has_aux), lambda: JvpTransform(fun, count, has_aux))
+
+
+class _WithSource:
+    """A function of (fun, ...) with `.source(fun, ...)`: the module it compiles."""
+
+    def __init__(self, call: Callable, source: Callable[..., str]):
+        self._call, self._source = call, source
+        self.__doc__, self.__name__ = call.__doc__, call.__name__
+        self.__wrapped__ = call
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(*args, **kwargs)
+
+    def source(self, *args: Any, **kwargs: Any) -> str:
+        """The generated module the call with these arguments runs."""
+        return self._source(*args, **kwargs)
+
+
+@api_boundary
+def _jvp(fun: Callable, primals: Sequence, tangents: Sequence, has_aux: bool = False) -> Any:
+    """Forward mode: `(fun(*primals), J @ tangents)`, the Jacobian-vector product.
+
+    >>> y, y_dot = jvp(f, (2.0, 3.0), (1.0, 0.0))      # dy/dx at (2, 3)
+
+    `primals` and `tangents` are tuples with one entry per argument (arrays, floats,
+    or pytrees of them); each tangent has its primal's structure and shapes. The
+    generated program computes each value and its tangent side by side (`t_h` is the
+    tangent of `h`); `jvp.source(fun, primals, tangents)` shows it.
+    """
+    primals, tangents = _as_tuple(primals, "primals"), _as_tuple(tangents, "tangents")
+    _check_tangents(primals, tangents)
+    return _jvp_transform(fun, len(primals), has_aux)(*primals, *tangents)
+
+
+@api_boundary
+def _jvp_source(fun: Callable, primals: Sequence, tangents: Sequence, has_aux: bool = False) -> str:
+    primals, tangents = _as_tuple(primals, "primals"), _as_tuple(tangents, "tangents")
+    _check_tangents(primals, tangents)
+    return _jvp_transform(fun, len(primals), has_aux).source(*primals, *tangents)
+
+
+jvp = _WithSource(_jvp, _jvp_source)
+
+
+@api_boundary
+def _linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
+    """`(fun(*primals), f_jvp)` with `f_jvp(*tangents)` the Jacobian-vector product
+    at `primals`. The tangent program is compiled once; each call of `f_jvp` runs it
+    (the primal values are recomputed, not stored)."""
+    transform = _jvp_transform(fun, len(primals), False)
+    out = jit(fun)(*primals)
+
+    def f_jvp(*tangents: Any) -> Any:
+        _check_tangents(primals, tangents)
+        return transform(*primals, *tangents)[1]
+
+    return out, f_jvp
+
+
+linearize = _WithSource(_linearize, lambda fun, *primals: _jvp_source(fun, primals, primals))
+
+
+# --- vjp -----------------------------------------------------------------------
+
+def _contraction(fun: Callable, has_aux: bool) -> Callable:
+    """`(primals, ct) -> sum(fun(*primals) * ct)`, summed over float output leaves:
+    its gradient in `primals` is the pullback of `ct`."""
+
+    def contraction(primals: tuple, cotangent: Any) -> Any:
+        out = fun(*primals)
+        if has_aux:
+            out = out[0]
+        total = 0.0
+        for o, c in zip(tree.flatten(out)[0], tree.flatten(cotangent)[0]):
+            if isinstance(o, Tracer) and o.dtype.kind in "fc":
+                total = total + np.sum(o * c)
+        return total
+
+    contraction.__name__ = getattr(fun, "__name__", "fn") + "_vjp"
+    contraction.__qualname__ = contraction.__name__
+    return contraction
+
+
+def _pullback_transform(fun: Callable, has_aux: bool) -> GradTransform:
+    return _MEMO.get(("vjp", fun, has_aux), lambda: GradTransform(_contraction(fun, has_aux), 0, False, False))
+
+
+def _check_cotangent(out: Any, ct: Any) -> None:
+    o_leaves, o_def = tree.flatten(out)
+    c_leaves, c_def = tree.flatten(ct)
+    if o_def != c_def:
+        raise at_user_line(GradError, f"the cotangent does not have the output's structure ({c_def} vs {o_def}); "
+                           "give the pullback one value per output value")
+    for k, (o, c) in enumerate(zip(o_leaves, c_leaves)):
+        if np.shape(o) != np.shape(c):
+            raise at_user_line(GradError, f"cotangent {k} has shape {np.shape(c)} but the output has shape "
+                               f"{np.shape(o)}; a cotangent has its output's shape")
+
+
+@api_boundary
+def _vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
+    """Reverse mode for any output: `(fun(*primals), pullback)`, where
+    `pullback(ct)` is `ct @ J`, one cotangent per primal (a tuple).
+
+    >>> y, pullback = vjp(f, 2.0, 3.0)
+    >>> dx, dy = pullback(1.0)
+
+    The pullback is compiled once per signature and can be called many times; each
+    call runs the forward pass again (values are recomputed, not stored). With
+    `has_aux=True`, `fun` returns `(output, aux)` and vjp returns `(output, pullback, aux)`.
+    """
+    if not callable(fun):
+        raise at_user_line(GradError, f"expected a function to differentiate, got {type(fun).__name__}")
+    result = jit(fun)(*primals)
+    out, aux = split_aux(result, has_aux, getattr(fun, "__name__", "fn"))
+    transform = _pullback_transform(fun, has_aux)
+
+    @api_boundary
+    def pullback(ct: Any) -> tuple:
+        _check_cotangent(out, ct)
+        return transform(primals, ct)
+
+    pullback.source = lambda ct: transform.source(primals, ct)
+    return (out, pullback, aux) if has_aux else (out, pullback)
+
+
+@api_boundary
+def _vjp_source(fun: Callable, *primals: Any, has_aux: bool = False) -> str:
+    out, _ = split_aux(jit(fun)(*primals), has_aux, getattr(fun, "__name__", "fn"))
+    ct = tree.unflatten(tree.flatten(out)[1], [np.ones_like(o) for o in tree.flatten(out)[0]])
+    return _pullback_transform(fun, has_aux).source(primals, ct)
+
+
+vjp = _WithSource(_vjp, _vjp_source)
+
+
+# --- Jacobians -------------------------------------------------------------------
+
+class JacobianTransform(Transformed):
+    """`jacfwd` / `jacrev` / `jacobian`: the Jacobian of every output leaf with
+    respect to every leaf of the `argnums` arguments, shaped `out.shape + in.shape`,
+    from one compiled program."""
+
+    def __init__(self, fun: Callable, argnums: Argnums, mode: str, has_aux: bool):
+        super().__init__(fun)
+        self.argnums, self.single = _check_argnums(argnums)
+        self.mode = mode
+        self.has_aux = has_aux
+        self.kind = {"fwd": "jacfwd", "rev": "jacrev", "auto": "jacobian"}[mode]
+
+    def _compile(self, sig: Signature) -> Compiled:
+        groups = GradTransform._wrt(self, sig)  # the same argument checks as grad
+        guards = Guards()
+        graph, result = self._trace(sig, guards)
+        result, aux = split_aux(result, self.has_aux, self._name(""))
+        leaves, treedef = tree.flatten(result)
+        check_result_leaves(leaves, self.fun, "result")
+        aux_leaves, aux_def = tree.flatten(aux)
+        check_result_leaves(aux_leaves, self.fun, "aux")
+        wrt = [graph.inputs[k] for group in groups for k in group]
+        outs = [leaf.id if isinstance(leaf, Tracer) and leaf.dtype.kind in "fc" else None for leaf in leaves]
+        for leaf in leaves:
+            if not isinstance(leaf, Tracer) or leaf.dtype.kind not in "fc":
+                raise at_user_line(GradError, f"{self.kind} needs float outputs computed from the inputs; "
+                                   f"{self._name('')} returned a {type(leaf).__name__}"
+                                   f"{'' if not isinstance(leaf, Tracer) else ' of dtype ' + str(leaf.dtype)}")
+        n = sum(graph.node(i).aval.size for i in wrt)
+        m = sum(graph.node(i).aval.size for i in outs)
+        mode = self.mode if self.mode != "auto" else ("fwd" if n <= m else "rev")
+        if mode == "fwd":
+            graph, blocks = _forward_blocks(graph, wrt, outs)
+        else:
+            graph, blocks = _reverse_blocks(graph, wrt, outs)
+        flat = [blocks[o][x] for o in range(len(outs)) for x in range(len(wrt))]
+        out_tree = (tuple(flat), tuple(leaf.id for leaf in aux_leaves if isinstance(leaf, Tracer)))
+        lowered = lower(graph, self._name(f"_{self.kind}"), out_tree)
+        arg_defs = [sig.argument_def(a % sig.positional_count) for a in self.argnums]
+        rebuild_aux = refill(aux_leaves, aux_def)
+        sizes = [len(group) for group in groups]
+
+        def rebuild(out: tuple) -> Any:
+            it = iter(out[0])
+            per_output = []
+            for _ in outs:
+                row = [next(it) for _ in wrt]
+                trees, start = [], 0
+                for d, size in zip(arg_defs, sizes):
+                    trees.append(tree.unflatten(d, row[start:start + size]))
+                    start += size
+                per_output.append(trees[0] if self.single else tuple(trees))
+            jac = tree.unflatten(treedef, per_output)
+            return (jac, rebuild_aux(out[1])) if self.has_aux else jac
+
+        return Compiled(lowered.generated, graph, rebuild, lowered.out_tree, guards)
+
+
+def _forward_blocks(graph: Graph, wrt: list[int], outs: list[int]) -> tuple[Graph, list[list[int]]]:
+    """One tangent pass per element of each input, seeded with a one-hot constant;
+    block (o, x) stacks output o's tangents over x's elements."""
+    nodes = graph.nodes()
+    columns: list[list[list[int]]] = [[[] for _ in wrt] for _ in outs]
+    for x, i in enumerate(wrt):
+        aval = graph.node(i).aval
+        for e in range(aval.size):
+            basis = np.zeros(aval.shape, dtype=aval.dtype)
+            basis.flat[e] = 1
+            seed = graph.add_const(basis, Aval(aval.shape, aval.dtype), loc=graph.node(i).loc)
+            tangents = forward(graph, {i: seed}, nodes)
+            for o, out in enumerate(outs):
+                t = tangents.get(out)
+                columns[o][x].append(t if t is not None else zeros_like_node(graph, out))
+    blocks = []
+    with rule_mode(graph):
+        for o, out in enumerate(outs):
+            shape = graph.node(out).shape
+            row = []
+            for x, i in enumerate(wrt):
+                stacked = np.stack([Tracer(graph, t) for t in columns[o][x]], axis=-1)
+                row.append(np.reshape(stacked, shape + graph.node(i).shape).id)
+            blocks.append(row)
+    return graph, blocks
+
+
+def _reverse_blocks(graph: Graph, wrt: list[int], outs: list[int]) -> tuple[Graph, list[list[int]]]:
+    """One cotangent pass per element of each output; block (o, x) stacks the
+    gradients of output o's elements with respect to x."""
+    rows: list[list[list[int]]] = [[[] for _ in wrt] for _ in outs]
+    for o, out in enumerate(outs):
+        node = graph.node(out)
+        for e in range(node.aval.size):
+            with rule_mode(graph) as mode:
+                mode.at(loc=node.loc)
+                element = Tracer(graph, out)
+                if node.shape:
+                    element = np.reshape(element, (-1,))[e]
+                scalar = element.id
+            graph, grads = reverse(graph, wrt, scalar)
+            for x, g in enumerate(grads):
+                rows[o][x].append(g)
+    blocks = []
+    with rule_mode(graph):
+        for o, out in enumerate(outs):
+            shape = graph.node(out).shape
+            row = []
+            for x, i in enumerate(wrt):
+                stacked = np.stack([Tracer(graph, g) for g in rows[o][x]], axis=0)
+                row.append(np.reshape(stacked, shape + graph.node(i).shape).id)
+            blocks.append(row)
+    return graph, blocks
+
+
+def _jacobian_transform(mode: str, fun: Optional[Callable], argnums: Argnums, has_aux: bool):
+    if fun is None:
+        _check_argnums(argnums)
+        return api_boundary(lambda f: _jacobian_transform(mode, f, argnums, has_aux))
+    if not callable(fun):
+        raise at_user_line(GradError, f"expected a function to differentiate, got {type(fun).__name__}")
+    positions, _ = _check_argnums(argnums)
+    key = (mode, fun, positions, isinstance(argnums, (int, np.integer)), has_aux)
+    return _MEMO.get(key, lambda: JacobianTransform(fun, argnums, mode, has_aux))
+
+
+@api_boundary
+def jacfwd(fun: Optional[Callable] = None, argnums: Argnums = 0, has_aux: bool = False):
+    """The Jacobian by forward mode: one tangent pass per input element, all in one
+    compiled program sharing one primal pass. Cheap when inputs are few.
+
+    For output `y` and input `x` the result has shape `y.shape + x.shape`; pytrees of
+    outputs and of `argnums` arguments give the same nesting as JAX's `jacfwd`.
+    """
+    return _jacobian_transform("fwd", fun, argnums, has_aux)
+
+
+@api_boundary
+def jacrev(fun: Optional[Callable] = None, argnums: Argnums = 0, has_aux: bool = False):
+    """The Jacobian by reverse mode: one cotangent pass per output element, in one
+    compiled program. Cheap when outputs are few (a gradient is `jacrev` of a scalar)."""
+    return _jacobian_transform("rev", fun, argnums, has_aux)
+
+
+@api_boundary
+def jacobian(fun: Optional[Callable] = None, argnums: Argnums = 0, has_aux: bool = False):
+    """The Jacobian by the cheaper mode for these sizes: forward when the inputs have
+    no more elements than the outputs, reverse otherwise (the lecture's argument)."""
+    return _jacobian_transform("auto", fun, argnums, has_aux)
+
+
+@api_boundary
+def hessian(fun: Optional[Callable] = None, argnums: Argnums = 0):
+    """The Hessian of a scalar function: forward mode over reverse mode,
+    `jacfwd(jacrev(fun))`, shaped `x.shape + x.shape`."""
+    if fun is None:
+        return api_boundary(lambda f: hessian(f, argnums))
+    return jacfwd(jacrev(fun, argnums=argnums), argnums=argnums)
+
+
+@api_boundary
+def _hvp(fun: Callable, primals: Sequence, tangents: Sequence) -> Any:
+    """The Hessian of the scalar `fun` times `tangents`, without forming the Hessian:
+    the forward-mode derivative of the gradient (forward over reverse).
+
+    >>> Hv = hvp(loss, (w,), (v,))
+
+    One primal gives one array (pytree); several give a tuple.
+    """
+    primals, tangents = _as_tuple(primals, "primals"), _as_tuple(tangents, "tangents")
+    _check_tangents(primals, tangents)
+    gradient = grad(fun, argnums=tuple(range(len(primals))))
+    product = _jvp_transform(gradient, len(primals), False)(*primals, *tangents)[1]
+    return product[0] if len(primals) == 1 else product
+
+
+@api_boundary
+def _hvp_source(fun: Callable, primals: Sequence, tangents: Sequence) -> str:
+    primals, tangents = _as_tuple(primals, "primals"), _as_tuple(tangents, "tangents")
+    gradient = grad(fun, argnums=tuple(range(len(primals))))
+    return _jvp_transform(gradient, len(primals), False).source(*primals, *tangents)
+
+
+hvp = _WithSource(_hvp, _hvp_source)
