@@ -9,6 +9,7 @@ from compiler import numpy_functions as _numpy_functions  # noqa: F401  (registe
 from compiler.api import grad, jit, value_and_grad
 from compiler.step import compile_step
 from compiler.derivatives import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vjp
+from compiler.custom import custom_jvp, custom_vjp, stop_gradient
 from compiler import pictures as _pictures, standalone as _standalone  # noqa: F401  (register .graph and .save)
 from compiler.config import clear_cache, debug_nans, explain_retraces, set_cache_size
 from compiler.errors import (
@@ -17,6 +18,7 @@ from compiler.errors import (
 from runtime import check as _check
 
 _check.use_gradient(lambda f, argnums: grad(f, argnums=argnums))
+_check.use_derivatives(jvp, vjp)
 
 def __dir__() -> list[str]:
     return list(__all__)
@@ -24,6 +26,6 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "grad", "value_and_grad", "jit", "compile_step", "jvp", "vjp", "linearize", "jacfwd", "jacrev", "jacobian",
-    "hessian", "hvp", "clear_cache", "set_cache_size", "debug_nans", "explain_retraces",
+    "hessian", "hvp", "custom_vjp", "custom_jvp", "stop_gradient", "clear_cache", "set_cache_size", "debug_nans", "explain_retraces",
     "AdjointError", "ArgumentError", "GradError", "NonFiniteError", "ShapeError", "TracingError", "UnsupportedError",
 ]

@@ -180,3 +180,81 @@ def _path_str(path: tuple) -> str:
 def _where(argnum: int, path: tuple, idx: tuple) -> str:
     index = f"[{', '.join(str(int(i)) for i in idx)}]" if idx else ""
     return f"arg {argnum} {_path_str(path)}{index}".rstrip()
+
+
+# --- check_grads: both modes, any order, random directions -----------------------
+
+Derivatives = tuple[Callable[..., Any], Callable[..., Any]]  # (jvp, vjp) as in compiler
+_derivatives: Derivatives | None = None
+
+
+def use_derivatives(jvp: Callable[..., Any] | None, vjp: Callable[..., Any] | None) -> None:
+    """Register forward- and reverse-mode providers for `check_grads`:
+    `jvp(f, primals, tangents) -> (out, tangent)`, `vjp(f, *primals) -> (out, pullback)`."""
+    global _derivatives
+    _derivatives = None if jvp is None or vjp is None else (jvp, vjp)
+
+
+def _random_like(tree_value: Any, rng: np.random.Generator) -> Any:
+    leaves, treedef = flatten(tree_value)
+    return unflatten(treedef, [_random_leaf(leaf, rng) for leaf in leaves])
+
+
+def _random_leaf(leaf: Any, rng: np.random.Generator) -> Any:
+    if isinstance(leaf, np.ndarray):
+        return rng.normal(size=leaf.shape).astype(leaf.dtype if leaf.dtype.kind == "f" else np.float64)
+    return float(rng.normal())
+
+
+def _inner(a: Any, b: Any) -> float:
+    return float(sum(np.sum(np.asarray(x, dtype=np.float64) * np.asarray(y, dtype=np.float64))
+                     for x, y in zip(flatten(a)[0], flatten(b)[0])))
+
+
+def _shifted(args: tuple, direction: tuple, step: float) -> tuple:
+    leaves, treedef = flatten(args)
+    moved = [np.asarray(x, dtype=np.float64) + step * np.asarray(d, dtype=np.float64) if isinstance(x, np.ndarray)
+             else x + step * d for x, d in zip(leaves, flatten(direction)[0])]
+    return unflatten(treedef, moved)
+
+
+def check_grads(f: Callable[..., Any], args: tuple, order: int = 2, modes: tuple[str, ...] = ("fwd", "rev"),
+                eps: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-6, seed: int = 0) -> None:
+    """Check `f`'s derivatives at `args` against centered finite differences, in
+    forward mode ("fwd", by `jvp`) and reverse mode ("rev", by `vjp`), up to `order`,
+    as autograd's and JAX's `check_grads` do: along random directions v (inputs) and
+    u (outputs), ⟨u, J v⟩ from each mode must match the finite difference of ⟨u, f⟩
+    along v. Order k checks the derivative functions themselves at order k - 1.
+    Raises AssertionError with the mode, order and both numbers on a mismatch.
+    `args` is a tuple of float arrays and floats (pytrees of them allowed)."""
+    if _derivatives is None:
+        raise TypeError("check_grads needs derivative providers: import compiler, which registers its jvp and vjp")
+    jvp, vjp = _derivatives
+    rng = np.random.default_rng(seed)
+    args = tuple(args)
+    for mode in modes:
+        if mode not in ("fwd", "rev"):
+            raise ValueError(f"modes must be 'fwd' and/or 'rev', got {mode!r}")
+    _check_order(f, args, order, modes, jvp, vjp, rng, eps, rtol, atol)
+
+
+def _check_order(f, args, order, modes, jvp, vjp, rng, eps, rtol, atol) -> None:
+    v = _random_like(args, rng)
+    out = f(*args)
+    u = _random_like(out, rng)
+    numeric = (_inner(u, f(*_shifted(args, v, eps))) - _inner(u, f(*_shifted(args, v, -eps)))) / (2 * eps)
+    if "fwd" in modes:
+        _compare(_inner(u, jvp(f, args, v)[1]), numeric, "forward (jvp)", order, rtol, atol)
+    if "rev" in modes:
+        _compare(_inner(vjp(f, *args)[1](u), v), numeric, "reverse (vjp)", order, rtol, atol)
+    if order > 1:
+        if "fwd" in modes:
+            _check_order(lambda *a: jvp(f, a, v)[1], args, order - 1, modes, jvp, vjp, rng, eps, rtol, atol)
+        if "rev" in modes:
+            _check_order(lambda *a: vjp(f, *a)[1](u), args, order - 1, modes, jvp, vjp, rng, eps, rtol, atol)
+
+
+def _compare(analytic: float, numeric: float, mode: str, order: int, rtol: float, atol: float) -> None:
+    if not np.isclose(analytic, numeric, rtol=rtol, atol=atol):
+        raise AssertionError(f"{mode} derivative check failed at order {order} from the top: "
+                             f"analytic {analytic!r}, finite differences {numeric!r} (rtol={rtol:g}, atol={atol:g})")

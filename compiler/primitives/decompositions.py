@@ -13,6 +13,10 @@ det: the rules invert the matrix, and NumPy raises LinAlgError at run time), and
 for eigenvectors / singular vectors of repeated eigenvalues / singular values: the
 rules then drop the terms that would divide by zero, which is the gradient of any
 function invariant to the choice of basis of the degenerate subspace.
+
+The forward-mode (JVP) rules follow the same conventions, so that jvp and vjp are
+transposes of each other: cholesky and eigh see the tangent of the symmetric matrix
+the lower triangle stands for, and the terms dropped at ties are dropped here too.
 """
 from __future__ import annotations
 
@@ -55,6 +59,22 @@ def _lower_gradient(s):
     return 0.5 * (np.tril(sym) + np.tril(sym, -1))
 
 
+def _lower_tangent(t):
+    """The tangent of the symmetric matrix NumPy reads from the lower triangle of a
+    matrix whose tangent is `t`: tril(t) mirrored above the diagonal."""
+    return np.tril(t) + _mT(np.tril(t, -1))
+
+
+def _trace_product(x, y):
+    """trace(x @ y) over the last two axes."""
+    return np.sum(_mT(x) * y, axis=(-2, -1))
+
+
+def _diagonal_product(u, t, v):
+    """diag(u^T t v): the entries u_i^T t v_i, one per column."""
+    return np.sum(u * (t @ v), axis=-2)
+
+
 def _safe_reciprocal(d):
     """1/d, and 0 where d == 0 (diagonals, repeated eigen- or singular values)."""
     return np.where(d == 0, 0, 1 / np.where(d == 0, 1, d))
@@ -81,7 +101,8 @@ def _square_abstract(fn: str, shape_of=lambda a: a.shape):
 # --- inv, solve, det, slogdet -------------------------------------------------
 
 register(Primitive("inv", abstract=_square_abstract("inv"), emit=_linalg("inv"),
-                   vjp=lambda g, out, a: (-(_mT(out) @ g @ _mT(out)),)))
+                   vjp=lambda g, out, a: (-(_mT(out) @ g @ _mT(out)),),
+                   jvp=lambda t, out, a: -(out @ t[0] @ out)))
 
 
 def _solve_abstract(a: Aval, b: Aval) -> Aval:
@@ -109,29 +130,59 @@ def _solve_vjp(g, out, a, b):
     return -(g_b @ _mT(out)), g_b
 
 
-register(Primitive("solve", abstract=_solve_abstract, emit=_linalg("solve"), vjp=_solve_vjp))
+def _solve_jvp(tangents, out, a, b):
+    """dx = A^-1 (db - dA x). A 1-D b is one column."""
+    t_a, t_b = tangents
+    column = b.ndim == 1
+    rhs = None if t_b is None else t_b[..., None] if column else t_b
+    if t_a is not None:
+        moved = -(t_a @ (out[..., None] if column else out))
+        rhs = moved if rhs is None else rhs + moved
+    dx = np.linalg.solve(a, rhs)
+    return dx[..., 0] if column else dx
+
+
+register(Primitive("solve", abstract=_solve_abstract, emit=_linalg("solve"), vjp=_solve_vjp, jvp=_solve_jvp))
 
 _det_abstract = _square_abstract("det", lambda a: a.shape[:-2])
 
 register(Primitive("det", abstract=_det_abstract, emit=_linalg("det"),
-                   vjp=lambda g, out, a: (_as_matrix_scale(g * out) * _mT(np.linalg.inv(a)),)))
+                   vjp=lambda g, out, a: (_as_matrix_scale(g * out) * _mT(np.linalg.inv(a)),),
+                   jvp=lambda t, out, a: out * _trace_product(np.linalg.inv(a), t[0])))
 register(Primitive("slogdet_sign", abstract=_det_abstract, emit=_linalg("slogdet", 0), differentiable=False))
 register(Primitive("slogdet_logabsdet", abstract=_det_abstract, emit=_linalg("slogdet", 1),
-                   vjp=lambda g, out, a: (_as_matrix_scale(g) * _mT(np.linalg.inv(a)),)))
+                   vjp=lambda g, out, a: (_as_matrix_scale(g) * _mT(np.linalg.inv(a)),),
+                   jvp=lambda t, out, a: _trace_product(np.linalg.inv(a), t[0])))
 
 
 # --- cholesky, eigh -----------------------------------------------------------
 
+def _tril_half(x):
+    """The lower triangle of x with its diagonal halved."""
+    return 0.5 * (np.tril(x) + np.tril(x, -1))
+
+
 def _cholesky_vjp(g, out, a):
-    """A = L L^T: g_A = sym(L^-T tril_half(L^T g) L^-1), with tril_half the lower
-    triangle with its diagonal halved (Murray, 2016)."""
-    product = _mT(out) @ g
-    inner = 0.5 * (np.tril(product) + np.tril(product, -1))
+    """A = L L^T: g_A = sym(L^-T tril_half(L^T g) L^-1) (Murray, 2016)."""
+    inner = _tril_half(_mT(out) @ g)
     l_inv = np.linalg.inv(out)
     return (_lower_gradient(_mT(l_inv) @ inner @ l_inv),)
 
 
-register(Primitive("cholesky", abstract=_square_abstract("cholesky"), emit=_linalg("cholesky"), vjp=_cholesky_vjp))
+def _cholesky_jvp(tangents, out, a):
+    """dL = L tril_half(L^-1 dA L^-T), dA the symmetric tangent."""
+    l_inv = np.linalg.inv(out)
+    return out @ _tril_half(l_inv @ _lower_tangent(tangents[0]) @ _mT(l_inv))
+
+
+register(Primitive("cholesky", abstract=_square_abstract("cholesky"), emit=_linalg("cholesky"), vjp=_cholesky_vjp,
+                   jvp=_cholesky_jvp))
+
+
+def _eigen_gaps(a):
+    """F_ij = 1 / (w_j - w_i) off the diagonal, 0 on it and on ties."""
+    values = a.apply("eigvalsh")
+    return _safe_reciprocal(values[..., None, :] - values[..., :, None])
 
 
 def _eigvalsh_vjp(g, out, a):
@@ -140,15 +191,25 @@ def _eigvalsh_vjp(g, out, a):
 
 
 def _eigh_vectors_vjp(g, out, a):
-    """g_A = V (F o V^T g) V^T with F_ij = 1 / (w_j - w_i) off the diagonal."""
-    values = a.apply("eigvalsh")
-    gaps = _safe_reciprocal(values[..., None, :] - values[..., :, None])
-    return (_lower_gradient(out @ (gaps * (_mT(out) @ g)) @ _mT(out)),)
+    """g_A = V (F o V^T g) V^T."""
+    return (_lower_gradient(out @ (_eigen_gaps(a) * (_mT(out) @ g)) @ _mT(out)),)
+
+
+def _eigvalsh_jvp(tangents, out, a):
+    """dw = diag(V^T dA V)."""
+    vectors = a.apply("eigh_vectors")
+    return _diagonal_product(vectors, _lower_tangent(tangents[0]), vectors)
+
+
+def _eigh_vectors_jvp(tangents, out, a):
+    """dV = V (F o V^T dA V)."""
+    return out @ (_eigen_gaps(a) * (_mT(out) @ _lower_tangent(tangents[0]) @ out))
 
 
 register(Primitive("eigvalsh", abstract=_square_abstract("eigvalsh", lambda a: a.shape[:-1]),
-                   emit=_linalg("eigvalsh"), vjp=_eigvalsh_vjp))
-register(Primitive("eigh_vectors", abstract=_square_abstract("eigh"), emit=_linalg("eigh", 1), vjp=_eigh_vectors_vjp))
+                   emit=_linalg("eigvalsh"), vjp=_eigvalsh_vjp, jvp=_eigvalsh_jvp))
+register(Primitive("eigh_vectors", abstract=_square_abstract("eigh"), emit=_linalg("eigh", 1), vjp=_eigh_vectors_vjp,
+                   jvp=_eigh_vectors_jvp))
 
 
 # --- svd, pinv ------------------------------------------------------------------
@@ -213,7 +274,38 @@ def _svd_vh_vjp(g, out, a, *, full_matrices):
     return (u @ (rotation @ vh + outside),)
 
 
-register(Primitive("svdvals", abstract=_svd_abstract("S"), emit=_linalg("svd", compute_uv=False), vjp=_svdvals_vjp))
+def _singular_vectors_tangent(u, s, v, t):
+    """Townsend (2016) forward: dU = U (F o (dP S + S dP^T)) + (I - U U^T) dA V S^-1
+    with dP = U^T dA V; dV is the same with U and V swapped and dA transposed, as
+    A^T = V S U^T."""
+    t_v = t @ v
+    p = _mT(u) @ t_v
+    rotation = _gap_matrix(s) * (p * s[..., None, :] + s[..., :, None] * _mT(p))
+    return u @ rotation + (t_v - u @ p) / s[..., None, :]
+
+
+def _svdvals_jvp(tangents, out, a):
+    """ds = diag(U^T dA V)."""
+    u, _, vh = _reduced_svd(a)
+    return _diagonal_product(u, tangents[0], _mT(vh))
+
+
+def _svd_u_jvp(tangents, out, a, *, full_matrices):
+    """dU of the reduced SVD."""
+    _refuse_full(a, full_matrices)
+    u, s, vh = _reduced_svd(a)
+    return _singular_vectors_tangent(u, s, _mT(vh), tangents[0])
+
+
+def _svd_vh_jvp(tangents, out, a, *, full_matrices):
+    """dV^T: dV from A^T = V S U^T, transposed."""
+    _refuse_full(a, full_matrices)
+    u, s, vh = _reduced_svd(a)
+    return _mT(_singular_vectors_tangent(_mT(vh), s, u, _mT(tangents[0])))
+
+
+register(Primitive("svdvals", abstract=_svd_abstract("S"), emit=_linalg("svd", compute_uv=False), vjp=_svdvals_vjp,
+                   jvp=_svdvals_jvp))
 
 
 def _svd_emit(index: int):
@@ -223,8 +315,8 @@ def _svd_emit(index: int):
     return emit
 
 
-register(Primitive("svd_u", abstract=_svd_abstract("U"), emit=_svd_emit(0), vjp=_svd_u_vjp))
-register(Primitive("svd_vh", abstract=_svd_abstract("Vh"), emit=_svd_emit(2), vjp=_svd_vh_vjp))
+register(Primitive("svd_u", abstract=_svd_abstract("U"), emit=_svd_emit(0), vjp=_svd_u_vjp, jvp=_svd_u_jvp))
+register(Primitive("svd_vh", abstract=_svd_abstract("Vh"), emit=_svd_emit(2), vjp=_svd_vh_vjp, jvp=_svd_vh_jvp))
 
 
 def _pinv_abstract(a: Aval) -> Aval:
@@ -241,7 +333,16 @@ def _pinv_vjp(g, out, a):
     return (-(p_t @ g @ p_t) + left - a @ (p @ left) + right - (right @ p) @ a,)
 
 
-register(Primitive("pinv", abstract=_pinv_abstract, emit=_linalg("pinv"), vjp=_pinv_vjp))
+def _pinv_jvp(tangents, out, a):
+    """Golub & Pereyra (1973), for a matrix of constant rank:
+    dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P."""
+    p, p_t, t_t = out, _mT(out), _mT(tangents[0])
+    left = (p @ p_t) @ t_t
+    right = t_t @ (p_t @ p)
+    return -(p @ tangents[0] @ p) + left - (left @ a) @ p + right - p @ (a @ right)
+
+
+register(Primitive("pinv", abstract=_pinv_abstract, emit=_linalg("pinv"), vjp=_pinv_vjp, jvp=_pinv_jvp))
 
 
 # --- norm -----------------------------------------------------------------------
@@ -262,15 +363,23 @@ def _norm_emit(x: ast.expr, *, ord, axis, keepdims, given_axis) -> ast.expr:
     return np_call("linalg.norm", *args, **kwargs)
 
 
-def _norm_vjp(g, out, x, *, ord, axis, keepdims, given_axis):
-    """d ||x||_p / dx = sign(x) |x|^(p-1) / ||x||^(p-1); at ||x|| = 0 the 2-norm
-    (and any p > 1) takes the subgradient 0, as x = 0 there."""
+def _norm_gradient(out, x, ord, axis):
+    """d ||x||_p / dx = sign(x) |x|^(p-1) / ||x||^(p-1), with the norm's axes kept;
+    at ||x|| = 0 the 2-norm (and any p > 1) takes the subgradient 0, as x = 0 there."""
     p = _norm_power(ord)
-    kept = reduced_shape(x.shape, axis, True)
-    g, safe = np.reshape(g, kept), np.reshape(np.where(out == 0, 1, out), kept)
+    safe = np.reshape(np.where(out == 0, 1, out), reduced_shape(x.shape, axis, True))
     if p == 2:
-        return (g * (x / safe),)
-    return (g * (np.sign(x) * np.abs(x) ** (p - 1) / safe ** (p - 1)),)
+        return x / safe
+    return np.sign(x) * np.abs(x) ** (p - 1) / safe ** (p - 1)
 
 
-register(Primitive("norm", abstract=_norm_abstract, emit=_norm_emit, vjp=_norm_vjp))
+def _norm_vjp(g, out, x, *, ord, axis, keepdims, given_axis):
+    return (np.reshape(g, reduced_shape(x.shape, axis, True)) * _norm_gradient(out, x, ord, axis),)
+
+
+def _norm_jvp(tangents, out, x, *, ord, axis, keepdims, given_axis):
+    """d ||x|| = <grad ||x||, dx> over the norm's axes."""
+    return np.sum(_norm_gradient(out, x, ord, axis) * tangents[0], axis=axis, keepdims=keepdims)
+
+
+register(Primitive("norm", abstract=_norm_abstract, emit=_norm_emit, vjp=_norm_vjp, jvp=_norm_jvp))

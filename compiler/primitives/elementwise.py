@@ -131,8 +131,10 @@ def _power_base_vjp(power):
     every x while 0 ** -1 is inf. A constant scalar exponent decides at compile
     time: no cotangent for `x ** 0`, `g` itself for `x ** 1`. Any other exponent
     that may be 0 (traced, or an array that is not a frozen constant free of
-    zeros) takes the exponent 1 instead of -1 there, `y * x ** np.where(y == 0, 1,
-    y - 1)`: 0 without a division by zero, at every derivative order."""
+    zeros) takes the exponent 1 instead of -1 where both x and y are 0,
+    `y * x ** np.where((x == 0) & (y == 0), 1, y - 1)`: 0 there without 0 * inf,
+    at every derivative order in x. Only at x == 0, where x ** y jumps in y, so
+    elsewhere the mixed derivative in y at y == 0 stays x ** -1."""
 
     def vjp(g, out, x, y):
         value = _constant(y)
@@ -143,7 +145,7 @@ def _power_base_vjp(power):
                 return g
         exponent = y - 1
         if value is None or np.any(value == 0):
-            exponent = np.where(y == 0, 1, exponent)
+            exponent = np.where((x == 0) & (y == 0), 1, exponent)
             if y.aval.weak:  # np.where makes a Python number an array: keep it from widening x
                 exponent = exponent.astype(out.dtype)
         return g * (y * power(x, exponent))

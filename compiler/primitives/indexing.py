@@ -18,7 +18,7 @@ import numpy as np
 
 from compiler.errors import ShapeError
 from compiler.ir import Aval
-from compiler.primitives.registry import Primitive, literal, np_attr, np_call, register
+from compiler.primitives.registry import Primitive, joint_linear_rule, literal, np_attr, np_call, register
 
 Spec = tuple[tuple, ...]
 
@@ -128,6 +128,7 @@ register(
         abstract=_index_add_abstract,
         emit_stmts=_index_add_stmts,
         vjp=_index_add_vjp,
+        jvp=joint_linear_rule("index_add", (0,)),
     )
 )
 
@@ -172,12 +173,22 @@ def _writes_once(shape: tuple[int, ...], spec: Spec, arrays: Sequence[Any]) -> b
     return np.unique(written).size == written.size
 
 
+def _setitem_jvp(ts, out, x, v, *arrays, spec):
+    """Linear in x and v together: dx with dv written in (the same last write wins),
+    0 standing in for a missing tangent."""
+    t_x, t_v = ts[:2]
+    if t_x is None:
+        t_x = np.zeros_like(x)
+    return t_x.apply("setitem", 0.0 if t_v is None else t_v, *arrays, spec=spec)
+
+
 register(
     Primitive(
         "setitem",
         abstract=_setitem_abstract,
         emit_stmts=_setitem_stmts,
         vjp=_setitem_vjp,
+        jvp=_setitem_jvp,
     )
 )
 

@@ -2,7 +2,9 @@
 and batch broadcasting), np.outer, np.einsum, np.kron, np.cross (3-vectors on the
 last axis), np.tril / np.triu and np.diag of a vector. Gradients are products with
 transposed views (`g @ W.T`, `x.T @ g`), which BLAS consumes without copies, and
-the gradient of an einsum is one einsum per operand."""
+the gradient of an einsum is one einsum per operand. The products are linear in
+each operand separately, so their forward-mode rule is `product_rule`; tril, triu
+and diag are linear, and the forward transform derives theirs."""
 from __future__ import annotations
 
 import ast
@@ -12,7 +14,7 @@ import numpy as np
 from compiler.errors import ShapeError
 from compiler.ir import Aval
 from compiler.primitives.reduce import unbroadcast
-from compiler.primitives.registry import Primitive, call, literal, np_call, register
+from compiler.primitives.registry import Primitive, call, literal, np_call, product_rule, register
 
 
 def _matmul_abstract(a: Aval, b: Aval) -> Aval:
@@ -57,7 +59,7 @@ def _matmul_vjp(g, out, a, b):
 
 
 register(Primitive("matmul", abstract=_matmul_abstract, emit=lambda a, b: ast.BinOp(a, ast.MatMult(), b),
-                   vjp=_matmul_vjp, ufunc=True))
+                   vjp=_matmul_vjp, ufunc=True, jvp=product_rule("matmul")))
 
 
 def _outer_abstract(a: Aval, b: Aval) -> Aval:
@@ -68,7 +70,7 @@ def _outer_vjp(g, out, a, b):
     return np.reshape(g @ np.ravel(b), a.shape), np.reshape(np.ravel(a) @ g, b.shape)
 
 
-register(Primitive("outer", abstract=_outer_abstract, emit=call("outer"), vjp=_outer_vjp))
+register(Primitive("outer", abstract=_outer_abstract, emit=call("outer"), vjp=_outer_vjp, jvp=product_rule("outer")))
 
 
 # --- einsum -----------------------------------------------------------------
@@ -160,8 +162,9 @@ def _einsum_vjp(g, out, *operands, subscripts: str, optimize):
 
 
 # one operand's einsum ('ii->i', 'ij->ji', 'i') may be a view of it, as in NumPy
+# (integer operands carry no tangent, so the product rule skips them)
 register(Primitive("einsum", abstract=_einsum_abstract, emit=_einsum_emit, vjp=_einsum_vjp,
-                   view=lambda node: len(node.inputs) == 1))
+                   view=lambda node: len(node.inputs) == 1, jvp=product_rule("einsum")))
 
 
 # --- kron, cross ------------------------------------------------------------
@@ -188,7 +191,7 @@ def _kron_vjp(g, out, a, b):
     return np.reshape(g_a, a.shape), np.reshape(g_b, b.shape)
 
 
-register(Primitive("kron", abstract=_kron_abstract, emit=call("kron"), vjp=_kron_vjp))
+register(Primitive("kron", abstract=_kron_abstract, emit=call("kron"), vjp=_kron_vjp, jvp=product_rule("kron")))
 
 
 def _cross_abstract(a: Aval, b: Aval) -> Aval:
@@ -202,7 +205,7 @@ def _cross_abstract(a: Aval, b: Aval) -> Aval:
 
 
 register(Primitive("cross", abstract=_cross_abstract, emit=call("cross"),
-                   vjp=lambda g, out, a, b: (np.cross(b, g), np.cross(g, a))))
+                   vjp=lambda g, out, a, b: (np.cross(b, g), np.cross(g, a)), jvp=product_rule("cross")))
 
 
 # --- triangles and diagonals ------------------------------------------------

@@ -6,7 +6,9 @@ Generated code spells each one in plain NumPy with the runtime's own stable form
 (`np.exp(-np.logaddexp(0, -x))` for sigmoid, max-shifted log-sum-exp), so a saved
 module needs NumPy alone. Softmax
 cross-entropy keeps the row-wise log-sum-exp of the forward pass, and its backward
-pass is (softmax(z) - onehot) / N computed from it in place.
+pass is (softmax(z) - onehot) / N computed from it in place; that backward primitive
+has VJP and JVP rules of its own, so second derivatives (Hessian-vector products)
+pass through it. The JVP rules use the same stable forms (softmax as exp(x - lse)).
 """
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ import ast
 
 import numpy as np
 
-from compiler.errors import UnsupportedError
 from compiler.ir import Aval
 from compiler.primitives.elementwise import dtype_or_weak_type, elementwise_abstract, result_dtype
 from compiler.primitives.reduce import reduced_shape
@@ -89,8 +90,15 @@ def _lse_vjp(g, out, x, *, axis, keepdims):
     return (g * np.exp(x - out),)
 
 
+def _lse_jvp(tangents, out, x, *, axis, keepdims):
+    """d lse = sum(softmax(x) * dx, axis), with softmax(x) = exp(x - lse) (at most 1)."""
+    (t,) = tangents
+    kept = out if keepdims else np.reshape(out, reduced_shape(x.shape, axis, True))
+    return np.sum(t * np.exp(x - kept), axis=axis, keepdims=keepdims)
+
+
 register(Primitive("runtime.nn.logsumexp", abstract=_lse_abstract, emit_stmts=_lse_stmts, vjp=_lse_vjp,
-                   inline_operands=False))
+                   jvp=_lse_jvp, inline_operands=False))
 
 
 def _log_softmax_stmts(target: ast.Name, x: ast.expr, *, axis: int) -> list[ast.stmt]:
@@ -104,6 +112,8 @@ register(
         abstract=lambda x, *, axis: Aval(x.shape, result_dtype("exp", (x.dtype,))),
         emit_stmts=_log_softmax_stmts,
         vjp=lambda g, out, x, *, axis: (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),),
+        # d log_softmax = dx - sum(softmax(x) * dx, axis), with softmax(x) = exp(out)
+        jvp=lambda ts, out, x, *, axis: ts[0] - np.sum(np.exp(out) * ts[0], axis=axis, keepdims=True),
         inline_operands=False,
     )
 )
@@ -139,7 +149,43 @@ def _sce_vjp(g, out, z, lse, labels, *, n, sparse):
     return g_z, None, g_labels
 
 
-register(Primitive("softmax_cross_entropy", abstract=_sce_abstract, emit=_sce_emit, vjp=_sce_vjp))
+def _sce_jvp(tangents, out, z, lse, labels, *, n, sparse):
+    """The loss is linear in (z, lse) and in the labels: d = mean over rows of
+    dlse - dz[label] (sparse), or sum(labels (dlse - dz) + dlabels (lse - z)) / n.
+    Unlike the VJP, which folds the lse path into z's cotangent, every operand's
+    tangent is used here (lse's comes from its own logsumexp node)."""
+    t_z, t_lse, t_labels = tangents
+    terms = []
+    if sparse:
+        if t_lse is not None:
+            terms.append(np.sum(t_lse) / n)
+        if t_z is not None:
+            terms.append(-np.sum(t_z[np.arange(n), labels]) / n)
+    else:
+        shift = _difference(t_lse, t_z)
+        if shift is not None:
+            terms.append(np.sum(labels * shift) / n)
+        if t_labels is not None:
+            terms.append(np.sum(t_labels * (lse - z)) / n)
+    return _total(terms)
+
+
+def _difference(a, b):
+    """a - b for tangents that may be None (zero)."""
+    if b is None:
+        return a
+    return -b if a is None else a - b
+
+
+def _total(terms):
+    """The sum of `terms`, None (zero) when there are none."""
+    total = None
+    for term in terms:
+        total = term if total is None else total + term
+    return total
+
+
+register(Primitive("softmax_cross_entropy", abstract=_sce_abstract, emit=_sce_emit, vjp=_sce_vjp, jvp=_sce_jvp))
 
 
 def _is_unit(g) -> bool:
@@ -168,8 +214,52 @@ def _sce_grad_stmts(target: ast.Name, z, lse, labels, g=None, *, n: int, sparse:
     return stmts
 
 
+# softmax_cross_entropy_grad(z, lse, labels[, g]) = (p * mass - labels) * s, with
+# p = exp(z - lse), mass = sum(labels, axis=1) (1 for integer labels, whose `labels`
+# term is their one-hot rows) and s = g / n (1 / n without g). Its derivatives treat
+# lse as the operand it is; its own logsumexp node carries it back to z.
+
+
+def _sce_grad_scale(g, n):
+    """s = g / n, or 1 / n when the cotangent g was the unit seed (left out)."""
+    return 1 / n if g is None else g / n
+
+
+def _sce_grad_p_scale(labels, s, sparse):
+    """mass * s, the factor of p (mass is 1 for integer labels)."""
+    return s if sparse else np.sum(labels, axis=1, keepdims=True) * s
+
+
+def _sce_grad_unscaled(z, lse, labels, *, n, sparse):
+    """(p * mass - labels) / n: the result's derivative in g."""
+    return z.apply("softmax_cross_entropy_grad", lse, labels, n=n, sparse=sparse)
+
+
 def _sce_grad_vjp(gg, out, z, lse, labels, g=None, *, n, sparse):
-    raise UnsupportedError("second derivatives of softmax_cross_entropy are not supported yet")
+    """With u = gg * p * mass * s: u for z, -sum(u, axis=1) for lse,
+    s (sum(gg * p, axis=1) - gg) for float labels, sum(gg * (p * mass - labels)) / n for g."""
+    s, p = _sce_grad_scale(g, n), np.exp(z - lse)
+    u = gg * p * _sce_grad_p_scale(labels, s, sparse)
+    g_labels = None if sparse else s * (np.sum(gg * p, axis=1, keepdims=True) - gg)
+    cts = (u, -np.sum(u, axis=1, keepdims=True), g_labels)
+    if g is None:
+        return cts
+    return cts + (np.sum(gg * _sce_grad_unscaled(z, lse, labels, n=n, sparse=sparse)),)
+
+
+def _sce_grad_jvp(tangents, out, z, lse, labels, g=None, *, n, sparse):
+    """d = s (p (mass (dz - dlse) + dmass) - dlabels) + dg (p * mass - labels) / n."""
+    t_z, t_lse, t_labels = tangents[:3]
+    s, p = _sce_grad_scale(g, n), np.exp(z - lse)
+    terms = []
+    shift = _difference(t_z, t_lse)
+    if shift is not None:
+        terms.append(p * shift * _sce_grad_p_scale(labels, s, sparse))
+    if t_labels is not None:
+        terms.append((p * np.sum(t_labels, axis=1, keepdims=True) - t_labels) * s)
+    if g is not None and tangents[3] is not None:
+        terms.append(tangents[3] * _sce_grad_unscaled(z, lse, labels, n=n, sparse=sparse))
+    return _total(terms)
 
 
 register(
@@ -178,6 +268,7 @@ register(
         abstract=lambda z, lse, labels, g=None, *, n, sparse: Aval(z.shape, z.dtype),
         emit_stmts=_sce_grad_stmts,
         vjp=_sce_grad_vjp,
+        jvp=_sce_grad_jvp,
     )
 )
 
@@ -197,6 +288,17 @@ def _bce_vjp(g, out, z, y, *, n):
     return g * (p - y) / n, g_y
 
 
+def _bce_jvp(tangents, out, z, y, *, n):
+    """d = sum((sigmoid(z) - y) dz - z dy) / n, summed over the broadcast shape."""
+    t_z, t_y = tangents
+    terms = []
+    if t_z is not None:
+        terms.append(np.sum((z.apply("runtime.nn.sigmoid") - y) * t_z) / n)
+    if t_y is not None:
+        terms.append(-np.sum(z * t_y) / n)
+    return _total(terms)
+
+
 register(
     Primitive(
         "runtime.nn.binary_cross_entropy_with_logits",
@@ -206,5 +308,6 @@ register(
             ast.Div(), literal(n),
         ),
         vjp=_bce_vjp,
+        jvp=_bce_jvp,
     )
 )

@@ -109,50 +109,102 @@ def _share(g, winners, axis: tuple[int, ...], dtype: np.dtype):
     return np.where(winners, g / count, 0)
 
 
+def _mean_over(t, lanes, axis: tuple[int, ...], keepdims: bool, dtype: np.dtype):
+    """The mean of `t` over the `lanes` of each reduced slice, 0 for a slice with
+    none: the transpose of `_share`."""
+    total = np.sum(np.where(lanes, t, 0), axis=axis, keepdims=keepdims)
+    count = np.sum(lanes, axis=axis, keepdims=keepdims).astype(dtype)
+    return total / np.maximum(count, 1)
+
+
+def _winners(out, x, axis: tuple[int, ...], keepdims: bool):
+    """The elements equal to their slice's extremum. A NaN never equals it, so the
+    NaN-ignoring forms need nothing more."""
+    return x == _broadcastable(out, x, axis, keepdims)
+
+
 def _extremum_vjp(g, out, x, *, axis, keepdims, ndim):
-    """Ties share the gradient evenly, as NumPy users of autograd/JAX expect. A NaN
-    never equals the extremum, so the NaN-ignoring forms use this rule too."""
-    winners = x == _broadcastable(out, x, axis, keepdims)
-    return (_share(_broadcastable(g, x, axis, keepdims), winners, axis, x.dtype),)
+    """Ties share the gradient evenly, as NumPy users of autograd/JAX expect."""
+    return (_share(_broadcastable(g, x, axis, keepdims), _winners(out, x, axis, keepdims), axis, x.dtype),)
 
 
-def _prod_vjp(g, out, x, *, axis, keepdims, ndim):
-    """Exact where x has zeros. An element's partial derivative is the product of the
-    other elements of its slice: the product of the nonzero ones divided by it when
-    the slice has no zero; for a slice's only zero, the product of the nonzero ones;
-    0 for every other element of a slice with a zero."""
+def _extremum_jvp(ts, out, x, *, axis, keepdims, ndim):
+    """d max = the mean of dx over the tied maxima (the VJP's even split, transposed)."""
+    return _mean_over(ts[0], _winners(out, x, axis, keepdims), axis, keepdims, x.dtype)
+
+
+def _prod_partials(x, axis: tuple[int, ...]):
+    """d prod / dx, exact where x has zeros. An element's partial derivative is the
+    product of the other elements of its slice: the product of the nonzero ones
+    divided by it when the slice has no zero; for a slice's only zero, the product
+    of the nonzero ones; 0 for every other element of a slice with a zero."""
     zero = x == 0
     zeros = np.sum(zero, axis=axis, keepdims=True)
     safe = np.where(zero, 1, x)
     nonzero_product = np.prod(safe, axis=axis, keepdims=True)
     at_zero = np.where(zeros == 1, nonzero_product, 0)
     elsewhere = np.where(zeros == 0, nonzero_product / safe, 0)
-    return (_broadcastable(g, x, axis, keepdims) * np.where(zero, at_zero, elsewhere),)
+    return np.where(zero, at_zero, elsewhere)
+
+
+def _prod_vjp(g, out, x, *, axis, keepdims, ndim):
+    return (_broadcastable(g, x, axis, keepdims) * _prod_partials(x, axis),)
+
+
+def _prod_jvp(ts, out, x, *, axis, keepdims, ndim):
+    """d prod = sum over the slice of dx_i * prod_{j != i} x_j."""
+    return np.sum(ts[0] * _prod_partials(x, axis), axis=axis, keepdims=keepdims)
 
 
 def _nansum_vjp(g, out, x, *, axis, keepdims, ndim):
     return (np.where(np.isnan(x), 0, expand_cotangent(g, x, axis, keepdims)),)
 
 
+def _nansum_jvp(ts, out, x, *, axis, keepdims, ndim):
+    """d nansum = the sum of dx over the lanes where x is not NaN."""
+    return np.sum(np.where(np.isnan(x), 0, ts[0]), axis=axis, keepdims=keepdims)
+
+
 def _nanmean_vjp(g, out, x, *, axis, keepdims, ndim):
     return (_share(_broadcastable(g, x, axis, keepdims), ~np.isnan(x), axis, x.dtype),)
+
+
+def _nanmean_jvp(ts, out, x, *, axis, keepdims, ndim):
+    """d nanmean = the mean of dx over the lanes where x is not NaN."""
+    return _mean_over(ts[0], ~np.isnan(x), axis, keepdims, x.dtype)
+
+
+def _middle_values(x, axis: tuple[int, ...]) -> list:
+    """Each slice's one or two middle values (whose mean is the median), with the
+    reduced axes kept."""
+    count = reduced_count(x.shape, axis)
+    lanes = _sorted_lanes(x, axis)
+    ranks = sorted({(count - 1) // 2, count // 2})
+    return [np.reshape(lanes[..., r], reduced_shape(x.shape, axis, True)) for r in ranks]
 
 
 def _median_vjp(g, out, x, *, axis, keepdims, ndim):
     """The median is the mean of a slice's two middle values (one, for an odd count):
     each middle value's part of the cotangent is shared evenly among the elements
     equal to it, like ties of max."""
-    count = reduced_count(x.shape, axis)
-    if count == 0:
+    if reduced_count(x.shape, axis) == 0:
         return (None,)
-    ranks = sorted({(count - 1) // 2, count // 2})
+    middle = _middle_values(x, axis)
     kept = _broadcastable(g, x, axis, keepdims)
-    if len(ranks) == 2:
+    if len(middle) == 2:
         kept = kept * 0.5
-    lanes = _sorted_lanes(x, axis)
-    middle = [np.reshape(lanes[..., r], reduced_shape(x.shape, axis, True)) for r in ranks]
     shares = [_share(kept, x == value, axis, x.dtype) for value in middle]
     return (shares[0] if len(shares) == 1 else shares[0] + shares[1],)
+
+
+def _median_jvp(ts, out, x, *, axis, keepdims, ndim):
+    """d median = the mean over the middle values of dx averaged over the elements
+    tied with each (the VJP's split, transposed)."""
+    if reduced_count(x.shape, axis) == 0:
+        return None
+    middle = _middle_values(x, axis)
+    means = [_mean_over(ts[0], x == value, axis, keepdims, x.dtype) for value in middle]
+    return means[0] if len(means) == 1 else (means[0] + means[1]) * 0.5
 
 
 def _sorted_lanes(x, axis: tuple[int, ...]):
@@ -167,10 +219,18 @@ _REDUCTION_VJPS = {
     "nansum": _nansum_vjp, "nanmean": _nanmean_vjp, "nanmax": _extremum_vjp, "nanmin": _extremum_vjp,
     "median": _median_vjp,
 }
+# sum and mean take the derived rule of a linear primitive. nansum and nanmean are
+# odd (f(-x) = -f(x), which is all the simplifier asks of `linear`) but not linear
+# (NaN lanes drop out), so they have rules of their own.
+_REDUCTION_JVPS = {
+    "max": _extremum_jvp, "min": _extremum_jvp, "prod": _prod_jvp, "nansum": _nansum_jvp,
+    "nanmean": _nanmean_jvp, "nanmax": _extremum_jvp, "nanmin": _extremum_jvp, "median": _median_jvp,
+}
 _LINEAR = ("sum", "mean", "nansum", "nanmean")
 
 for _fn, _vjp in _REDUCTION_VJPS.items():
-    register(Primitive(_fn, abstract=_abstract(_fn), emit=_emit(_fn), vjp=_vjp, linear=_fn in _LINEAR))
+    register(Primitive(_fn, abstract=_abstract(_fn), emit=_emit(_fn), vjp=_vjp, linear=_fn in _LINEAR,
+                       jvp=_REDUCTION_JVPS.get(_fn)))
 for _fn in ("any", "all", "count_nonzero"):
     register(Primitive(_fn, abstract=_abstract(_fn), emit=_emit(_fn), differentiable=False))
 
@@ -205,9 +265,24 @@ def _cumprod_vjp(g, out, x, *, axis):
     return (np.where(zeros_so_far == 0, before_zeros, np.where(first_zero, at_first_zero, 0)),)
 
 
+def _cumprod_jvp(ts, out, x, *, axis):
+    """Exact with zeros: d out_k = sum_{j <= k} dx_j * prod_{i <= k, i != j} x_i.
+    Before a slice's first zero that is out_k * cumsum(dx / x)_k. From the first
+    zero z until the next one, only j = z survives: dx_z times the cumulative
+    product with x_z replaced by 1. From a second zero on, every term is 0."""
+    t = ts[0]
+    zero = x == 0
+    zeros_so_far = np.cumsum(zero, axis=axis)
+    first_zero = zero & (zeros_so_far == 1)
+    before_zeros = out * np.cumsum(t / np.where(zero, 1, x), axis=axis)
+    from_first_zero = np.cumsum(np.where(first_zero, t, 0), axis=axis) * np.cumprod(np.where(first_zero, 1, x), axis=axis)
+    return np.where(zeros_so_far == 0, before_zeros, np.where(zeros_so_far == 1, from_first_zero, 0))
+
+
 register(Primitive("cumsum", abstract=_scan_abstract("cumsum"), emit=call("cumsum"),
                    vjp=lambda g, out, x, *, axis: (_reverse_cumsum(g, axis),), linear=True))
-register(Primitive("cumprod", abstract=_scan_abstract("cumprod"), emit=call("cumprod"), vjp=_cumprod_vjp))
+register(Primitive("cumprod", abstract=_scan_abstract("cumprod"), emit=call("cumprod"), vjp=_cumprod_vjp,
+                   jvp=_cumprod_jvp))
 
 
 def _sort_emit(fn: str):
@@ -224,8 +299,14 @@ def _sort_vjp(g, out, x, *, axis, kind, stable):
     return (g.apply("unpermute", order, axis=axis, shape=x.shape, dtype=x.dtype),)
 
 
+def _sort_jvp(ts, out, x, *, axis, kind, stable):
+    """The tangent taken in the sorting permutation's order."""
+    order = x.apply("argsort", axis=axis, kind=kind, stable=stable)
+    return np.take_along_axis(ts[0], order, axis=axis)
+
+
 register(Primitive("sort", abstract=lambda x, *, axis, kind, stable: Aval(x.shape, x.dtype), emit=_sort_emit("sort"),
-                   vjp=_sort_vjp))
+                   vjp=_sort_vjp, jvp=_sort_jvp))
 register(Primitive("argsort", abstract=lambda x, *, axis, kind, stable: Aval(x.shape, np.dtype(np.intp)),
                    emit=_sort_emit("argsort"), differentiable=False))
 

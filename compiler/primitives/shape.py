@@ -10,7 +10,7 @@ import numpy as np
 
 from compiler.errors import ShapeError
 from compiler.ir import Aval
-from compiler.primitives.registry import Primitive, literal, np_attr, np_call, register
+from compiler.primitives.registry import Primitive, joint_linear_rule, literal, np_attr, np_call, product_rule, register
 
 
 def _reshape_abstract(x: Aval, *, shape: tuple[int, ...]) -> Aval:
@@ -96,12 +96,23 @@ def _concat_vjp(g, out, *xs, axis: int):
     return tuple(pieces)
 
 
+def _each_operand_linear(op: str):
+    """The JVP of `op` when it is linear in all its operands together (concatenate,
+    stack): `op` of their tangents, zeros for the missing ones."""
+
+    def jvp(ts, out, *xs, **params):
+        return joint_linear_rule(op, tuple(range(len(xs))))(ts, out, *xs, **params)
+
+    return jvp
+
+
 register(
     Primitive(
         "concatenate",
         abstract=_concat_abstract,
         emit=lambda *xs, axis: np_call("concatenate", ast.List(list(xs), ast.Load()), axis=axis),
         vjp=_concat_vjp,
+        jvp=_each_operand_linear("concatenate"),
     )
 )
 
@@ -121,6 +132,7 @@ register(
         abstract=_stack_abstract,
         emit=lambda *xs, axis: np_call("stack", ast.List(list(xs), ast.Load()), axis=axis),
         vjp=lambda g, out, *xs, axis: tuple(g[(slice(None),) * axis + (i,)] for i in range(len(xs))),
+        jvp=_each_operand_linear("stack"),
     )
 )
 
@@ -147,6 +159,7 @@ register(
         emit=_astype_emit,
         emit_weak=_scalar_cast_emit,
         vjp=_astype_vjp,
+        jvp=lambda ts, out, x, *, dtype: ts[0].astype(out.dtype),  # the derived rule would cast to x's dtype
         lanewise=True,
     )
 )
@@ -345,7 +358,12 @@ def _fold_run(g, axis: int, sources: np.ndarray, n: int, first: int, end: int, s
     return np.pad(piece, [(low, n - low - width) if d == axis else (0, 0) for d in range(g.ndim)])
 
 
-register(Primitive("pad", abstract=_pad_abstract, emit=_pad_emit, vjp=_pad_vjp))
+def _pad_jvp(ts, out, x, *, pad_width: Pairs, mode: str, constant_values):
+    """Every mode is linear in x but for the constant: the tangent pads with 0."""
+    return ts[0].apply("pad", pad_width=pad_width, mode=mode, constant_values=0)
+
+
+register(Primitive("pad", abstract=_pad_abstract, emit=_pad_emit, vjp=_pad_vjp, jvp=_pad_jvp))
 
 
 def _roll_emit(x: ast.expr, *, shift: tuple[int, ...], axis: tuple[int, ...] | None) -> ast.expr:
@@ -432,6 +450,7 @@ register(
         abstract=_add_along_axis_abstract,
         emit_stmts=_add_along_axis_stmts,
         vjp=lambda g, out, ct, indices, *, axis, shape, dtype: (np.take_along_axis(g, indices, axis=axis), None),
+        jvp=joint_linear_rule("add_along_axis", (0,)),
     )
 )
 
@@ -469,4 +488,5 @@ def _convolve_emit(a: ast.expr, v: ast.expr, *, mode: str) -> ast.expr:
     return np_call("convolve", a, v) if mode == "full" else np_call("convolve", a, v, mode=mode)
 
 
-register(Primitive("convolve", abstract=_convolve_abstract, emit=_convolve_emit, vjp=_convolve_vjp))
+register(Primitive("convolve", abstract=_convolve_abstract, emit=_convolve_emit, vjp=_convolve_vjp,
+                   jvp=product_rule("convolve")))
