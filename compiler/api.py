@@ -72,7 +72,25 @@ class Compiled:
                 env[node.id] = node.params["value"]
             elif not node.is_input:
                 env[node.id] = bind(node.op, *(env[i] for i in node.inputs), **node.params)
+                _keep_role(node, env)
         return _map_ids(self.out_tree, env)
+
+
+def _keep_role(node: Any, env: dict[int, Any]) -> None:
+    """The inlined copy of `node` keeps its variable name, or its role as the
+    cotangent or tangent of another inlined value, so that code generated around an
+    inlined gradient still reads `h`, `g_h`, `t_h`."""
+    copy = env[node.id].graph.node(env[node.id].id)
+    if not copy.is_call or copy.name or copy.cotangent_of is not None or copy.tangent_of is not None:
+        return
+    role = node.cotangent_of if node.cotangent_of is not None else node.tangent_of
+    if node.name:
+        copy.name = node.name
+    elif role is not None and isinstance(env.get(role), Tracer):
+        if node.cotangent_of is not None:
+            copy.cotangent_of = env[role].id
+        else:
+            copy.tangent_of = env[role].id
 
 
 def _map_ids(out_tree: Any, env: dict[int, Any]) -> Any:

@@ -41,14 +41,17 @@ def _float_leaf(sig: Signature, position: int) -> Optional[int]:
 
 class JvpTransform(Transformed):
     """`jvp(fun, primals, tangents)` for one number of primals: compiled per
-    signature of `(*primals, *tangents)`; returns `(outputs, output tangents)`."""
+    signature of `(*primals, *tangents)`; returns `(outputs, output tangents)`, or
+    the output tangents alone without `with_value` (hvp, linearize: the primal
+    results are then not computed unless a tangent needs them)."""
 
     kind = "jvp"
 
-    def __init__(self, fun: Callable, count: int, has_aux: bool):
+    def __init__(self, fun: Callable, count: int, has_aux: bool, with_value: bool = True):
         super().__init__(fun)
         self.count = count
         self.has_aux = has_aux
+        self.with_value = with_value
 
     def _check_call(self, args: tuple, kwargs: dict) -> None:
         super()._check_call(args[: self.count], kwargs)
@@ -93,15 +96,46 @@ class JvpTransform(Transformed):
         with rule_mode(graph):
             out_tangents = [as_numpy_result(graph, t) if isinstance(t, Tracer) else t for t in out_tangents]
         traced_ids = lambda values: tuple(v.id for v in values if isinstance(v, Tracer))  # noqa: E731
+        _name_tangents(graph, [t.id for t in out_tangents if isinstance(t, Tracer)])
+        rebuild_out, rebuild_tangent, rebuild_aux = refill(outs, treedef), refill(out_tangents, treedef), refill(aux_leaves, aux_def)
+        if not self.with_value:
+            lowered = lower(graph, self._name("_tangent"), traced_ids(out_tangents))
+            return Compiled(lowered.generated, graph, rebuild_tangent, lowered.out_tree, guards)
         out_tree = (traced_ids(outs), traced_ids(out_tangents), traced_ids(aux_leaves))
         lowered = lower(graph, self._name("_jvp"), out_tree)
-        rebuild_out, rebuild_tangent, rebuild_aux = refill(outs, treedef), refill(out_tangents, treedef), refill(aux_leaves, aux_def)
 
         def rebuild(flat: tuple) -> Any:
             pair = (rebuild_out(flat[0]), rebuild_tangent(flat[1]))
             return pair + (rebuild_aux(flat[2]),) if self.has_aux else pair
 
         return Compiled(lowered.generated, graph, rebuild, lowered.out_tree, guards)
+
+
+def _display_name(graph: Graph, i: Optional[int]) -> Optional[str]:
+    """The name codegen would give node `i`: its variable name, or `g_<x>` /
+    `t_<x>` for a cotangent / tangent of a named value."""
+    if i is None or i not in graph:
+        return None
+    node = graph.node(i)
+    if node.name:
+        return node.name
+    for prefix, role in (("g_", node.cotangent_of), ("t_", node.tangent_of)):
+        base = _display_name(graph, role)
+        if base is not None:
+            return prefix + base
+    return None
+
+
+def _name_tangents(graph: Graph, tangents: list[int]) -> None:
+    """Name returned tangents now, while their primals are still in the graph
+    (`t_g_W1` for the tangent of the gradient `g_W1`): without the primal results
+    being returned, optimization removes them and the role alone names nothing."""
+    for i in tangents:
+        node = graph.node(i)
+        if node.is_call and not node.name and node.tangent_of is not None:
+            name = _display_name(graph, i)
+            if name is not None:
+                node.name = name
 
 
 def _as_tuple(values: Any, what: str) -> tuple:
@@ -126,10 +160,10 @@ def _check_tangents(primals: tuple, tangents: tuple, what: str = "tangents") -> 
                                f"{np.shape(p)}; a tangent has its primal's shape")
 
 
-def _jvp_transform(fun: Callable, count: int, has_aux: bool) -> JvpTransform:
+def _jvp_transform(fun: Callable, count: int, has_aux: bool, with_value: bool = True) -> JvpTransform:
     if not callable(fun):
         raise at_user_line(GradError, f"expected a function to differentiate, got {type(fun).__name__}")
-    return _MEMO.get(("jvp", fun, count, has_aux), lambda: JvpTransform(fun, count, has_aux))
+    return _MEMO.get(("jvp", fun, count, has_aux, with_value), lambda: JvpTransform(fun, count, has_aux, with_value))
 
 
 class _WithSource:
@@ -179,17 +213,18 @@ def _linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
     """`(fun(*primals), f_jvp)` with `f_jvp(*tangents)` the Jacobian-vector product
     at `primals`. The tangent program is compiled once; each call of `f_jvp` runs it
     (the primal values are recomputed, not stored)."""
-    transform = _jvp_transform(fun, len(primals), False)
+    transform = _jvp_transform(fun, len(primals), False, with_value=False)
     out = jit(fun)(*primals)
 
     def f_jvp(*tangents: Any) -> Any:
         _check_tangents(primals, tangents)
-        return transform(*primals, *tangents)[1]
+        return transform(*primals, *tangents)
 
     return out, f_jvp
 
 
-linearize = _WithSource(_linearize, lambda fun, *primals: _jvp_source(fun, primals, primals))
+linearize = _WithSource(
+    _linearize, lambda fun, *primals: _jvp_transform(fun, len(primals), False, with_value=False).source(*primals, *primals))
 
 
 # --- vjp -----------------------------------------------------------------------
@@ -366,7 +401,7 @@ def _reverse_blocks(graph: Graph, wrt: list[int], outs: list[int]) -> tuple[Grap
                 if node.shape:
                     element = np.reshape(element, (-1,))[e]
                 scalar = element.id
-            graph, grads = reverse(graph, wrt, scalar)
+            graph, grads = reverse(graph, wrt, scalar, in_place=True)
             for x, g in enumerate(grads):
                 rows[o][x].append(g)
     blocks = []
@@ -438,7 +473,7 @@ def _hvp(fun: Callable, primals: Sequence, tangents: Sequence) -> Any:
     primals, tangents = _as_tuple(primals, "primals"), _as_tuple(tangents, "tangents")
     _check_tangents(primals, tangents)
     gradient = grad(fun, argnums=tuple(range(len(primals))))
-    product = _jvp_transform(gradient, len(primals), False)(*primals, *tangents)[1]
+    product = _jvp_transform(gradient, len(primals), False, with_value=False)(*primals, *tangents)
     return product[0] if len(primals) == 1 else product
 
 
@@ -446,7 +481,7 @@ def _hvp(fun: Callable, primals: Sequence, tangents: Sequence) -> Any:
 def _hvp_source(fun: Callable, primals: Sequence, tangents: Sequence) -> str:
     primals, tangents = _as_tuple(primals, "primals"), _as_tuple(tangents, "tangents")
     gradient = grad(fun, argnums=tuple(range(len(primals))))
-    return _jvp_transform(gradient, len(primals), False).source(*primals, *tangents)
+    return _jvp_transform(gradient, len(primals), False, with_value=False).source(*primals, *tangents)
 
 
 hvp = _WithSource(_hvp, _hvp_source)

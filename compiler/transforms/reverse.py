@@ -83,13 +83,15 @@ def _carries_gradient(node: Node) -> bool:
     return not node.is_call or registry.get(node.op).differentiable
 
 
-def reverse(graph: Graph, wrt: list[int], output: int) -> tuple[Graph, list[int]]:
+def reverse(graph: Graph, wrt: list[int], output: int, in_place: bool = False) -> tuple[Graph, list[int]]:
     """The joint graph and, for each `wrt` input, the node holding its gradient.
 
     `output` must be a scalar node of `graph`. The joint graph keeps every forward
-    node (ids unchanged); the caller chooses the joint graph's outputs.
+    node (ids unchanged); the caller chooses the joint graph's outputs. With
+    `in_place` the backward nodes are added to `graph` itself (a Jacobian adds one
+    backward pass per output element to one graph).
     """
-    joint = graph.copy()
+    joint = graph if in_place else graph.copy()
     active = active_nodes(joint, wrt, output)
     _refuse_complex(joint, active)
     forward_ids = set(joint.dag.nodes)
