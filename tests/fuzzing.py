@@ -20,7 +20,7 @@ source of a module
     def step_loss(params, s0): return loss(params["x0"], params["x1"], s0)
 
 which is written to a real file and imported from it, once per dtype. `check_program`
-runs jit, grad, value_and_grad and compile_step on it and compares with eager NumPy and
+runs jit, grad, value_and_grad, jvp and compile_step on it and compares with eager NumPy and
 centered finite differences in float64.
 
 Besides arithmetic, the families of the weights table `OPERATIONS` cover NumPy's
@@ -50,7 +50,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 from hypothesis import strategies as st
 
-from compiler import AdjointError, compile_step, grad, jit, value_and_grad
+from compiler import AdjointError, compile_step, grad, jit, jvp, value_and_grad
 from runtime import nn, optim
 from runtime.check import numerical_grad
 
@@ -1606,7 +1606,7 @@ class _Checks:
             self.loss = self.module.loss(*program.arguments(dtype))
 
     def run(self) -> None:
-        for check in (self.jit_program, self.jit_loss, self.grad, self.value_and_grad, self.compile_step):
+        for check in (self.jit_program, self.jit_loss, self.grad, self.value_and_grad, self.jvp, self.compile_step):
             check()
 
     def fail(self, kind: str, check: str, detail: str) -> None:
@@ -1707,6 +1707,30 @@ class _Checks:
             value, grads = result
             self.compare("value_and_grad", "value", value, self.loss, "forward")
             self.compare_grads("value_and_grad", grads, args)
+
+    def jvp(self) -> None:
+        """Forward mode along a random direction of the differentiable inputs: the
+        loss's tangent against the finite-difference gradient dotted with it."""
+        args = self.program.arguments(self.dtype)
+        rng = np.random.default_rng(len(args))
+        tangents = list(self.program.arguments(self.dtype))
+        for k in self.argnums:
+            tangents[k] = (rng.normal(size=np.shape(args[k])).astype(args[k].dtype) if isinstance(args[k], np.ndarray)
+                           else float(rng.normal()))
+        result = self.call("jvp", jvp, self.module.loss, tuple(args), tuple(tangents))
+        if result is None:
+            return
+        value, tangent = result
+        self.compare("jvp", "value", value, self.loss, "forward")
+        terms = [np.asarray(g, dtype=np.float64) * np.asarray(tangents[k], dtype=np.float64)
+                 for k, g in zip(self.argnums, self.reference)]
+        expected = float(sum(np.sum(t) for t in terms))
+        scale = float(sum(np.sum(np.abs(t)) for t in terms))
+        rtol, atol = TOLERANCES[("gradient", self.dtype)]
+        self.report.gradients_checked += 1
+        if not abs(float(tangent) - expected) <= rtol * scale + atol * (1.0 + scale):
+            self.fail("mismatch", "jvp", f"loss tangent {float(tangent)!r}, finite differences give {expected!r} "
+                      f"(scale {scale:.3g})")
 
     def compile_step(self) -> None:
         args = self.program.arguments(self.dtype)
