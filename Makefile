@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo quiz test bench bench-mlp fuzz docs clean
+.PHONY: demo quiz test bench bench-mlp bench-jacobian fuzz docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ bench: $(STAMP)
 
 bench-mlp: $(STAMP)
 	$(PY) benchmarks/mlp_step.py
+
+bench-jacobian: $(STAMP)
+	$(PY) benchmarks/jacobian.py
 
 docs: $(STAMP)
 	$(PY) docs/numpy_support.py --write

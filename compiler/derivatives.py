@@ -95,20 +95,32 @@ class JvpTransform(Transformed):
             out_tangents.append(Tracer(graph, t if t is not None else zeros_like_node(graph, leaf.id)))
         with rule_mode(graph):
             out_tangents = [as_numpy_result(graph, t) if isinstance(t, Tracer) else t for t in out_tangents]
-        traced_ids = lambda values: tuple(v.id for v in values if isinstance(v, Tracer))  # noqa: E731
         _name_tangents(graph, [t.id for t in out_tangents if isinstance(t, Tracer)])
-        rebuild_out, rebuild_tangent, rebuild_aux = refill(outs, treedef), refill(out_tangents, treedef), refill(aux_leaves, aux_def)
+        slots = [_Slot(outs, treedef), _Slot(out_tangents, treedef), _Slot(aux_leaves, aux_def)]
         if not self.with_value:
-            lowered = lower(graph, self._name("_tangent"), traced_ids(out_tangents))
-            return Compiled(lowered.generated, graph, rebuild_tangent, lowered.out_tree, guards)
-        out_tree = (traced_ids(outs), traced_ids(out_tangents), traced_ids(aux_leaves))
-        lowered = lower(graph, self._name("_jvp"), out_tree)
+            lowered = lower(graph, self._name("_tangent"), slots[1].ids)
+            return Compiled(lowered.generated, graph, slots[1].rebuild, lowered.out_tree, guards)
+        used = slots if self.has_aux else slots[:2]
+        lowered = lower(graph, self._name("_jvp"), tuple(slot.ids for slot in used))
 
         def rebuild(flat: tuple) -> Any:
-            pair = (rebuild_out(flat[0]), rebuild_tangent(flat[1]))
-            return pair + (rebuild_aux(flat[2]),) if self.has_aux else pair
+            return tuple(slot.rebuild(part) for slot, part in zip(used, flat))
 
         return Compiled(lowered.generated, graph, rebuild, lowered.out_tree, guards)
+
+
+class _Slot:
+    """One returned pytree of a generated function: its traced leaves print as one
+    value when there is one (`return (y, t_y)`), else as a tuple."""
+
+    def __init__(self, leaves: list, treedef: Any):
+        traced = tuple(v.id for v in leaves if isinstance(v, Tracer))
+        self.single = len(traced) == 1
+        self.ids: Any = traced[0] if self.single else traced
+        self._refill = refill(leaves, treedef)
+
+    def rebuild(self, out: Any) -> Any:
+        return self._refill((out,) if self.single else out)
 
 
 def _display_name(graph: Graph, i: Optional[int]) -> Optional[str]:
