@@ -6,6 +6,7 @@ emit plain NumPy source for one fused forward+backward function.
 from compiler import primitives as _primitives  # noqa: F401  (registers every primitive)
 from compiler import fused_dispatch as _fused_dispatch  # noqa: F401  (installs NumPy dispatch for tracers)
 from compiler import numpy_functions as _numpy_functions  # noqa: F401  (registers NumPy function handlers)
+from compiler import scipy_dispatch as _scipy_dispatch  # noqa: F401  (SciPy's Python functions on traced values)
 from compiler.api import grad, jit, value_and_grad
 from compiler.step import compile_step
 from compiler.derivatives import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vjp

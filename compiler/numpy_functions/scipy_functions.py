@@ -1,20 +1,17 @@
-"""SciPy's Python functions on traced values: what to write instead.
+"""SciPy's Python functions on traced values that cannot trace: what to write instead.
 
-scipy.special's ufuncs trace like NumPy's (compiler/primitives/scipy_special.py). The
-functions models call next most, `scipy.special.logsumexp / softmax / log_softmax`
-and `scipy.stats.norm / t / multivariate_normal .logpdf / pdf / cdf / logcdf`, are
-Python functions that start with `np.asarray(x)`: no NumPy protocol hands them to
-the compiler, and `Tracer.__array__` cannot return a traced value. (SciPy's array-API
-dispatch, which would, is off unless SCIPY_ARRAY_API=1 is set before SciPy is
-imported; replacing SciPy's functions with wrappers would change a library shared
-by every thread.) So such a call fails, and this module says how: `scipy_advice`
-finds the SciPy function the user's line called (the outermost SciPy frame on the
-stack below the user's frame), names it as the user knows it
-(`scipy.stats.norm.logpdf`, not a line inside SciPy) and spells the replacement
-with the user's own arguments: `runtime.nn.logsumexp(z, axis=1)`, or the density's
-formula in NumPy and traceable scipy.special ufuncs. compiler/concretization.py
-asks it (through `ADVISORS`) when a traced value meets `__array__`, `float()` and
-the like.
+scipy.special's ufuncs trace like NumPy's (compiler/primitives/scipy_special.py), and
+the Python functions models call most (`scipy.special.logsumexp`, `scipy.stats.norm
+.logpdf`, ...) trace through the wrappers of compiler/scipy_dispatch.py. Any other
+SciPy function (or one a module bound by name before adjoint was loaded) starts with
+`np.asarray(x)` on the traced value, which `Tracer.__array__` cannot answer. This
+module says what to do then: `scipy_advice` finds the SciPy function the user's line
+called (the outermost SciPy frame on the stack below the user's frame), names it as
+the user knows it (`scipy.stats.norm.logpdf`, not a line inside SciPy) and spells
+the replacement with the user's own arguments: `runtime.nn.logsumexp(z, axis=1)`,
+or the density's formula in NumPy and traceable scipy.special ufuncs.
+compiler/concretization.py asks it (through `ADVISORS`) when a traced value meets
+`__array__`, `float()` and the like.
 
 Nothing here imports SciPy: frames are recognised by their file, under the
 directory `importlib.util.find_spec("scipy")` reports (found, never imported).
@@ -43,9 +40,15 @@ def scipy_dir() -> Optional[str]:
     return os.path.dirname(os.path.abspath(spec.origin))
 
 
-def is_scipy(frame: FrameType) -> bool:
+_WRAPPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scipy_dispatch.py")
+
+
+def is_scipy(frame: FrameType, wrappers: bool = True) -> bool:
+    """A frame of SciPy's code, or (with `wrappers`) of compiler/scipy_dispatch.py's
+    wrappers, which stand between the user's line and the SciPy function it called."""
     root = scipy_dir()
-    return root is not None and os.path.abspath(frame.f_code.co_filename).startswith(root + os.sep)
+    path = os.path.abspath(frame.f_code.co_filename)
+    return root is not None and (path.startswith(root + os.sep) or wrappers and path == _WRAPPERS)
 
 
 def scipy_entry(user: FrameType, start: Optional[FrameType] = None) -> Optional[FrameType]:
@@ -54,7 +57,7 @@ def scipy_entry(user: FrameType, start: Optional[FrameType] = None) -> Optional[
     line called, or None when no SciPy frame lies between."""
     frame, entry = start or sys._getframe(1), None
     while frame is not None and frame is not user:
-        if is_scipy(frame):
+        if is_scipy(frame, wrappers=False):
             entry = frame
         frame = frame.f_back
     return entry if frame is user else None
@@ -203,6 +206,9 @@ _FUSED_INSTEAD = {
     "scipy.special.log_softmax": "runtime.nn.log_softmax(x, axis=...)",
 }
 
+# table entries compiler/scipy_dispatch.py refuses too (no closed form to trace)
+_WITHOUT_FORMULA = {f"scipy.stats.{d}.{m}" for d in ("t", "multivariate_normal") for m in ("cdf", "logcdf", "sf", "logsf")}
+
 _NO_FORMULA = {
     "cdf": "it has no closed form in traceable NumPy",
     "logcdf": "it has no closed form in traceable NumPy",
@@ -287,11 +293,15 @@ def scipy_advice(frame: Optional[FrameType], value: Any = None) -> Optional[tupl
         return None
     name, instead = replacement(user, entry)
     what = f"a concrete array ({name} converts its arguments to NumPy arrays)"
+    key = public_name(entry)[1]
+    early = (" This one traces when called through SciPy's module after adjoint is loaded: import compiler "
+             "before binding it by name (`from scipy.special import logsumexp`), or call it as "
+             "`scipy.special.logsumexp(...)`." if key in REPLACEMENTS and key not in _WITHOUT_FORMULA else "")
     if instead is not None:
         return what, (f"SciPy's Python functions cannot be traced (its scipy.special ufuncs can): "
-                      f"write `{instead}` instead.")
+                      f"write `{instead}` instead.{early}")
     if name in _FUSED_INSTEAD:
-        return what, f"SciPy's Python functions cannot be traced: write `{_FUSED_INSTEAD[name]}` instead."
+        return what, f"SciPy's Python functions cannot be traced: write `{_FUSED_INSTEAD[name]}` instead.{early}"
     method = name.rsplit(".", 1)[-1]
     reason = f" ({_NO_FORMULA[method]})" if method in _NO_FORMULA and name.startswith("scipy.stats.") else ""
     return what, (f"SciPy's Python functions cannot be traced{reason}: write it with NumPy operations and "
