@@ -351,14 +351,16 @@ class JacobianTransform(Transformed):
         else:
             graph, blocks = _reverse_blocks(graph, wrt, outs)
         flat = [blocks[o][x] for o in range(len(outs)) for x in range(len(wrt))]
-        out_tree = (tuple(flat), tuple(leaf.id for leaf in aux_leaves if isinstance(leaf, Tracer)))
+        jac_ids = flat[0] if len(flat) == 1 else tuple(flat)
+        out_tree = (jac_ids, tuple(leaf.id for leaf in aux_leaves if isinstance(leaf, Tracer))) if self.has_aux else jac_ids
         lowered = lower(graph, self._name(f"_{self.kind}"), out_tree)
         arg_defs = [sig.argument_def(a % sig.positional_count) for a in self.argnums]
         rebuild_aux = refill(aux_leaves, aux_def)
         sizes = [len(group) for group in groups]
 
-        def rebuild(out: tuple) -> Any:
-            it = iter(out[0])
+        def rebuild(out: Any) -> Any:
+            jac_out = out[0] if self.has_aux else out
+            it = iter((jac_out,) if len(flat) == 1 else jac_out)
             per_output = []
             for _ in outs:
                 row = [next(it) for _ in wrt]
@@ -374,29 +376,26 @@ class JacobianTransform(Transformed):
 
 
 def _forward_blocks(graph: Graph, wrt: list[int], outs: list[int]) -> tuple[Graph, list[list[int]]]:
-    """One tangent pass per element of each input, seeded with a one-hot constant;
-    block (o, x) stacks output o's tangents over x's elements."""
+    """One batched tangent pass per input: the seed is the identity, shaped
+    `(n, *x.shape)`, so the tangent of output o has shape `(n, *o.shape)`: its
+    Jacobian with respect to x with the input axis first, moved last."""
     nodes = graph.nodes()
-    columns: list[list[list[int]]] = [[[] for _ in wrt] for _ in outs]
-    for x, i in enumerate(wrt):
+    blocks: list[list[int]] = [[] for _ in outs]
+    for i in wrt:
         aval = graph.node(i).aval
-        for e in range(aval.size):
-            basis = np.zeros(aval.shape, dtype=aval.dtype)
-            basis.flat[e] = 1
-            seed = graph.add_const(basis, Aval(aval.shape, aval.dtype), loc=graph.node(i).loc)
-            tangents = forward(graph, {i: seed}, nodes)
+        n = max(aval.size, 1)
+        basis = np.eye(n, dtype=aval.dtype).reshape((n,) + aval.shape)
+        seed = graph.add_const(basis, Aval(basis.shape, aval.dtype), loc=graph.node(i).loc)
+        tangents = forward(graph, {i: seed}, nodes, batch=n)
+        with rule_mode(graph):
             for o, out in enumerate(outs):
+                shape = graph.node(out).shape + aval.shape
                 t = tangents.get(out)
-                columns[o][x].append(t if t is not None else zeros_like_node(graph, out))
-    blocks = []
-    with rule_mode(graph):
-        for o, out in enumerate(outs):
-            shape = graph.node(out).shape
-            row = []
-            for x, i in enumerate(wrt):
-                stacked = np.stack([Tracer(graph, t) for t in columns[o][x]], axis=-1)
-                row.append(np.reshape(stacked, shape + graph.node(i).shape).id)
-            blocks.append(row)
+                if t is None:
+                    blocks[o].append(bind("full", shape=shape, value=0, dtype=graph.node(out).dtype).id)
+                    continue
+                moved = np.moveaxis(Tracer(graph, t), 0, -1) if graph.node(out).shape else Tracer(graph, t)
+                blocks[o].append(np.reshape(moved, shape).id)
     return graph, blocks
 
 
@@ -422,7 +421,8 @@ def _reverse_blocks(graph: Graph, wrt: list[int], outs: list[int]) -> tuple[Grap
             shape = graph.node(out).shape
             row = []
             for x, i in enumerate(wrt):
-                stacked = np.stack([Tracer(graph, g) for g in rows[o][x]], axis=0)
+                grads = [Tracer(graph, g) for g in rows[o][x]]
+                stacked = np.stack(grads, axis=0) if len(grads) > 1 else grads[0]  # a scalar output's is its gradient
                 row.append(np.reshape(stacked, shape + graph.node(i).shape).id)
             blocks.append(row)
     return graph, blocks

@@ -312,3 +312,39 @@ def test_value_and_grad_and_jvp_share_one_forward_value():
     x = np.array([0.2, 0.4])
     value, _ = value_and_grad(lambda x: np.sum(np.exp(x)))(x)
     assert jvp(lambda x: np.sum(np.exp(x)), (x,), (x,))[0] == pytest.approx(value)
+
+
+# --- jacfwd pushes every basis direction at once (a leading batch axis) -----------------
+
+_M = np.arange(12.0).reshape(3, 4) / 10
+_B3 = np.arange(24.0).reshape(2, 3, 4) / 20
+
+BATCHED = {
+    "matmul vector @ matrix": lambda x: np.tanh(x[:3] @ _M),
+    "matrix @ vector": lambda x: _M @ np.sin(x),
+    "vector @ vector": lambda x: np.stack([x @ x, np.sin(x) @ x]),
+    "batched matmul": lambda x: np.sum(_B3 @ x, axis=1),
+    "outer via broadcasting": lambda x: (x[:, None] * x[None, :]).ravel(),
+    "sum and mean with axes": lambda x: np.concatenate([np.sum(np.reshape(x, (2, 2)) ** 2, axis=0),
+                                                        np.mean(np.reshape(x, (2, 2)), axis=1, keepdims=True).ravel()]),
+    "transpose and broadcast_to": lambda x: (np.broadcast_to(x, (3, 4)).T * _M.T).ravel(),
+    "basic and advanced indexing": lambda x: np.concatenate([x[1:3] * x[::-1][:2], x[np.array([0, 0, 3])]]),
+    "separated advanced indices": lambda x: np.reshape(x, (2, 2))[np.array([1, 0]), np.array([0, 1])] * np.reshape(x, (2, 2))[np.array([1]), :].ravel()[0],
+    "element by element fallback": lambda x: np.sort(x) * np.prod(x) + np.cumsum(x),
+    "softmax cross-entropy": lambda x: np.atleast_1d(nn.softmax_cross_entropy(np.reshape(x, (2, 2)), np.array([0, 1]))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BATCHED))
+def test_jacfwd_batched_pass_matches_jacrev_and_finite_differences(name):
+    f = BATCHED[name]
+    x = np.array([0.3, -0.7, 1.1, 0.5])
+    J = jacfwd(f)(x)
+    np.testing.assert_allclose(J, jacrev(f)(x), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(J, _numerical_jacobian(f, x), rtol=1e-6, atol=1e-8)
+
+
+def test_jacfwd_is_one_batched_tangent_pass_not_a_pass_per_input():
+    source = jacfwd(lambda x: np.tanh(_M.T @ np.sin(x))).source(np.ones(3))
+    assert source.count("np.cos(x)") == 1 and source.count("@") == 2  # the primal's and the tangents' matmul
+    assert "np.stack" not in source

@@ -72,6 +72,16 @@ def index_expr(spec: Spec, arrays: Sequence[ast.expr]) -> ast.expr:
     return items[0] if len(items) == 1 else ast.Tuple(items, ast.Load())
 
 
+def _getitem_batched_jvp(ts, out, x, *arrays, spec):
+    """The same index behind a full slice over the leading batch axis. Integer
+    arrays that are not side by side would move their axes in front of the batch
+    (NumPy's rule for separated advanced indices): those go element by element."""
+    slots = [k for k, entry in enumerate(spec) if entry[0] == "array"]
+    if slots and slots[-1] - slots[0] != len(slots) - 1:
+        return NotImplemented
+    return ts[0].apply("getitem", *arrays, spec=(("slice", None, None, None),) + tuple(spec))
+
+
 def _getitem_vjp(g, out, x, *arrays, spec):
     return (g.apply("index_add", *arrays, spec=spec, shape=x.shape, dtype=x.dtype),) + (None,) * len(arrays)
 
@@ -82,6 +92,7 @@ register(
         abstract=_getitem_abstract,
         emit=lambda x, *arrays, spec: ast.Subscript(x, index_expr(spec, arrays), ast.Load()),
         vjp=_getitem_vjp,
+        batched_jvp=_getitem_batched_jvp,
         view=True,
         linear=True,
     )

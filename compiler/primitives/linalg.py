@@ -58,8 +58,22 @@ def _matmul_vjp(g, out, a, b):
     return g_a, g_b
 
 
+def _matmul_batched_jvp(ts, out, a, b):
+    """d(a @ b) = da @ b + a @ db with da, db carrying a leading batch axis: matmul's
+    own broadcasting batches them for operands of at most two axes; a vector b's
+    tangent multiplies from the left instead (a @ db = db @ a^T)."""
+    if a.ndim > 2 or b.ndim > 2:
+        return NotImplemented
+    t_a, t_b = ts
+    total = None if t_a is None else t_a @ b
+    if t_b is not None:
+        term = a @ t_b if b.ndim == 2 else t_b @ (a.T if a.ndim == 2 else a)
+        total = term if total is None else total + term
+    return total
+
+
 register(Primitive("matmul", abstract=_matmul_abstract, emit=lambda a, b: ast.BinOp(a, ast.MatMult(), b),
-                   vjp=_matmul_vjp, ufunc=True, jvp=product_rule("matmul")))
+                   vjp=_matmul_vjp, ufunc=True, jvp=product_rule("matmul"), batched_jvp=_matmul_batched_jvp))
 
 
 def _outer_abstract(a: Aval, b: Aval) -> Aval:

@@ -17,7 +17,7 @@ import numpy as np
 
 from compiler.errors import ShapeError
 from compiler.ir import Aval
-from compiler.primitives.registry import Primitive, call, literal, np_call, register
+from compiler.primitives.registry import Primitive, batched_linear, call, literal, np_call, register, shifted_axes
 
 
 def reduced_shape(shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool) -> tuple[int, ...]:
@@ -230,7 +230,8 @@ _LINEAR = ("sum", "mean", "nansum", "nanmean")
 
 for _fn, _vjp in _REDUCTION_VJPS.items():
     register(Primitive(_fn, abstract=_abstract(_fn), emit=_emit(_fn), vjp=_vjp, linear=_fn in _LINEAR,
-                       jvp=_REDUCTION_JVPS.get(_fn)))
+                       jvp=_REDUCTION_JVPS.get(_fn),
+                       batched_jvp=batched_linear(_fn, shifted_axes) if _fn in ("sum", "mean") else None))
 for _fn in ("any", "all", "count_nonzero"):
     register(Primitive(_fn, abstract=_abstract(_fn), emit=_emit(_fn), differentiable=False))
 

@@ -51,6 +51,10 @@ class Primitive:
     derives one (`compiler.transforms.forward.jvp_rule`): a `linear` primitive's
     tangent is the primitive applied to its operand's tangent, and a `lanewise`
     one's Jacobian is diagonal, so its VJP applied to a tangent is its JVP.
+    `batched_jvp` is the same rule for tangents that carry a leading batch axis (a
+    Jacobian pushes every basis direction at once); without it the transform
+    applies `jvp` to each batch element, or, for a lanewise primitive with a derived
+    rule, broadcasts its operands against the batch.
     """
 
     name: str
@@ -71,6 +75,7 @@ class Primitive:
     foldable: bool = False
     linear: bool = False
     jvp: Optional[JvpRule] = None
+    batched_jvp: Optional[JvpRule] = None
 
     def __post_init__(self) -> None:
         if (self.emit is None) == (self.emit_stmts is None):
@@ -108,6 +113,30 @@ def registered() -> dict[str, Primitive]:
     return dict(_REGISTRY)
 
 
+# The primitives whose VJP rules are verified for complex values (reverse mode, a
+# real loss, PyTorch's convention: a complex value's cotangent is dL/dRe + i dL/dIm,
+# so a holomorphic w = f(z) sends g_z = g_w * conj(f'(z)); see
+# compiler/transforms/reverse.py). The value is None when every operand may be
+# differentiated on a complex path, else the positions of the operands that may be.
+# The reverse transform refuses every other primitive that reads or makes a complex
+# value on a differentiated path: a rule written for real numbers would be silently
+# wrong there. Add a name only with finite-difference tests along the real and the
+# imaginary direction (tests/test_complex.py).
+COMPLEX_VJPS: dict[str, Optional[tuple[int, ...]]] = {
+    # arithmetic
+    "negative": None, "add": None, "subtract": None, "multiply": None, "divide": None,
+    "power": (0,),  # a complex base (or exponent constant); not differentiated in the exponent
+    "square": None, "sqrt": None, "exp": None, "log": None, "sin": None, "cos": None,
+    # complex in, real out (and their inverse, real in, complex out: astype)
+    "absolute": None, "real": None, "imag": None, "angle": None, "conjugate": None, "astype": None,
+    # linear: the cotangent passes unconjugated
+    "where": None, "sum": None, "mean": None, "copy": None, "reshape": None, "transpose": None,
+    "broadcast_to": None, "getitem": None, "concatenate": None, "stack": None,
+    # bilinear: each operand's cotangent is g times the other's conjugate
+    "matmul": None,
+}
+
+
 def product_rule(op: str) -> JvpRule:
     """The JVP of `op` when it is linear in each operand separately (a product:
     matmul, einsum, outer, kron): the sum over operands of `op` with that operand
@@ -142,6 +171,38 @@ def joint_linear_rule(op: str, differentiable: tuple[int, ...]) -> JvpRule:
         return args[0].apply(op, *args[1:], **params)
 
     return jvp
+
+
+def batched_linear(op: str, adjust: Callable[[dict], dict], differentiable: Optional[tuple[int, ...]] = (0,)) -> JvpRule:
+    """The `batched_jvp` of `op` when it is linear in the operands at `differentiable`
+    (None: all) together, the others integer or static: `op` of the batched tangents
+    (zeros for a missing one), its params adjusted by `adjust` for the leading batch
+    axis (axes shifted by one, the batch prepended to a shape)."""
+    import numpy as np
+
+    def jvp(tangents: tuple, out: Any, *operands: Any, **params: Any) -> Any:
+        positions = range(len(operands)) if differentiable is None else differentiable
+        present = [tangents[k] for k in positions if tangents[k] is not None]
+        if not present:
+            return None
+        batch = present[0].shape[0]
+        args = list(operands)
+        for k in positions:
+            x = operands[k]
+            args[k] = tangents[k] if tangents[k] is not None else np.zeros((batch,) + tuple(x.shape), dtype=x.dtype)
+        return args[0].apply(op, *args[1:], **adjust(params))
+
+    return jvp
+
+
+def shifted_axes(params: dict) -> dict:
+    """Params of a reduction (`axis` tuple, `ndim`) or a stack/concatenate (`axis`
+    int) for operands with a leading batch axis."""
+    axis = params["axis"]
+    shifted = {**params, "axis": tuple(a + 1 for a in axis) if isinstance(axis, tuple) else axis + 1}
+    if "ndim" in params:
+        shifted["ndim"] = params["ndim"] + 1
+    return shifted
 
 
 def call(fn: str) -> EmitRule:

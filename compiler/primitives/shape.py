@@ -10,7 +10,9 @@ import numpy as np
 
 from compiler.errors import ShapeError
 from compiler.ir import Aval
-from compiler.primitives.registry import Primitive, joint_linear_rule, literal, np_attr, np_call, product_rule, register
+from compiler.primitives.registry import (
+    Primitive, batched_linear, joint_linear_rule, literal, np_attr, np_call, product_rule, register, shifted_axes,
+)
 
 
 def _reshape_abstract(x: Aval, *, shape: tuple[int, ...]) -> Aval:
@@ -25,6 +27,7 @@ register(
         abstract=_reshape_abstract,
         emit=lambda x, *, shape: np_call("reshape", x, literal(shape)),
         vjp=lambda g, out, x, *, shape: (np.reshape(g, x.shape),),
+        batched_jvp=lambda ts, out, x, *, shape: np.reshape(ts[0], ts[0].shape[:1] + tuple(shape)),
         view=True,
         linear=True,
     )
@@ -49,10 +52,19 @@ register(
         abstract=_transpose_abstract,
         emit=_transpose_emit,
         vjp=lambda g, out, x, *, axes: (np.transpose(g, tuple(np.argsort(axes).tolist())),),
+        batched_jvp=lambda ts, out, x, *, axes: np.transpose(ts[0], (0,) + tuple(a + 1 for a in axes)),
         view=True,
         linear=True,
     )
 )
+
+
+def _broadcast_batched_jvp(ts, out, x, *, shape):
+    """The batched tangent (batch, *x.shape) padded with 1s to the target's rank,
+    then broadcast with the batch axis kept in front."""
+    t = ts[0]
+    padded = np.reshape(t, t.shape[:1] + (1,) * (len(shape) - x.ndim) + tuple(x.shape))
+    return np.broadcast_to(padded, t.shape[:1] + tuple(shape))
 
 
 def _broadcast_abstract(x: Aval, *, shape: tuple[int, ...]) -> Aval:
@@ -70,6 +82,7 @@ register(
         abstract=_broadcast_abstract,
         emit=lambda x, *, shape: np_call("broadcast_to", x, literal(shape)),
         vjp=lambda g, out, x, *, shape: (g,),
+        batched_jvp=_broadcast_batched_jvp,
         view=True,
         linear=True,
     )
@@ -113,6 +126,7 @@ register(
         emit=lambda *xs, axis: np_call("concatenate", ast.List(list(xs), ast.Load()), axis=axis),
         vjp=_concat_vjp,
         jvp=_each_operand_linear("concatenate"),
+        batched_jvp=batched_linear("concatenate", shifted_axes, differentiable=None),
     )
 )
 
@@ -133,6 +147,7 @@ register(
         emit=lambda *xs, axis: np_call("stack", ast.List(list(xs), ast.Load()), axis=axis),
         vjp=lambda g, out, *xs, axis: tuple(g[(slice(None),) * axis + (i,)] for i in range(len(xs))),
         jvp=_each_operand_linear("stack"),
+        batched_jvp=batched_linear("stack", shifted_axes, differentiable=None),
     )
 )
 
@@ -160,6 +175,7 @@ register(
         emit_weak=_scalar_cast_emit,
         vjp=_astype_vjp,
         jvp=lambda ts, out, x, *, dtype: ts[0].astype(out.dtype),  # the derived rule would cast to x's dtype
+        batched_jvp=lambda ts, out, x, *, dtype: ts[0].astype(out.dtype),
         lanewise=True,
     )
 )

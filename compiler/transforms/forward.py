@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+import numpy as np
+
 from compiler.errors import UnsupportedError
 from compiler.ir import Graph, Node
 from compiler.primitives import registry
@@ -60,13 +62,20 @@ def _lanewise_rule(prim: Primitive) -> Callable[..., Any]:
     return jvp
 
 
-def forward(graph: Graph, seeds: dict[int, int], nodes: Optional[list[Node]] = None) -> dict[int, Optional[int]]:
+def forward(graph: Graph, seeds: dict[int, int], nodes: Optional[list[Node]] = None,
+            batch: Optional[int] = None) -> dict[int, Optional[int]]:
     """Add to `graph` (in place) the tangent of every node that depends on a seed.
 
     `seeds` maps a node (usually a graph input) to the node holding its tangent,
     of the same shape. Returns, for every node of the graph as it was (or of
     `nodes`, a topologically ordered part of it: several passes over one graph walk
     only the primal nodes), the node holding its tangent, or None for zero.
+
+    With `batch`, every tangent carries a leading axis of that length (a seed of
+    shape `(batch, *x.shape)`): `batch` directions pushed forward at once, as a
+    Jacobian needs. Rules see one batch element each (`_per_element`), except
+    where a batched form exists: a primitive's own `batched_jvp`, or the derived
+    rule of a lanewise primitive, whose operands broadcast against the batch axis.
     """
     tangents: dict[int, Optional[int]] = {}
     nodes = graph.nodes() if nodes is None else nodes
@@ -77,11 +86,42 @@ def forward(graph: Graph, seeds: dict[int, int], nodes: Optional[list[Node]] = N
                 continue
             if not node.is_call or not any(tangents.get(i) is not None for i in node.inputs):
                 continue
-            tangents[node.id] = _tangent(graph, node, tangents, mode)
+            tangents[node.id] = _tangent(graph, node, tangents, mode, batch)
     return tangents
 
 
-def _tangent(graph: Graph, node: Node, tangents: dict[int, Optional[int]], mode: rule_mode) -> Optional[int]:
+def _batched_rule(prim: Primitive, batch: int) -> Callable[..., Any]:
+    """The rule for tangents with a leading batch axis of length `batch`."""
+    if prim.batched_jvp is not None:
+        return prim.batched_jvp
+    if prim.lanewise and prim.jvp is None:
+        lanewise = _lanewise_rule(prim)
+
+        def jvp(tangents: tuple, out: Tracer, *operands: Tracer, **params: Any) -> Optional[Tracer]:
+            # (batch, 1, ..., 1, *x.shape): every operand broadcasts against it from the right
+            padded = tuple(None if t is None else np.reshape(t, (batch,) + (1,) * (out.ndim - x.ndim) + x.shape)
+                           for t, x in zip(tangents, operands))
+            return lanewise(padded, out, *operands, **params)
+
+        return jvp
+    return _per_element(jvp_rule(prim), batch)
+
+
+def _per_element(rule: Callable[..., Any], batch: int) -> Callable[..., Any]:
+    """A rule applied to each batch element's tangents, the results stacked."""
+
+    def jvp(tangents: tuple, out: Tracer, *operands: Tracer, **params: Any) -> Optional[Tracer]:
+        rows = []
+        for b in range(batch):
+            t = rule(tuple(None if t is None else t[b] for t in tangents), out, *operands, **params)
+            rows.append(np.zeros_like(out) if t is None else np.broadcast_to(t, out.shape))
+        return np.stack(rows)
+
+    return jvp
+
+
+def _tangent(graph: Graph, node: Node, tangents: dict[int, Optional[int]], mode: rule_mode,
+             batch: Optional[int] = None) -> Optional[int]:
     prim = registry.get(node.op)
     if not prim.differentiable or node.dtype.kind not in "fc":
         return None  # comparisons, integer results, piecewise constants: zero tangent
@@ -98,13 +138,18 @@ def _tangent(graph: Graph, node: Node, tangents: dict[int, Optional[int]], mode:
     first_new = graph.next_id
     ts = tuple(None if tangents.get(i) is None else Tracer(graph, tangents[i]) for i in node.inputs)
     operands = [Tracer(graph, i) for i in node.inputs]
+    if batch is not None:
+        rule = _batched_rule(prim, batch)
     t = rule(ts, Tracer(graph, node.id), *operands, **node.params)
+    if t is NotImplemented:  # a batched rule that does not cover these operands
+        t = _per_element(jvp_rule(prim), batch)(ts, Tracer(graph, node.id), *operands, **node.params)
     if t is None:
         return None
     if t.dtype != node.dtype or t.aval.weak != node.aval.weak and not node.aval.weak:
         t = bind("astype", t, dtype=node.dtype)
-    if tuple(t.shape) != node.shape:
-        t = bind("broadcast_to", t, shape=node.shape)
+    shape = node.shape if batch is None else (batch,) + node.shape
+    if tuple(t.shape) != shape:
+        t = bind("broadcast_to", t, shape=shape)
     fresh = graph.node(t.id)
     if t.id >= first_new and fresh.tangent_of is None and fresh.cotangent_of is None:
         fresh.tangent_of = node.id
