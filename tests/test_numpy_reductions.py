@@ -267,9 +267,9 @@ def test_generated_source_reads_as_numpy():
     assert "np.sort(x, axis=0)" in source and "np.median(x, axis=1, keepdims=True)" in source
     assert "np.put_along_axis(" in source and "np.argsort(x, axis=0)" in source
     source = value_and_grad(lambda x: np.prod(x, axis=1).sum() + np.cumsum(x, axis=-1).sum()).source(x)
-    assert "np.prod(x, axis=1)" in source and "np.cumsum(" in source
+    assert "x.prod(axis=1)" in source and "np.cumsum(" in source
     source = value_and_grad(lambda x: np.var(x, axis=0).sum() + np.nanmax(x)).source(x)
-    assert "np.mean(x, axis=0, keepdims=True)" in source and "np.nanmax(x)" in source
+    assert "x.mean(axis=0, keepdims=True)" in source and "np.nanmax(x)" in source
 
 
 def test_refusals_name_the_problem():

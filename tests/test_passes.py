@@ -67,7 +67,7 @@ def test_dce_removes_values_no_output_needs_and_keeps_inputs():
 
 def test_the_gradient_drops_the_unused_forward_value():
     src = grad(lambda x: np.sum(np.exp(x))).source(np.ones(3))
-    assert "np.sum" not in code(src)
+    assert ".sum(" not in code(src)
 
 
 # common subexpressions
@@ -147,7 +147,7 @@ def test_negation_becomes_subtraction():
     src = code(generate(graph, "f", graph.outputs[0]).source)
     assert "+ -" not in src and "- -" not in src and "(-y) *" not in src
     assert "np.exp(x) - np.sin(y)" in src and "y - np.cos(x)" in src and "x + np.tanh(y)" in src, src
-    assert "- np.sum(y * x)" in src, src
+    assert "- (y * x).sum()" in src, src
     x, y = np.array([0.1, 0.2, 0.3]), np.array([1.0, -2.0, 0.5])
     assert run(graph, x, y)[0] == pytest.approx(f(x, y), rel=1e-14)
 
@@ -355,6 +355,6 @@ def test_negation_moves_out_of_reductions_and_reshapes():
     optimize(graph)
     validate(graph)
     src = code(generate(graph, "f", graph.outputs[0]).source)
-    assert "y - np.sum(np.exp(x), axis=1)" in src and "x + np.reshape(y, (3, 1))" in src, src
+    assert "y - np.exp(x).sum(axis=1)" in src and "x + np.reshape(y, (3, 1))" in src, src
     x, y = np.arange(6.0).reshape(3, 2) / 6, np.array([1.0, -1.0, 0.5])
     assert run(graph, x, y)[0] == pytest.approx(f(x, y), rel=1e-14)

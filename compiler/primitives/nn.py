@@ -19,7 +19,7 @@ import numpy as np
 from compiler.ir import Aval
 from compiler.primitives.elementwise import dtype_or_weak_type, elementwise_abstract, result_dtype
 from compiler.primitives.reduce import reduced_shape
-from compiler.primitives.registry import Primitive, literal, np_call, register
+from compiler.primitives.registry import Primitive, literal, method_call, np_call, register
 
 
 def _name(target: ast.Name) -> ast.Name:
@@ -40,9 +40,9 @@ def _logsumexp_stmts(target: ast.Name, x: ast.expr, axis: tuple[int, ...]) -> li
     a row of -inf at -inf instead of nan (as runtime.nn.logsumexp)."""
     t, kept = _name(target), {"axis": _axis(axis), "keepdims": True}
     finite = np_call("where", np_call("isfinite", t), _name(target), literal(0))
-    total = np_call("sum", np_call("exp", ast.BinOp(x, ast.Sub(), _name(target))), **kept)
+    total = method_call(np_call("exp", ast.BinOp(x, ast.Sub(), _name(target))), "sum", **kept)
     return [
-        _assign(target, np_call("max", x, **kept)),
+        _assign(target, method_call(x, "max", **kept)),
         _assign(target, finite),
         _assign(target, ast.BinOp(np_call("log", total), ast.Add(), _name(target))),
     ]
@@ -135,8 +135,8 @@ def _sce_emit(z: ast.expr, lse: ast.expr, labels: ast.expr, *, n: int, sparse: b
     if sparse:
         column = ast.Subscript(lse, ast.Tuple([ast.Slice(), literal(0)], ast.Load()), ast.Load())
         picked = ast.Subscript(z, ast.Tuple([_rows(n), labels], ast.Load()), ast.Load())
-        return np_call("mean", ast.BinOp(column, ast.Sub(), picked))
-    total = np_call("sum", ast.BinOp(labels, ast.Mult(), ast.BinOp(lse, ast.Sub(), z)))
+        return method_call(ast.BinOp(column, ast.Sub(), picked), "mean")
+    total = method_call(ast.BinOp(labels, ast.Mult(), ast.BinOp(lse, ast.Sub(), z)), "sum")
     return ast.BinOp(total, ast.Div(), literal(n))
 
 
@@ -204,7 +204,7 @@ def _sce_grad_stmts(target: ast.Name, z, lse, labels, g=None, *, n: int, sparse:
         rows = ast.Subscript(load(), ast.Tuple([_rows(n), labels], ast.Store()), ast.Store())
         stmts.append(ast.AugAssign(rows, ast.Sub(), literal(1)))
     else:
-        mass = np_call("sum", labels, axis=1, keepdims=True)
+        mass = method_call(labels, "sum", axis=1, keepdims=True)
         stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Mult(), mass))
         stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Sub(), labels))
     if g is None:
@@ -304,7 +304,7 @@ register(
         "runtime.nn.binary_cross_entropy_with_logits",
         abstract=_bce_abstract,
         emit=lambda z, y, *, n: ast.BinOp(
-            np_call("sum", ast.BinOp(np_call("logaddexp", literal(0), z), ast.Sub(), ast.BinOp(y, ast.Mult(), z))),
+            method_call(ast.BinOp(np_call("logaddexp", literal(0), z), ast.Sub(), ast.BinOp(y, ast.Mult(), z)), "sum"),
             ast.Div(), literal(n),
         ),
         vjp=_bce_vjp,

@@ -227,6 +227,12 @@ def np_call(fn: str, *args: ast.expr, **kwargs: Any) -> ast.expr:
     return ast.Call(np_attr(fn), list(args), keywords)
 
 
+def method_call(obj: ast.expr, name: str, **kwargs: Any) -> ast.expr:
+    """`obj.<name>(key=value, ...)`: reductions print as array methods (`g.sum(axis=0)`),
+    which skip np.sum's Python-level argument handling."""
+    return ast.Call(ast.Attribute(obj, name, ast.Load()), [], [ast.keyword(k, literal(v)) for k, v in kwargs.items()])
+
+
 def literal(value: Any) -> ast.expr:
     """A static Python value (numbers, tuples, None, dtypes) as an expression."""
     import numpy as np

@@ -7,28 +7,28 @@ def mlp_loss_step(W1, b1, W2, b2, W3, b3, velocity_W1, velocity_b1, velocity_W2,
     z2 = a1 @ W2 + b2  # nn.py:153 via mlp_functions.py:7
     a2 = np.maximum(z2, 0)  # nn.py:156 via mlp_functions.py:7
     logits = a2 @ W3 + b3  # nn.py:153 via mlp_functions.py:7
-    lse = np.max(logits, axis=1, keepdims=True)  # mlp_functions.py:7
+    lse = logits.max(axis=1, keepdims=True)  # mlp_functions.py:7
     lse = np.where(np.isfinite(lse), lse, 0)  # mlp_functions.py:7
-    lse = np.log(np.sum(np.exp(logits - lse), axis=1, keepdims=True)) + lse  # mlp_functions.py:7
-    loss = np.mean(lse[:, 0] - logits[np.arange(5), y])  # mlp_functions.py:7
+    lse = np.log(np.exp(logits - lse).sum(axis=1, keepdims=True)) + lse  # mlp_functions.py:7
+    loss = (lse[:, 0] - logits[np.arange(5), y]).mean()  # mlp_functions.py:7
     # grad of: mlp_functions.py:7  return nn.softmax_cross_entropy(nn.mlp(params, x, activation=nn.relu), y)
     g_logits = np.exp(logits - lse)
     g_logits[np.arange(5), y] -= 1
     g_logits /= 5
     # grad of: nn.py:153 via mlp_functions.py:7  z = h @ params[f"W{i}"] + params[f"b{i}"]
-    g_b3 = np.sum(g_logits, axis=0)
+    g_b3 = g_logits.sum(axis=0)
     g_a2 = g_logits @ W3.T
     g_W3 = a2.T @ g_logits
     # grad of: nn.py:156 via mlp_functions.py:7  h = activation(z)
     g_z2 = g_a2 * (a2 > 0)
     # grad of: nn.py:153 via mlp_functions.py:7  z = h @ params[f"W{i}"] + params[f"b{i}"]
-    g_b2 = np.sum(g_z2, axis=0)
+    g_b2 = g_z2.sum(axis=0)
     g_a1 = g_z2 @ W2.T
     g_W2 = a1.T @ g_z2
     # grad of: nn.py:156 via mlp_functions.py:7  h = activation(z)
     g_z1 = g_a1 * (a1 > 0)
     # grad of: nn.py:153 via mlp_functions.py:7  z = h @ params[f"W{i}"] + params[f"b{i}"]
-    g_b1 = np.sum(g_z1, axis=0)
+    g_b1 = g_z1.sum(axis=0)
     g_W1 = x.T @ g_z1
     velocity_W1 *= momentum  # optim.py:107
     velocity_W1 += g_W1  # optim.py:107
