@@ -530,6 +530,13 @@ def _scalar_output(graph: Graph, result: Any, name: str) -> int:
             "differentiated inputs; grad needs a scalar float result"
         )
     node = graph.node(result.id)
+    if node.shape == () and node.dtype.kind == "c":
+        where = f"{node.loc.user}: " if isinstance(node.loc, Loc) else ""
+        raise GradError(
+            f"{where}grad needs a real scalar output, but {name} returned a complex value "
+            f"({node.aval}); the gradient is taken of a real loss. Return a real value instead, e.g. np.abs(z) ** 2 "
+            "or np.real(...)."
+        )
     if node.shape != () or node.dtype.kind not in "fc":
         where = f"{node.loc.user}: " if isinstance(node.loc, Loc) else ""
         raise GradError(

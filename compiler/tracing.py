@@ -260,6 +260,8 @@ class Tracer:
         return PROTOCOLS.getitem(self, index)
 
     T = property(lambda self: np.transpose(self))
+    real = property(lambda self: np.real(self))
+    imag = property(lambda self: np.imag(self))
     mT = property(lambda self: np.swapaxes(self, -1, -2))
     ravel = lambda self: np.ravel(self)  # noqa: E731
     flatten = lambda self: np.ravel(self).same_value()  # noqa: E731  (a copy in NumPy)

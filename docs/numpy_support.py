@@ -32,8 +32,14 @@ LIMITS = """\
   data) is refused at your line with a suggestion (`np.where`, a static range). So are
   **data-dependent shapes**: `np.nonzero`, boolean-mask selection `x[mask]` with a
   traced mask, `np.unique`.
-- **Complex values** trace and run (`jit`), but gradients through them are refused:
-  differentiate the real and imaginary parts as separate float arrays.
+- **Complex values**: `grad` of a real loss through complex arithmetic (`+ - * /`,
+  `**` with an exponent that is not differentiated), `exp`, `log`, `sin`, `cos`,
+  `sqrt`, `square`, `abs`, `real`, `imag`, `conj`, `angle`, `where`, `sum`, `mean`,
+  `@`, casts and the shape functions follows PyTorch's convention (the gradient in
+  z = x + iy is dL/dx + i dL/dy, so `z -= lr * g` descends; JAX's is its conjugate).
+  Other operations on complex values on a differentiated path are refused at your
+  line (differentiate the real and imaginary parts as float arrays), as are complex
+  outputs of `grad` and complex values in forward mode (`jvp`, `jacfwd`).
 - **Non-differentiable points** follow JAX's conventions: `abs`, `sign`-like functions
   and `relu` have gradient 0 at 0; ties in `max`, `min`, `maximum`, `minimum`,
   `median` share the gradient evenly; piecewise-constant functions (`floor`, `round`,

@@ -37,7 +37,7 @@ UNARY = {
     "arccos": inside, "arctan": normal, "sinh": normal, "cosh": normal, "tanh": normal, "arcsinh": normal,
     "arccosh": above_one, "arctanh": inside, "deg2rad": normal, "radians": normal, "rad2deg": normal,
     "degrees": normal, "sqrt": positive, "cbrt": nonzero, "square": normal, "reciprocal": nonzero,
-    "absolute": nonzero, "fabs": nonzero,
+    "absolute": nonzero, "fabs": nonzero, "conjugate": normal,
     "expit": normal, "log_expit": normal, "logit": uniform(0.1, 0.9), "erf": normal, "erfc": normal,
     "ndtr": normal, "log_ndtr": normal, "gammaln": gamma_domain, "psi": gamma_domain,
 }

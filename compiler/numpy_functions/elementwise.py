@@ -45,3 +45,25 @@ def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None) -> Tracer:
         return x  # integers and booleans have no NaN; NumPy returns them unchanged
     posinf, neginf = (None if v is None else float(v) for v in (posinf, neginf))
     return bind("nan_to_num", x, nan=float(nan), posinf=posinf, neginf=neginf)
+
+
+@implements(np.real)
+def real(val) -> Tracer:
+    """The real part (also `x.real`): a view into a complex value, the value itself
+    for a real one, as NumPy returns."""
+    x = as_tracer(val)
+    return bind("real", x) if x.dtype.kind == "c" else x.same_value()
+
+
+@implements(np.imag)
+def imag(val) -> Tracer:
+    """The imaginary part (also `x.imag`): zeros of x's dtype for a real x."""
+    x = as_tracer(val)
+    return bind("imag", x) if x.dtype.kind == "c" else np.zeros_like(x)
+
+
+@implements(np.angle)
+def angle(z, deg=False) -> Tracer:
+    """The argument of a complex value in radians (degrees with deg=True); 0 or pi
+    for a real one."""
+    return bind("angle", as_tracer(z), deg=bool(deg))

@@ -89,6 +89,21 @@ def _ufunc(name: str, vjp, emit=None, augmented=None, commutative=False, foldabl
     )
 
 
+def conj_if_complex(x):
+    """The complex conjugate of operand `x` where it is complex; `x` itself (the same
+    tracer, adding no node, so real programs generate exactly as before) otherwise.
+    VJP rules conjugate partial derivatives with it: under the convention of
+    compiler/transforms/reverse.py, w = f(z) sends g_z = g_w * conj(f'(z)). A Python
+    complex is conjugated at compile time (np.conj of it would be a strong
+    complex128 and widen complex64 values)."""
+    if x.dtype.kind != "c":
+        return x
+    value = x.graph.python_scalar(x.id)
+    if isinstance(value, complex):
+        return value.conjugate()
+    return np.conjugate(x)
+
+
 def _tie_share(g, a, b, wins=np.greater, nan_loses=False):
     """Cotangent for `a` in max(a, b) (min with wins=np.less): all of g where a
     wins, half on ties. With `nan_loses` (np.fmax, np.fmin) `a` also wins where
@@ -148,14 +163,28 @@ def _power_base_vjp(power):
             exponent = np.where((x == 0) & (y == 0), 1, exponent)
             if y.aval.weak:  # np.where makes a Python number an array: keep it from widening x
                 exponent = exponent.astype(out.dtype)
-        return g * (y * power(x, exponent))
+        return g * conj_if_complex(y * power(x, exponent))
 
     return vjp
 
 
 def _power_vjp(power):
     base = _power_base_vjp(power)
-    return lambda g, out, x, y: (base(g, out, x, y), g * (out * _log_base(x)))
+
+    def vjp(g, out, x, y):
+        g_x = base(g, out, x, y)
+        # a complex result is differentiated in its base only (registry.COMPLEX_VJPS)
+        return g_x, None if out.dtype.kind == "c" else g * (out * _log_base(x))
+
+    return vjp
+
+
+def _abs_vjp(g, out, x):
+    """|x|' is sign(x): 0 at x == 0, as in JAX. For complex z, d|z| = Re(conj(z) dz) / |z|,
+    so g_z = g * z / |z|, also 0 at z == 0."""
+    if x.dtype.kind != "c":
+        return (g * np.sign(x),)
+    return (g * (x / np.where(out == 0, 1, out)),)
 
 
 def _arctan2_vjp(g, out, y, x):
@@ -176,15 +205,15 @@ _DEGREE, _RADIAN = math.pi / 180, 180 / math.pi
 
 # unary
 _ufunc("negative", lambda g, out, x: (-g,), emit=lambda x: ast.UnaryOp(ast.USub(), x), foldable=True)
-_ufunc("exp", lambda g, out, x: (g * out,))
+_ufunc("exp", lambda g, out, x: (g * conj_if_complex(out),))
 _ufunc("exp2", lambda g, out, x: (g * (_LN2 * out),))
-_ufunc("log", lambda g, out, x: (g / x,))
+_ufunc("log", lambda g, out, x: (g / conj_if_complex(x),))
 _ufunc("log2", lambda g, out, x: (g / (_LN2 * x),))
 _ufunc("log10", lambda g, out, x: (g / (_LN10 * x),))
 _ufunc("log1p", lambda g, out, x: (g / (x + 1),))
 _ufunc("expm1", lambda g, out, x: (g * (out + 1),))
-_ufunc("sin", lambda g, out, x: (g * np.cos(x),))
-_ufunc("cos", lambda g, out, x: (-(g * np.sin(x)),))
+_ufunc("sin", lambda g, out, x: (g * conj_if_complex(np.cos(x)),))
+_ufunc("cos", lambda g, out, x: (-(g * conj_if_complex(np.sin(x))),))
 _ufunc("tan", lambda g, out, x: (g * (1 + out**2),))
 _ufunc("arcsin", lambda g, out, x: (g / np.sqrt(1 - x**2),))
 _ufunc("arccos", lambda g, out, x: (-(g / np.sqrt(1 - x**2)),))
@@ -199,12 +228,13 @@ _ufunc("deg2rad", lambda g, out, x: (g * _DEGREE,), linear=True)
 _ufunc("radians", lambda g, out, x: (g * _DEGREE,), linear=True)
 _ufunc("rad2deg", lambda g, out, x: (g * _RADIAN,), linear=True)
 _ufunc("degrees", lambda g, out, x: (g * _RADIAN,), linear=True)
-_ufunc("sqrt", lambda g, out, x: (0.5 * g / out,))
+_ufunc("sqrt", lambda g, out, x: (0.5 * g / conj_if_complex(out),))
 _ufunc("cbrt", lambda g, out, x: (g / (3 * out**2),))
-_ufunc("square", lambda g, out, x: (g * (2 * x),))
+_ufunc("square", lambda g, out, x: (g * (2 * conj_if_complex(x)),))
 _ufunc("reciprocal", lambda g, out, x: (-(g * out**2),))
-# |x|' is sign(x): 0 at x == 0, as in JAX
-_ufunc("absolute", lambda g, out, x: (g * np.sign(x),), spelling="abs")
+_ufunc("absolute", _abs_vjp, spelling="abs")
+# conj is linear over the reals: w = conj(z) sends g_z = conj(g_w); the identity on real x
+_ufunc("conjugate", lambda g, out, x: (conj_if_complex(g),), linear=True, spelling="conj")
 _ufunc("fabs", lambda g, out, x: (g * np.sign(x),))
 # piecewise constant: gradient 0, also taken as 0 at the steps (as in JAX); signbit is boolean
 for _name in ("sign", "floor", "ceil", "rint", "trunc", "signbit"):
@@ -217,8 +247,8 @@ _ufunc("isinf", None)
 # binary
 _ufunc("add", lambda g, out, x, y: (g, g), emit=binop(ast.Add()), augmented=ast.Add(), commutative=True, foldable=True)
 _ufunc("subtract", lambda g, out, x, y: (g, -g), emit=binop(ast.Sub()), augmented=ast.Sub(), foldable=True)
-_ufunc("multiply", lambda g, out, x, y: (g * y, g * x), emit=binop(ast.Mult()), augmented=ast.Mult(), commutative=True, foldable=True)
-_ufunc("divide", lambda g, out, x, y: (g / y, -(g * out) / y), emit=binop(ast.Div()), augmented=ast.Div(), foldable=True)
+_ufunc("multiply", lambda g, out, x, y: (g * conj_if_complex(y), g * conj_if_complex(x)), emit=binop(ast.Mult()), augmented=ast.Mult(), commutative=True, foldable=True)
+_ufunc("divide", lambda g, out, x, y: (g / conj_if_complex(y), -(g * conj_if_complex(out)) / conj_if_complex(y)), emit=binop(ast.Div()), augmented=ast.Div(), foldable=True)
 _ufunc("power", _power_vjp(np.power), emit=binop(ast.Pow()), foldable=True)
 _ufunc("float_power", _power_vjp(np.float_power))
 _ufunc("maximum", lambda g, out, x, y: (_tie_share(g, x, y), _tie_share(g, y, x)))
@@ -262,7 +292,49 @@ register(
 
 
 # NumPy functions that are elementwise but not ufuncs (np.round, np.sinc,
-# np.nan_to_num): bound by the handlers in compiler/numpy_functions/elementwise.py.
+# np.nan_to_num, np.real, np.imag, np.angle): bound by the handlers in
+# compiler/numpy_functions/elementwise.py.
+
+
+# The parts of a complex value (the handlers bind them only for complex operands: of
+# a real x, np.real is x and np.imag zeros). NumPy returns views into the complex
+# array. Re and Im are real-linear: w = Re(z) sends g_z = g_w, and w = Im(z) sends
+# g_z = 1j * g_w (dL = g_w dIm(z) = Re(conj(1j * g_w) dz)).
+
+
+def _part_abstract(x: Aval) -> Aval:
+    return Aval(x.shape, np.empty(0, x.dtype).real.dtype, x.weak)
+
+
+register(Primitive("real", abstract=_part_abstract, emit=call("real"), vjp=lambda g, out, x: (g,),
+                   view=True, lanewise=True, linear=True))
+register(Primitive("imag", abstract=_part_abstract, emit=call("imag"),
+                   vjp=lambda g, out, x: (1j * g if x.dtype.kind == "c" else None,),
+                   view=True, lanewise=True, linear=True))
+
+
+def _angle_abstract(x: Aval, *, deg: bool) -> Aval:
+    return Aval(x.shape, np.angle(np.ones(1, x.dtype)).dtype)
+
+
+def _angle_emit(x: ast.expr, *, deg: bool) -> ast.expr:
+    return np_call("angle", x, deg=True) if deg else np_call("angle", x)
+
+
+def _angle_vjp(g, out, x, *, deg):
+    """angle(z) = atan2(Im z, Re z): d angle = (Re z dIm z - Im z dRe z) / |z|², so
+    g_z = g * 1j * z / |z|², and 0 at z == 0 (PyTorch's choice there). Of a real x
+    the angle is a step function (0 or pi): gradient 0."""
+    if x.dtype.kind != "c":
+        return (None,)
+    if deg:
+        g = g * _RADIAN
+    size = np.abs(x)
+    safe = np.where(size == 0, 1, size)
+    return (g * ((1j * x) / safe / safe),)
+
+
+register(Primitive("angle", abstract=_angle_abstract, emit=_angle_emit, vjp=_angle_vjp, lanewise=True))
 
 
 def _round_abstract(x: Aval, decimals: int) -> Aval:

@@ -13,6 +13,7 @@ import numpy as np
 
 from compiler.errors import ShapeError
 from compiler.ir import Aval
+from compiler.primitives.elementwise import conj_if_complex
 from compiler.primitives.reduce import unbroadcast
 from compiler.primitives.registry import Primitive, call, literal, np_call, product_rule, register
 
@@ -41,6 +42,9 @@ def _mT(x):
 
 
 def _matmul_vjp(g, out, a, b):
+    # complex operands: g_a = g @ conj(b).T and g_b = conj(a).T @ g (the convention of
+    # compiler/transforms/reverse.py); real ones are used as they are
+    a, b = conj_if_complex(a), conj_if_complex(b)
     if a.ndim == 1 and b.ndim == 1:
         return g * b, g * a
     if a.ndim <= 2 and b.ndim <= 2:

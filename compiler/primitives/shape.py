@@ -155,6 +155,8 @@ register(
 def _astype_vjp(g, out, x, *, dtype):
     if x.dtype.kind not in "fc":
         return (None,)
+    if g.dtype.kind == "c" and x.dtype.kind != "c":
+        g = np.real(g)  # a real value made complex: its gradient is the real part's
     return (g.astype(x.dtype),)
 
 

@@ -22,6 +22,13 @@ contribution that is not masked alike, and before a node whose VJP is not
 lane-wise (reductions, matmul, reshapes) or at a gradient. Masked-out lanes get
 exactly 0, the true contribution of the discarded branch; a program without
 `np.where` gets no masks and generates exactly as before.
+
+Complex values follow PyTorch's convention: the cotangent of a complex value w is
+dL/dRe(w) + i dL/dIm(w) for the real loss L, so a holomorphic w = f(z) sends
+g_z = g_w * conj(f'(z)) (the rules conjugate only complex values, so real programs
+generate as before), and a real operand receives the real part of its complex
+contribution. Only primitives listed in `registry.COMPLEX_VJPS` may meet complex
+values on a differentiated path; any other is refused at the user's line.
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from compiler.errors import UnsupportedError
+from compiler.errors import GradError, UnsupportedError
 from compiler.ir import CONST, INPUT, Aval, Graph, Node
 from compiler.primitives import registry
 from compiler.aliasing import aliases_argument
@@ -64,17 +71,49 @@ def active_nodes(graph: Graph, wrt: list[int], output: int) -> set[int]:
     return {i for i in reach if _carries_gradient(graph.node(i))}
 
 
-def _refuse_complex(graph: Graph, active: set[int]) -> None:
-    """Complex values on a differentiated path are refused, never differentiated with
-    rules written for real numbers (that would be silently wrong)."""
+# How a refusal names primitives that are not spelled `np.<name>`.
+_SPELLED = {"absolute": "np.abs", "setitem": "assignment x[...] = v", "custom_rule": "a custom_vjp / custom_jvp rule"}
+
+
+def _refuse_complex(graph: Graph, active: set[int], output: int) -> None:
+    """Complex values on a differentiated path pass only through primitives whose VJP
+    rules are verified for them (`registry.COMPLEX_VJPS`, PyTorch's convention: the
+    gradient of a real loss L in z = x + iy is dL/dx + i dL/dy, so `z -= lr * g`
+    descends). Any other primitive there is refused, never differentiated with rules
+    written for real numbers (that would be silently wrong); so is a complex output,
+    which has no gradient of this kind."""
+    out = graph.node(output)
+    if out.dtype.kind == "c":
+        where = f"{out.loc.user}: " if out.loc is not None else ""
+        raise GradError(
+            f"{where}the value being differentiated is complex ({out.aval}); gradients are taken of a "
+            "real loss. Return a real value, e.g. np.abs(z) ** 2 or np.real(...)."
+        )
     for i in sorted(active):
         node = graph.node(i)
-        if node.dtype.kind == "c":
-            where = f"{node.loc.user}: " if node.loc is not None else ""
-            raise UnsupportedError(
-                f"{where}gradients through complex values ({node.aval}) are not supported yet; "
-                "differentiate with respect to the real and imaginary parts as separate float arrays."
-            )
+        if not node.is_call:
+            continue
+        operands = [graph.node(j) for j in node.inputs]
+        if node.dtype.kind != "c" and all(o.dtype.kind != "c" for o in operands):
+            continue
+        detail = ""
+        if node.op in registry.COMPLEX_VJPS:
+            verified = registry.COMPLEX_VJPS[node.op]
+            if verified is None:
+                continue
+            blocked = [k for k, j in enumerate(node.inputs) if j in active and k not in verified]
+            if not blocked:
+                continue
+            allowed = ", ".join(str(k + 1) for k in verified)  # (the base of `**`, not its exponent)
+            detail = f" differentiated in operand {blocked[0] + 1} (only in operand {allowed})"
+        where = f"{node.loc.user}: " if node.loc is not None else ""
+        spelled = _SPELLED.get(node.op) or (node.op if "." in node.op else f"np.{node.op}")
+        value = node if node.dtype.kind == "c" else next(o for o in operands if o.dtype.kind == "c")
+        raise UnsupportedError(
+            f"{where}gradients through {spelled} of complex values ({value.aval}){detail} are not supported; "
+            "split the complex value into its real and imaginary parts (np.real(z), np.imag(z)) and "
+            "differentiate those float arrays, or write it with operations that support complex gradients."
+        )
 
 
 def _carries_gradient(node: Node) -> bool:
@@ -93,7 +132,7 @@ def reverse(graph: Graph, wrt: list[int], output: int, in_place: bool = False) -
     """
     joint = graph if in_place else graph.copy()
     active = active_nodes(joint, wrt, output)
-    _refuse_complex(joint, active)
+    _refuse_complex(joint, active, output)
     forward_ids = set(joint.dag.nodes)
     terms = _Conditions(joint)
     contributions: dict[int, list[_Part]] = {}
@@ -136,6 +175,8 @@ def reverse(graph: Graph, wrt: list[int], output: int, in_place: bool = False) -
                     ct_mask, ct_dirty = mask | {own}, dirty - {own}
                 elif mask and not _scales(joint, ct, g, first_new):
                     ct_dirty = mask  # the rule's partial derivative may be inf or NaN there
+                if ct.dtype.kind == "c" and joint.node(operand).dtype.kind != "c":
+                    ct = np.real(ct)  # a real operand's share of a complex cotangent: dL/dx
                 contributions.setdefault(operand, []).append(
                     _to_operand(joint, node.id, ct, ct_mask, ct_dirty, joint.node(operand).shape))
         outputs: list[int] = []
