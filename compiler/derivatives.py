@@ -157,19 +157,25 @@ def _as_tuple(values: Any, what: str) -> tuple:
     return tuple(values)
 
 
-def _check_tangents(primals: tuple, tangents: tuple, what: str = "tangents") -> None:
-    """Tangents have the primals' structure and each leaf its primal's shape."""
+def _check_tangents(primals: tuple, tangents: tuple) -> None:
+    """One tangent per primal, with its structure and shapes."""
     if len(primals) != len(tangents):
-        raise at_user_line(GradError, f"{len(primals)} primals but {len(tangents)} {what}; give one per primal")
-    p_leaves, p_def = tree.flatten(primals)
-    t_leaves, t_def = tree.flatten(tangents)
-    if p_def != t_def:
-        raise at_user_line(GradError, f"the {what} do not have the primals' structure ({t_def} vs {p_def}); "
-                           "give one tangent per primal value, in the same dicts, lists and tuples")
-    for k, (p, t) in enumerate(zip(p_leaves, t_leaves)):
-        if np.shape(p) != np.shape(t):
-            raise at_user_line(GradError, f"{what[:-1]} {k} has shape {np.shape(t)} but its primal has shape "
-                               f"{np.shape(p)}; a tangent has its primal's shape")
+        raise at_user_line(GradError, f"{len(primals)} primals but {len(tangents)} tangents; give one per primal")
+    _check_like(primals, tangents, "tangent", "primal")
+
+
+def _check_like(reference: Any, given: Any, what: str, of: str) -> None:
+    """`given` (tangents, a cotangent) has `reference`'s pytree structure and each leaf
+    its leaf's shape."""
+    r_leaves, r_def = tree.flatten(reference)
+    g_leaves, g_def = tree.flatten(given)
+    if r_def != g_def:
+        raise at_user_line(GradError, f"the {what}s do not have the {of}s' structure ({g_def} vs {r_def}); "
+                           f"give one {what} per {of} value, in the same dicts, lists and tuples")
+    for k, (r, g) in enumerate(zip(r_leaves, g_leaves)):
+        if np.shape(r) != np.shape(g):
+            raise at_user_line(GradError, f"{what} {k} has shape {np.shape(g)} but its {of} has shape "
+                               f"{np.shape(r)}; a {what} has its {of}'s shape")
 
 
 def _jvp_transform(fun: Callable, count: int, has_aux: bool, with_value: bool = True) -> JvpTransform:
@@ -264,18 +270,6 @@ def _pullback_transform(fun: Callable, has_aux: bool) -> GradTransform:
     return _MEMO.get(("vjp", fun, has_aux), lambda: GradTransform(_contraction(fun, has_aux), 0, False, False))
 
 
-def _check_cotangent(out: Any, ct: Any) -> None:
-    o_leaves, o_def = tree.flatten(out)
-    c_leaves, c_def = tree.flatten(ct)
-    if o_def != c_def:
-        raise at_user_line(GradError, f"the cotangent does not have the output's structure ({c_def} vs {o_def}); "
-                           "give the pullback one value per output value")
-    for k, (o, c) in enumerate(zip(o_leaves, c_leaves)):
-        if np.shape(o) != np.shape(c):
-            raise at_user_line(GradError, f"cotangent {k} has shape {np.shape(c)} but the output has shape "
-                               f"{np.shape(o)}; a cotangent has its output's shape")
-
-
 @api_boundary
 def _vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     """Reverse mode for any output: `(fun(*primals), pullback)`, where
@@ -296,7 +290,7 @@ def _vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
 
     @api_boundary
     def pullback(ct: Any) -> tuple:
-        _check_cotangent(out, ct)
+        _check_like(out, ct, "cotangent", "output")
         return transform(primals, ct)
 
     pullback.source = lambda ct: transform.source(primals, ct)

@@ -149,3 +149,27 @@ def assert_float32_backward(f: Callable[..., Any], *args: Any, argnums=0) -> Non
     for a, b in zip(_as_tuple(argnums, g32), _as_tuple(argnums, g64)):
         assert a.dtype == np.float32
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+# --- well-conditioned linear-algebra inputs (tests/test_*linalg.py) -----------------
+
+def spd(rng: np.random.Generator, batch: tuple, n: int) -> np.ndarray:
+    """Well-conditioned symmetric positive definite matrices B B^T + n I."""
+    b = rng.normal(size=batch + (n, n))
+    return b @ np.swapaxes(b, -1, -2) + n * np.eye(n)
+
+
+def distinct_spectrum(rng: np.random.Generator, batch: tuple, n: int) -> np.ndarray:
+    """Symmetric matrices with eigenvalues 1, 2, ..., n (well separated)."""
+    q, _ = np.linalg.qr(rng.normal(size=batch + (n, n)))
+    return (q * np.arange(1.0, n + 1)) @ np.swapaxes(q, -1, -2)
+
+
+@st.composite
+def matmul_shapes(draw: Any) -> tuple:
+    """Operand shapes NumPy's matmul accepts: 1-D or matrices with broadcast batch dims."""
+    m, k, n = (draw(st.integers(1, 4)) for _ in range(3))
+    batch_a, batch_b = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, min_side=1, max_side=3)).input_shapes
+    a = (k,) if draw(st.booleans()) else batch_a + (m, k)
+    b = (k,) if draw(st.booleans()) else batch_b + (k, n)
+    return a, b

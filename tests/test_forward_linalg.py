@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from compiler import grad, jvp
-from helpers import PROPERTY, assert_jvp, nonzero, normal, seeds, weighted
+from helpers import PROPERTY, assert_jvp, distinct_spectrum, matmul_shapes, nonzero, normal, seeds, spd, weighted
 
 sides = st.integers(1, 4)
 batches = hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3)
@@ -36,18 +36,6 @@ def assert_forward(fn, *args, rng, argnums=0):
     assert_jvp(scalar, *args, argnums=argnums, gradient=grad(scalar, argnums=argnums)(*args))
 
 
-def spd(rng, batch, n):
-    """Well-conditioned symmetric positive definite matrices B B^T + n I."""
-    b = rng.normal(size=batch + (n, n))
-    return b @ np.swapaxes(b, -1, -2) + n * np.eye(n)
-
-
-def distinct_spectrum(rng, batch, n):
-    """Symmetric matrices with eigenvalues 1, 2, ..., n."""
-    q, _ = np.linalg.qr(rng.normal(size=batch + (n, n)))
-    return (q * np.arange(1.0, n + 1)) @ np.swapaxes(q, -1, -2)
-
-
 def distinct_singular_values(rng, batch, m, n):
     """Matrices with singular values 1, 2, ..., min(m, n)."""
     k = min(m, n)
@@ -57,16 +45,6 @@ def distinct_singular_values(rng, batch, m, n):
 
 
 # --- products ---------------------------------------------------------------------
-
-@st.composite
-def matmul_shapes(draw):
-    """1-D operands or matrices with broadcasting batch axes."""
-    m, k, n = draw(sides), draw(sides), draw(sides)
-    batch_a, batch_b = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, min_side=1, max_side=3)).input_shapes
-    a = (k,) if draw(st.booleans()) else batch_a + (m, k)
-    b = (k,) if draw(st.booleans()) else batch_b + (k, n)
-    return a, b
-
 
 @PROPERTY
 @given(shapes_=matmul_shapes(), seed=seeds)

@@ -10,23 +10,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from compiler import grad
-from helpers import PROPERTY, assert_float32_backward, assert_vjp, assert_weighted_vjp, normal, seeds
+from helpers import (
+    PROPERTY, assert_float32_backward, assert_vjp, assert_weighted_vjp, distinct_spectrum, normal, seeds, spd,
+)
 from runtime.check import numerical_grad
 
 sides = st.integers(1, 4)
 batches = hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3)
-
-
-def spd(rng, batch, n):
-    """Well-conditioned symmetric positive definite matrices B B^T + n I."""
-    b = rng.normal(size=batch + (n, n))
-    return b @ np.swapaxes(b, -1, -2) + n * np.eye(n)
-
-
-def distinct_spectrum(rng, batch, n):
-    """Symmetric matrices with eigenvalues 1, 2, ..., n (well separated)."""
-    q, _ = np.linalg.qr(rng.normal(size=batch + (n, n)))
-    return (q * np.arange(1.0, n + 1)) @ np.swapaxes(q, -1, -2)
 
 
 # --- einsum and the contractions built on it ----------------------------------------

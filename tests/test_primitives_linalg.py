@@ -8,19 +8,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from compiler import grad
-from helpers import PROPERTY, assert_float32_backward, assert_weighted_vjp, compiled_grad, normal, seeds, shapes
+from helpers import PROPERTY, assert_float32_backward, assert_weighted_vjp, compiled_grad, matmul_shapes, normal, seeds, shapes
 
 sides = st.integers(1, 4)
-
-
-@st.composite
-def matmul_shapes(draw):
-    """Operand shapes NumPy's matmul accepts: 1-D or matrices with broadcast batch dims."""
-    m, k, n = draw(sides), draw(sides), draw(sides)
-    batch_a, batch_b = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, min_side=1, max_side=3)).input_shapes
-    a = (k,) if draw(st.booleans()) else batch_a + (m, k)
-    b = (k,) if draw(st.booleans()) else batch_b + (k, n)
-    return a, b
 
 
 @PROPERTY
