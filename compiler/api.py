@@ -369,32 +369,8 @@ class GradTransform(Transformed):
                 )
         return super()._lookup(args, kwargs)
 
-    def _wrt(self, sig: Signature) -> list[list[int]]:
-        """Per differentiated argument, the traced-leaf indices of its leaves."""
-        groups = []
-        for a in self.argnums:
-            a %= sig.positional_count
-            leaf_ids = []
-            for p in sig.argument_leaves(a):
-                if p not in sig.traced or type(sig.leaves[p]) is int:
-                    raise at_user_line(
-                        GradError, f"argument {a} of {self._name('')} holds a static "
-                        f"{type(sig.leaves[p]).__name__} ({sig.leaves[p]!r}), a value that has no gradient; only float arrays and floats "
-                        "can be differentiated. Pass it as a float, or leave it out of argnums."
-                    )
-                k = sig.traced.index(p)
-                if sig.avals[k].dtype.kind not in "fc":
-                    raise at_user_line(
-                        GradError, f"argument {a} ({sig.names[k]}) of {self._name('')} has dtype "
-                        f"{sig.avals[k].dtype}; only floating inputs can be differentiated. "
-                        f"Cast it with .astype(np.float64), or leave it out of argnums."
-                    )
-                leaf_ids.append(k)
-            groups.append(leaf_ids)
-        return groups
-
     def _compile(self, sig: Signature) -> Compiled:
-        groups = self._wrt(sig)
+        groups = wrt_groups(self, sig)
         guards = Guards()
         graph, result = self._trace(sig, guards)
         result, aux = split_aux(result, self.has_aux, self._name(""))
@@ -444,6 +420,32 @@ class GradTransform(Transformed):
             return (result, rebuild_aux(aux_out)) if self.has_aux else result
 
         return rebuild
+
+
+def wrt_groups(transform: Any, sig: Signature) -> list[list[int]]:
+    """Per differentiated argument of `transform` (its `argnums`), the traced-leaf
+    indices of its leaves; static and non-float leaves are errors."""
+    groups = []
+    for a in transform.argnums:
+        a %= sig.positional_count
+        leaf_ids = []
+        for p in sig.argument_leaves(a):
+            if p not in sig.traced or type(sig.leaves[p]) is int:
+                raise at_user_line(
+                    GradError, f"argument {a} of {transform._name('')} holds a static "
+                    f"{type(sig.leaves[p]).__name__} ({sig.leaves[p]!r}), a value that has no gradient; only float arrays and floats "
+                    "can be differentiated. Pass it as a float, or leave it out of argnums."
+                )
+            k = sig.traced.index(p)
+            if sig.avals[k].dtype.kind not in "fc":
+                raise at_user_line(
+                    GradError, f"argument {a} ({sig.names[k]}) of {transform._name('')} has dtype "
+                    f"{sig.avals[k].dtype}; only floating inputs can be differentiated. "
+                    f"Cast it with .astype(np.float64), or leave it out of argnums."
+                )
+            leaf_ids.append(k)
+        groups.append(leaf_ids)
+    return groups
 
 
 def traced_args(sig: Signature, tracers: list[Tracer]) -> tuple[tuple, dict]:
@@ -583,15 +585,23 @@ class _TransformMemo:
 _MEMO = _TransformMemo()
 
 
-def _gradient_transform(fun: Optional[Callable], argnums: Argnums, has_aux: bool, with_value: bool):
+def argnums_transform(kind: str, fun: Optional[Callable], argnums: Argnums, has_aux: bool,
+                      make: Callable[[Callable], Transformed]) -> Any:
+    """The memoized transform `make(fun)` (`grad`, `jacfwd`, ...), or, with `fun`
+    None, the decorator that makes it (`@grad(argnums=1)`)."""
     if fun is None:
         _check_argnums(argnums)
-        return api_boundary(lambda f: _gradient_transform(f, argnums, has_aux, with_value))
+        return api_boundary(lambda f: argnums_transform(kind, f, argnums, has_aux, make))
     if not callable(fun):
         raise at_user_line(GradError, f"expected a function to differentiate, got {type(fun).__name__}")
     positions, _ = _check_argnums(argnums)
-    key = ("value_and_grad" if with_value else "grad", fun, positions, isinstance(argnums, (int, np.integer)), has_aux)
-    return _MEMO.get(key, lambda: GradTransform(fun, argnums, has_aux, with_value))
+    key = (kind, fun, positions, isinstance(argnums, (int, np.integer)), has_aux)
+    return _MEMO.get(key, lambda: make(fun))
+
+
+def _gradient_transform(fun: Optional[Callable], argnums: Argnums, has_aux: bool, with_value: bool):
+    return argnums_transform("value_and_grad" if with_value else "grad", fun, argnums, has_aux,
+                             lambda f: GradTransform(f, argnums, has_aux, with_value))
 
 
 @api_boundary

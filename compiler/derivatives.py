@@ -17,8 +17,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from compiler.api import (
-    _MEMO, Argnums, Compiled, GradTransform, Transformed, _check_argnums, as_numpy_result,
-    check_result_leaves, grad, jit, refill, split_aux, traced_args,
+    _MEMO, Argnums, Compiled, GradTransform, Transformed, _check_argnums, argnums_transform, as_numpy_result,
+    check_result_leaves, grad, jit, refill, split_aux, traced_args, wrt_groups,
 )
 from compiler.errors import GradError, api_boundary, at_user_line
 from compiler.guards import Guards
@@ -309,20 +309,20 @@ vjp = _WithSource(_vjp, _vjp_source)
 
 # --- Jacobians -------------------------------------------------------------------
 
-class JacobianTransform(Transformed):
+class JacobianTransform(GradTransform):
     """`jacfwd` / `jacrev` / `jacobian`: the Jacobian of every output leaf with
     respect to every leaf of the `argnums` arguments, shaped `out.shape + in.shape`,
-    from one compiled program."""
+    from one compiled program (`grad`'s argument checks, its own compile)."""
 
     def __init__(self, fun: Callable, argnums: Argnums, mode: str, has_aux: bool):
-        super().__init__(fun)
+        Transformed.__init__(self, fun)
         self.argnums, self.single = _check_argnums(argnums)
         self.mode = mode
         self.has_aux = has_aux
         self.kind = {"fwd": "jacfwd", "rev": "jacrev", "auto": "jacobian"}[mode]
 
     def _compile(self, sig: Signature) -> Compiled:
-        groups = GradTransform._wrt(self, sig)  # the same argument checks as grad
+        groups = wrt_groups(self, sig)  # the same argument checks as grad
         guards = Guards()
         graph, result = self._trace(sig, guards)
         result, aux = split_aux(result, self.has_aux, self._name(""))
@@ -423,14 +423,7 @@ def _reverse_blocks(graph: Graph, wrt: list[int], outs: list[int]) -> tuple[Grap
 
 
 def _jacobian_transform(mode: str, fun: Optional[Callable], argnums: Argnums, has_aux: bool):
-    if fun is None:
-        _check_argnums(argnums)
-        return api_boundary(lambda f: _jacobian_transform(mode, f, argnums, has_aux))
-    if not callable(fun):
-        raise at_user_line(GradError, f"expected a function to differentiate, got {type(fun).__name__}")
-    positions, _ = _check_argnums(argnums)
-    key = (mode, fun, positions, isinstance(argnums, (int, np.integer)), has_aux)
-    return _MEMO.get(key, lambda: JacobianTransform(fun, argnums, mode, has_aux))
+    return argnums_transform(mode, fun, argnums, has_aux, lambda f: JacobianTransform(f, argnums, mode, has_aux))
 
 
 @api_boundary
