@@ -386,11 +386,22 @@ def _forward_blocks(graph: Graph, wrt: list[int], outs: list[int]) -> tuple[Grap
                 shape = graph.node(out).shape + aval.shape
                 t = tangents.get(out)
                 if t is None:
-                    blocks[o].append(bind("full", shape=shape, value=0, dtype=graph.node(out).dtype).id)
+                    blocks[o].append(bind("full", shape=shape, value=0, dtype=_jacobian_dtype(graph, out, i)).id)
                     continue
                 moved = np.moveaxis(Tracer(graph, t), 0, -1) if graph.node(out).shape else Tracer(graph, t)
-                blocks[o].append(np.reshape(moved, shape).id)
+                blocks[o].append(_in_precision(np.reshape(moved, shape), graph, out, i).id)
     return graph, blocks
+
+
+def _jacobian_dtype(graph: Graph, out: int, x: int) -> np.dtype:
+    """A Jacobian block's dtype: the precision of the output and the input together
+    (a Python float input counts as float64), the same in either mode."""
+    return np.result_type(graph.node(out).dtype, graph.node(x).dtype)
+
+
+def _in_precision(block: Tracer, graph: Graph, out: int, x: int) -> Tracer:
+    dtype = _jacobian_dtype(graph, out, x)
+    return block if block.dtype == dtype else block.astype(dtype)
 
 
 def _reverse_blocks(graph: Graph, wrt: list[int], outs: list[int]) -> tuple[Graph, list[list[int]]]:
@@ -417,7 +428,7 @@ def _reverse_blocks(graph: Graph, wrt: list[int], outs: list[int]) -> tuple[Grap
             for x, i in enumerate(wrt):
                 grads = [Tracer(graph, g) for g in rows[o][x]]
                 stacked = np.stack(grads, axis=0) if len(grads) > 1 else grads[0]  # a scalar output's is its gradient
-                row.append(np.reshape(stacked, shape + graph.node(i).shape).id)
+                row.append(_in_precision(np.reshape(stacked, shape + graph.node(i).shape), graph, out, i).id)
             blocks.append(row)
     return graph, blocks
 

@@ -20,7 +20,7 @@ source of a module
     def step_loss(params, s0): return loss(params["x0"], params["x1"], s0)
 
 which is written to a real file and imported from it, once per dtype. `check_program`
-runs jit, grad, value_and_grad, jvp and compile_step on it and compares with eager NumPy and
+runs jit, grad, value_and_grad, jvp, jacfwd and compile_step on it and compares with eager NumPy and
 centered finite differences in float64.
 
 Besides arithmetic, the families of the weights table `OPERATIONS` cover NumPy's
@@ -50,7 +50,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 from hypothesis import strategies as st
 
-from compiler import AdjointError, compile_step, grad, jit, jvp, value_and_grad
+from compiler import AdjointError, compile_step, grad, jacfwd, jit, jvp, value_and_grad
 from runtime import nn, optim
 from runtime.check import numerical_grad
 
@@ -1606,7 +1606,8 @@ class _Checks:
             self.loss = self.module.loss(*program.arguments(dtype))
 
     def run(self) -> None:
-        for check in (self.jit_program, self.jit_loss, self.grad, self.value_and_grad, self.jvp, self.compile_step):
+        for check in (self.jit_program, self.jit_loss, self.grad, self.value_and_grad, self.jvp, self.jacfwd,
+                      self.compile_step):
             check()
 
     def fail(self, kind: str, check: str, detail: str) -> None:
@@ -1731,6 +1732,24 @@ class _Checks:
         if not abs(float(tangent) - expected) <= rtol * scale + atol * (1.0 + scale):
             self.fail("mismatch", "jvp", f"loss tangent {float(tangent)!r}, finite differences give {expected!r} "
                       f"(scale {scale:.3g})")
+
+    def jacfwd(self) -> None:
+        """The loss's Jacobian by forward mode (one batched tangent pass per
+        differentiable input, every basis direction at once): the gradient, in the
+        precision of the loss and the input together."""
+        args = self.program.arguments(self.dtype)
+        grads = self.unmutated("jacfwd", jacfwd(self.module.loss, argnums=self.argnums), args)
+        if grads is None:
+            return
+        for k, name, g, expected in zip(self.argnums, self.diff_names, grads, self.reference):
+            self.report.gradients_checked += 1
+            dtype = np.result_type(np.result_type(self.loss), np.result_type(args[k]))  # the precision of either
+            if np.result_type(g) != dtype or np.shape(g) != np.shape(args[k]):
+                self.fail("dtype", "jacfwd", f"Jacobian of the loss in {name} is {_describe(g)}, expected {dtype} "
+                          f"and shape {np.shape(args[k])}")
+            else:
+                self.compare("jacfwd", f"Jacobian of the loss in {name} (vs finite differences)", g, expected,
+                             "gradient", check_dtype=False)
 
     def compile_step(self) -> None:
         args = self.program.arguments(self.dtype)

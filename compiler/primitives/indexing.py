@@ -73,10 +73,12 @@ def index_expr(spec: Spec, arrays: Sequence[ast.expr]) -> ast.expr:
 
 
 def _getitem_batched_jvp(ts, out, x, *arrays, spec):
-    """The same index behind a full slice over the leading batch axis. Integer
-    arrays that are not side by side would move their axes in front of the batch
-    (NumPy's rule for separated advanced indices): those go element by element."""
-    slots = [k for k, entry in enumerate(spec) if entry[0] == "array"]
+    """The same index behind a full slice over the leading batch axis. Advanced
+    indices (integer arrays, and with them plain ints) that are not side by side
+    would move their axes in front of the batch (NumPy's rule for separated advanced
+    indices): those go element by element."""
+    arrays_present = any(entry[0] == "array" for entry in spec)
+    slots = [k for k, entry in enumerate(spec) if entry[0] == "array" or arrays_present and entry[0] == "int"]
     if slots and slots[-1] - slots[0] != len(slots) - 1:
         return NotImplemented
     return ts[0].apply("getitem", *arrays, spec=(("slice", None, None, None),) + tuple(spec))

@@ -189,7 +189,7 @@ def batched_linear(op: str, adjust: Callable[[dict], dict], differentiable: Opti
         args = list(operands)
         for k in positions:
             x = operands[k]
-            args[k] = tangents[k] if tangents[k] is not None else np.zeros((batch,) + tuple(x.shape), dtype=x.dtype)
+            args[k] = tangents[k] if tangents[k] is not None else np.zeros_like(x, shape=(batch,) + tuple(x.shape))
         return args[0].apply(op, *args[1:], **adjust(params))
 
     return jvp
