@@ -164,14 +164,25 @@ def _check_tangents(primals: tuple, tangents: tuple) -> None:
     _check_like(primals, tangents, "tangent", "primal")
 
 
+class _Leaf:
+    def __repr__(self) -> str:
+        return "x"
+
+
+def _outline(value: Any) -> str:
+    """A pytree's structure with its leaves drawn as `x`: `({'a': x}, x)`."""
+    leaves, treedef = tree.flatten(value)
+    return repr(tree.unflatten(treedef, [_Leaf() for _ in leaves]))
+
+
 def _check_like(reference: Any, given: Any, what: str, of: str) -> None:
     """`given` (tangents, a cotangent) has `reference`'s pytree structure and each leaf
     its leaf's shape."""
     r_leaves, r_def = tree.flatten(reference)
     g_leaves, g_def = tree.flatten(given)
     if r_def != g_def:
-        raise at_user_line(GradError, f"the {what}s do not have the {of}s' structure ({g_def} vs {r_def}); "
-                           f"give one {what} per {of} value, in the same dicts, lists and tuples")
+        raise at_user_line(GradError, f"the {what}s do not have the {of}s' structure ({_outline(given)} for "
+                           f"{_outline(reference)}); give one {what} per {of} value, in the same dicts, lists and tuples")
     for k, (r, g) in enumerate(zip(r_leaves, g_leaves)):
         if np.shape(r) != np.shape(g):
             raise at_user_line(GradError, f"{what} {k} has shape {np.shape(g)} but its {of} has shape "
