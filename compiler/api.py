@@ -77,11 +77,16 @@ class Compiled:
 
 
 def _keep_role(node: Any, env: dict[int, Any]) -> None:
-    """The inlined copy of `node` keeps its variable name, or its role as the
-    cotangent or tangent of another inlined value, so that code generated around an
-    inlined gradient still reads `h`, `g_h`, `t_h`."""
+    """The inlined copy of `node` keeps its source line, and its variable name or its
+    role as the cotangent or tangent of another inlined value, so that code generated
+    around an inlined gradient still reads `h = np.tanh(x @ W1)  # model.py:9`,
+    `g_h`, `t_h`."""
     copy = env[node.id].graph.node(env[node.id].id)
-    if not copy.is_call or copy.name or copy.cotangent_of is not None or copy.tangent_of is not None:
+    if not copy.is_call:
+        return
+    if node.loc is not None and copy.loc is not None and copy.grad_of is None:
+        copy.loc = node.loc
+    if copy.name or copy.cotangent_of is not None or copy.tangent_of is not None:
         return
     role = node.cotangent_of if node.cotangent_of is not None else node.tangent_of
     if node.name:
