@@ -238,22 +238,25 @@ jvp = _WithSource(_jvp, _jvp_source)
 
 
 @api_boundary
-def _linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
+def _linearize(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     """`(fun(*primals), f_jvp)` with `f_jvp(*tangents)` the Jacobian-vector product
-    at `primals`. The tangent program is compiled once; each call of `f_jvp` runs it
-    (the primal values are recomputed, not stored)."""
-    transform = _jvp_transform(fun, len(primals), False, with_value=False)
-    out = jit(fun)(*primals)
+    at `primals` (`(out, f_jvp, aux)` with `has_aux`). The tangent program is
+    compiled once; each call of `f_jvp` runs it (the primal values are recomputed,
+    not stored)."""
+    transform = _jvp_transform(fun, len(primals), has_aux, with_value=False)
+    out, aux = split_aux(jit(fun)(*primals), has_aux, getattr(fun, "__name__", "fn"))
 
+    @api_boundary
     def f_jvp(*tangents: Any) -> Any:
         _check_tangents(primals, tangents)
         return transform(*primals, *tangents)
 
-    return out, f_jvp
+    return (out, f_jvp, aux) if has_aux else (out, f_jvp)
 
 
 linearize = _WithSource(
-    _linearize, lambda fun, *primals: _jvp_transform(fun, len(primals), False, with_value=False).source(*primals, *primals))
+    _linearize, lambda fun, *primals, has_aux=False: _jvp_transform(fun, len(primals), has_aux, with_value=False).source(
+        *primals, *primals))
 
 
 # --- vjp -----------------------------------------------------------------------

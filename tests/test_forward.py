@@ -348,3 +348,10 @@ def test_jacfwd_is_one_batched_tangent_pass_not_a_pass_per_input():
     source = jacfwd(lambda x: np.tanh(_M.T @ np.sin(x))).source(np.ones(3))
     assert source.count("np.cos(x)") == 1 and source.count("@") == 2  # the primal's and the tangents' matmul
     assert "np.stack" not in source
+
+
+def test_linearize_has_aux():
+    x = np.array([0.2, 0.4])
+    out, f_jvp, aux = linearize(lambda x: (np.sin(x), {"norm": np.sum(x ** 2)}), x, has_aux=True)
+    np.testing.assert_allclose(f_jvp(np.ones(2)), np.cos(x))
+    assert aux["norm"] == pytest.approx(0.2)
