@@ -33,13 +33,21 @@ LIMITS = """\
   **data-dependent shapes**: `np.nonzero`, boolean-mask selection `x[mask]` with a
   traced mask, `np.unique`.
 - **Complex values**: `grad` of a real loss through complex arithmetic (`+ - * /`,
-  `**` with an exponent that is not differentiated), `exp`, `log`, `sin`, `cos`,
-  `sqrt`, `square`, `abs`, `real`, `imag`, `conj`, `angle`, `where`, `sum`, `mean`,
-  `@`, casts and the shape functions follows PyTorch's convention (the gradient in
-  z = x + iy is dL/dx + i dL/dy, so `z -= lr * g` descends; JAX's is its conjugate).
-  Other operations on complex values on a differentiated path are refused at your
-  line (differentiate the real and imaginary parts as float arrays), as are complex
-  outputs of `grad` and complex values in forward mode (`jvp`, `jacfwd`).
+  `**` and `float_power` with an exponent that is not differentiated), the
+  holomorphic functions (`exp`, `exp2`, `expm1`, `log`, `log2`, `log10`, `log1p`,
+  `sqrt`, `square`, `reciprocal`, the trigonometric and hyperbolic functions and
+  their inverses, on NumPy's principal branches), `abs`, `real`, `imag`, `conj`,
+  `angle`, `where`, casts, the shape, indexing and padding functions, assignment
+  `x[i] = v`, `sum`, `mean`, `nansum`, `nanmean`, `cumsum`, `tril`, `triu`, `diag`,
+  the products (`@`, `dot`, `einsum`, `tensordot`, `inner`, `outer`, `kron`,
+  `cross`, `convolve`, `prod`, `cumprod`) and `linalg.inv`, `solve`, `det`,
+  `slogdet` follows PyTorch's convention (the gradient in z = x + iy is
+  dL/dx + i dL/dy, so `z -= lr * g` descends; JAX's is its conjugate). Other
+  operations on complex values on a differentiated path (orderings such as
+  `maximum`, `max`, `sort`, `median`; `linalg.norm`, `cholesky`, `eigh`, `svd`,
+  `pinv`) are refused at your line (differentiate the real and imaginary parts as
+  float arrays), as are complex outputs of `grad` and complex values in forward mode
+  (`jvp`, `jacfwd`).
 - **Non-differentiable points** follow JAX's conventions: `abs`, `sign`-like functions
   and `relu` have gradient 0 at 0; ties in `max`, `min`, `maximum`, `minimum`,
   `median` share the gradient evenly; piecewise-constant functions (`floor`, `round`,

@@ -85,7 +85,16 @@ def test_complex_values_on_a_differentiated_path_are_refused_not_wrong():
                                [3 / np.sqrt(2), 9 / np.sqrt(5)])
     # rules written only for real numbers are refused on complex values
     with pytest.raises(UnsupportedError, match="complex"):
-        grad(lambda z: np.sum(np.abs(np.tanh(z * z))))(np.array([1 + 2j]))
+        grad(lambda z: np.sum(np.abs(np.sort(z * z))))(np.array([1 + 2j]))
+    # np.sign(z) = z / |z| for complex z: not the real sign's zero derivative
+    with pytest.raises(UnsupportedError, match="complex"):
+        grad(lambda z: np.sum(np.real(np.sign(z * z))))(np.array([1 + 2j]))
+    # values NumPy defines differently for complex input
+    z = np.array([1 + 2j, -0.5 + 1j, 2 - 1j])
+    np.testing.assert_allclose(jit(lambda a, b: np.vdot(a, b))(z, z[::-1]), np.vdot(z, z[::-1]))
+    for fn in (np.var, np.std):
+        assert jit(fn)(z).dtype == fn(z).dtype
+        np.testing.assert_allclose(jit(fn)(z), fn(z))
     np.testing.assert_allclose(jit(lambda z: z * z)(np.array([1 + 2j])), [-3 + 4j])
 
 

@@ -114,7 +114,9 @@ def inner(a: Any, b: Any) -> Tracer:
 
 @implements(np.vdot)
 def vdot(a: Any, b: Any) -> Tracer:
-    return np.ravel(a) @ np.ravel(b)
+    """sum(conj(a) * b) over the flattened arrays: NumPy conjugates the first."""
+    a = np.ravel(a)
+    return (np.conj(a) if np.result_type(a.dtype).kind == "c" else a) @ np.ravel(b)
 
 
 @implements(np.kron)

@@ -93,7 +93,8 @@ def _variance(fn: str, a: Any, axis: Any, ddof: Any, keepdims: Any, mean: Any, c
     a = as_tracer(a)
     reduced = axes(axis, a.ndim)
     center = np.mean(a, axis=reduced, keepdims=True) if mean is None else mean
-    squares = (a - center) ** 2
+    deviation = a - center
+    squares = np.abs(deviation) ** 2 if deviation.dtype.kind == "c" else deviation**2  # real, as NumPy's
     if ddof == 0:
         return np.mean(squares, axis=reduced, keepdims=_flag(keepdims))
     return np.sum(squares, axis=reduced, keepdims=_flag(keepdims)) / max(reduced_count(a.shape, reduced) - ddof, 0)

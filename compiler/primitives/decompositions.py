@@ -27,6 +27,7 @@ import numpy as np
 
 from compiler.errors import ShapeError, UnsupportedError
 from compiler.ir import Aval
+from compiler.primitives.elementwise import conj_if_complex
 from compiler.primitives.reduce import reduced_shape
 from compiler.primitives.registry import Primitive, literal, np_call, register
 
@@ -35,6 +36,12 @@ def float_dtype(*dtypes: np.dtype) -> np.dtype:
     """The dtype np.linalg computes in: integers and bools promote to float64."""
     dtype = np.result_type(*dtypes)
     return np.dtype(np.float64) if dtype.kind in "biu" else dtype
+
+
+def real_dtype(*dtypes: np.dtype) -> np.dtype:
+    """The dtype of np.linalg's real results (eigvalsh, singular values, slogdet's
+    logabsdet, norm): `float_dtype`, complex64 and complex128 giving float32 and float64."""
+    return np.empty(0, float_dtype(*dtypes)).real.dtype
 
 
 def _square(fn: str, a: Aval) -> None:
@@ -90,18 +97,26 @@ def _linalg(fn: str, index: int | None = None, **kwargs: Any):
     return emit
 
 
-def _square_abstract(fn: str, shape_of=lambda a: a.shape):
+def _square_abstract(fn: str, shape_of=lambda a: a.shape, dtype_of=float_dtype):
     def abstract(a: Aval, **params: Any) -> Aval:
         _square(fn, a)
-        return Aval(shape_of(a), float_dtype(a.dtype))
+        return Aval(shape_of(a), dtype_of(a.dtype))
 
     return abstract
 
 
 # --- inv, solve, det, slogdet -------------------------------------------------
+# Of complex matrices these are holomorphic, and each rule's transposes become
+# conjugate transposes (the convention of compiler/transforms/reverse.py: the adjoint
+# of dA -> -X dA X is G -> -X^H G X^H); `_mH` is `_mT` of a real matrix.
+
+
+def _mH(x):
+    return _mT(conj_if_complex(x))
+
 
 register(Primitive("inv", abstract=_square_abstract("inv"), emit=_linalg("inv"),
-                   vjp=lambda g, out, a: (-(_mT(out) @ g @ _mT(out)),),
+                   vjp=lambda g, out, a: (-(_mH(out) @ g @ _mH(out)),),
                    jvp=lambda t, out, a: -(out @ t[0] @ out)))
 
 
@@ -122,12 +137,13 @@ def _solve_abstract(a: Aval, b: Aval) -> Aval:
 
 
 def _solve_vjp(g, out, a, b):
-    """x = A^-1 b: g_b = A^-T g, g_A = -g_b x^T. A 1-D b is one column."""
+    """x = A^-1 b: g_b = A^-T g, g_A = -g_b x^T (conjugate transposes, where complex).
+    A 1-D b is one column."""
     if b.ndim == 1:
-        g_b = np.linalg.solve(_mT(a), g[..., None])
-        return -(g_b @ _mT(out[..., None])), g_b[..., 0]
-    g_b = np.linalg.solve(_mT(a), g)
-    return -(g_b @ _mT(out)), g_b
+        g_b = np.linalg.solve(_mH(a), g[..., None])
+        return -(g_b @ _mH(out[..., None])), g_b[..., 0]
+    g_b = np.linalg.solve(_mH(a), g)
+    return -(g_b @ _mH(out)), g_b
 
 
 def _solve_jvp(tangents, out, a, b):
@@ -147,11 +163,13 @@ register(Primitive("solve", abstract=_solve_abstract, emit=_linalg("solve"), vjp
 _det_abstract = _square_abstract("det", lambda a: a.shape[:-2])
 
 register(Primitive("det", abstract=_det_abstract, emit=_linalg("det"),
-                   vjp=lambda g, out, a: (_as_matrix_scale(g * out) * _mT(np.linalg.inv(a)),),
+                   vjp=lambda g, out, a: (_as_matrix_scale(g * conj_if_complex(out)) * _mH(np.linalg.inv(a)),),
                    jvp=lambda t, out, a: out * _trace_product(np.linalg.inv(a), t[0])))
 register(Primitive("slogdet_sign", abstract=_det_abstract, emit=_linalg("slogdet", 0), differentiable=False))
-register(Primitive("slogdet_logabsdet", abstract=_det_abstract, emit=_linalg("slogdet", 1),
-                   vjp=lambda g, out, a: (_as_matrix_scale(g) * _mT(np.linalg.inv(a)),),
+register(Primitive("slogdet_logabsdet", abstract=_square_abstract("det", lambda a: a.shape[:-2], real_dtype),
+                   emit=_linalg("slogdet", 1),
+                   # of a complex A, d log|det A| = Re tr(A^-1 dA): g_A = g A^-H
+                   vjp=lambda g, out, a: (_as_matrix_scale(g) * _mH(np.linalg.inv(a)),),
                    jvp=lambda t, out, a: _trace_product(np.linalg.inv(a), t[0])))
 
 
@@ -206,7 +224,7 @@ def _eigh_vectors_jvp(tangents, out, a):
     return out @ (_eigen_gaps(a) * (_mT(out) @ _lower_tangent(tangents[0]) @ out))
 
 
-register(Primitive("eigvalsh", abstract=_square_abstract("eigvalsh", lambda a: a.shape[:-1]),
+register(Primitive("eigvalsh", abstract=_square_abstract("eigvalsh", lambda a: a.shape[:-1], real_dtype),
                    emit=_linalg("eigvalsh"), vjp=_eigvalsh_vjp, jvp=_eigvalsh_jvp))
 register(Primitive("eigh_vectors", abstract=_square_abstract("eigh"), emit=_linalg("eigh", 1), vjp=_eigh_vectors_vjp,
                    jvp=_eigh_vectors_jvp))
@@ -225,7 +243,7 @@ def _svd_abstract(result: str):
         m, n = a.shape[-2:]
         shape = {"U": (m, m if full_matrices else min(m, n)), "S": (min(m, n),),
                  "Vh": (n if full_matrices else min(m, n), n)}[result]
-        return Aval(a.shape[:-2] + shape, float_dtype(a.dtype))
+        return Aval(a.shape[:-2] + shape, (real_dtype if result == "S" else float_dtype)(a.dtype))
 
     return abstract
 
@@ -352,7 +370,7 @@ def _norm_power(ord) -> float:
 
 
 def _norm_abstract(x: Aval, *, ord, axis: tuple[int, ...], keepdims: bool, given_axis) -> Aval:
-    return Aval(reduced_shape(x.shape, axis, keepdims), float_dtype(x.dtype))
+    return Aval(reduced_shape(x.shape, axis, keepdims), real_dtype(x.dtype))
 
 
 def _norm_emit(x: ast.expr, *, ord, axis, keepdims, given_axis) -> ast.expr:

@@ -200,30 +200,41 @@ def _hypot_vjp(g, out, x, y):
     return scale * x, scale * y
 
 
+def _arccosh_vjp(g, out, x):
+    """arccosh'(x) = 1 / sqrt(x² - 1) for real x > 1; of a complex z, NumPy's principal
+    branch log(z + sqrt(z + 1) sqrt(z - 1)) has the derivative 1 / (sqrt(z - 1) sqrt(z + 1)),
+    which is -1 / sqrt(z² - 1) where Re z < 0."""
+    if x.dtype.kind != "c":
+        return (g / np.sqrt(x**2 - 1),)
+    return (g / conj_if_complex(np.sqrt(x - 1) * np.sqrt(x + 1)),)
+
+
 _LN2, _LN10 = math.log(2), math.log(10)
 _DEGREE, _RADIAN = math.pi / 180, 180 / math.pi
 
 # unary
 _ufunc("negative", lambda g, out, x: (-g,), emit=lambda x: ast.UnaryOp(ast.USub(), x), foldable=True)
 _ufunc("exp", lambda g, out, x: (g * conj_if_complex(out),))
-_ufunc("exp2", lambda g, out, x: (g * (_LN2 * out),))
+_ufunc("exp2", lambda g, out, x: (g * (_LN2 * conj_if_complex(out)),))
 _ufunc("log", lambda g, out, x: (g / conj_if_complex(x),))
-_ufunc("log2", lambda g, out, x: (g / (_LN2 * x),))
-_ufunc("log10", lambda g, out, x: (g / (_LN10 * x),))
-_ufunc("log1p", lambda g, out, x: (g / (x + 1),))
-_ufunc("expm1", lambda g, out, x: (g * (out + 1),))
+_ufunc("log2", lambda g, out, x: (g / (_LN2 * conj_if_complex(x)),))
+_ufunc("log10", lambda g, out, x: (g / (_LN10 * conj_if_complex(x)),))
+_ufunc("log1p", lambda g, out, x: (g / (conj_if_complex(x) + 1),))
+_ufunc("expm1", lambda g, out, x: (g * (conj_if_complex(out) + 1),))
 _ufunc("sin", lambda g, out, x: (g * conj_if_complex(np.cos(x)),))
 _ufunc("cos", lambda g, out, x: (-(g * conj_if_complex(np.sin(x))),))
-_ufunc("tan", lambda g, out, x: (g * (1 + out**2),))
-_ufunc("arcsin", lambda g, out, x: (g / np.sqrt(1 - x**2),))
-_ufunc("arccos", lambda g, out, x: (-(g / np.sqrt(1 - x**2)),))
-_ufunc("arctan", lambda g, out, x: (g / (1 + x**2),))
-_ufunc("sinh", lambda g, out, x: (g * np.cosh(x),))
-_ufunc("cosh", lambda g, out, x: (g * np.sinh(x),))
-_ufunc("tanh", lambda g, out, x: (g * (1 - out**2),))
-_ufunc("arcsinh", lambda g, out, x: (g / np.sqrt(x**2 + 1),))
-_ufunc("arccosh", lambda g, out, x: (g / np.sqrt(x**2 - 1),))
-_ufunc("arctanh", lambda g, out, x: (g / (1 - x**2),))
+_ufunc("tan", lambda g, out, x: (g * (1 + conj_if_complex(out)**2),))
+# the inverse functions' derivatives are conjugated whole (sqrt commutes with conj only
+# off its branch cut); NumPy's principal branches
+_ufunc("arcsin", lambda g, out, x: (g / conj_if_complex(np.sqrt(1 - x**2)),))
+_ufunc("arccos", lambda g, out, x: (-(g / conj_if_complex(np.sqrt(1 - x**2))),))
+_ufunc("arctan", lambda g, out, x: (g / (1 + conj_if_complex(x)**2),))
+_ufunc("sinh", lambda g, out, x: (g * conj_if_complex(np.cosh(x)),))
+_ufunc("cosh", lambda g, out, x: (g * conj_if_complex(np.sinh(x)),))
+_ufunc("tanh", lambda g, out, x: (g * (1 - conj_if_complex(out)**2),))
+_ufunc("arcsinh", lambda g, out, x: (g / conj_if_complex(np.sqrt(x**2 + 1)),))
+_ufunc("arccosh", _arccosh_vjp)
+_ufunc("arctanh", lambda g, out, x: (g / (1 - conj_if_complex(x)**2),))
 _ufunc("deg2rad", lambda g, out, x: (g * _DEGREE,), linear=True)
 _ufunc("radians", lambda g, out, x: (g * _DEGREE,), linear=True)
 _ufunc("rad2deg", lambda g, out, x: (g * _RADIAN,), linear=True)
@@ -231,7 +242,7 @@ _ufunc("degrees", lambda g, out, x: (g * _RADIAN,), linear=True)
 _ufunc("sqrt", lambda g, out, x: (0.5 * g / conj_if_complex(out),))
 _ufunc("cbrt", lambda g, out, x: (g / (3 * out**2),))
 _ufunc("square", lambda g, out, x: (g * (2 * conj_if_complex(x)),))
-_ufunc("reciprocal", lambda g, out, x: (-(g * out**2),))
+_ufunc("reciprocal", lambda g, out, x: (-(g * conj_if_complex(out)**2),))
 _ufunc("absolute", _abs_vjp, spelling="abs")
 # conj is linear over the reals: w = conj(z) sends g_z = conj(g_w); the identity on real x
 _ufunc("conjugate", lambda g, out, x: (conj_if_complex(g),), linear=True, spelling="conj")

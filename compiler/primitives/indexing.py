@@ -162,12 +162,16 @@ def _setitem_stmts(target: ast.Name, x: ast.expr, v: ast.expr, *arrays: ast.expr
 
 def _setitem_vjp(g, out, x, v, *arrays, spec):
     """x gets g with the overwritten positions zeroed; v gets g at the positions it
-    was written to (only where its write was the last one)."""
+    was written to (only where its write was the last one). A real v written into a
+    complex x gets the real part of its share (dL/dv), cast without NumPy's
+    ComplexWarning."""
     g_x = g.apply("setitem", 0.0, *arrays, spec=spec)
     g_v = g[concrete_index(spec, arrays)]
     if not _writes_once(x.shape, spec, arrays):
         last = arrays[0].apply("last_write", *arrays[1:], spec=spec, shape=x.shape, region=g_v.shape)
         g_v = np.where(last, g_v, 0.0)
+    if g_v.dtype.kind == "c" and v.dtype.kind != "c":
+        g_v = np.real(g_v)
     if v.dtype != g_v.dtype and not v.aval.weak:
         g_v = g_v.astype(v.dtype)
     return (g_x, g_v) + (None,) * len(arrays)

@@ -85,6 +85,7 @@ def _outer_abstract(a: Aval, b: Aval) -> Aval:
 
 
 def _outer_vjp(g, out, a, b):
+    a, b = conj_if_complex(a), conj_if_complex(b)  # complex: g times the other's conjugate
     return np.reshape(g @ np.ravel(b), a.shape), np.reshape(np.ravel(a) @ g, b.shape)
 
 
@@ -172,7 +173,10 @@ def _einsum_operand_vjp(g, operands, inputs: list[str], output: str, k: int, opt
 
 
 def _einsum_vjp(g, out, *operands, subscripts: str, optimize):
+    """Each operand's cotangent contracts g with the others, conjugated where complex
+    (a product: the convention of compiler/transforms/reverse.py)."""
     inputs, output = split_subscripts(subscripts)
+    operands = tuple(conj_if_complex(x) for x in operands)
     return tuple(
         _einsum_operand_vjp(g, operands, inputs, output, k, optimize) if x.dtype.kind in "fc" else None
         for k, x in enumerate(operands)
@@ -199,8 +203,10 @@ def _kron_abstract(a: Aval, b: Aval) -> Aval:
 
 
 def _kron_vjp(g, out, a, b):
-    """g viewed as (a0, b0, a1, b1, ...) blocks, contracted with the other factor."""
+    """g viewed as (a0, b0, a1, b1, ...) blocks, contracted with the other factor
+    (its conjugate, where complex)."""
     a_shape, b_shape = _kron_shapes(a.aval, b.aval)
+    a, b = conj_if_complex(a), conj_if_complex(b)
     a_labels, b_labels = "abcdefghijklm"[: len(a_shape)], "nopqrstuvwxyz"[: len(b_shape)]
     blocks = np.reshape(g, tuple(d for pair in zip(a_shape, b_shape) for d in pair))
     g_labels = "".join(p + q for p, q in zip(a_labels, b_labels))
@@ -222,8 +228,14 @@ def _cross_abstract(a: Aval, b: Aval) -> Aval:
     return Aval(batch + (3,), np.result_type(a.dtype, b.dtype))
 
 
-register(Primitive("cross", abstract=_cross_abstract, emit=call("cross"),
-                   vjp=lambda g, out, a, b: (np.cross(b, g), np.cross(g, a)), jvp=product_rule("cross")))
+def _cross_vjp(g, out, a, b):
+    """a x b = -[b]x a: g_a = b x g and g_b = g x a, with the other factor conjugated
+    where complex (the adjoint of a complex linear map is its conjugate transpose)."""
+    a, b = conj_if_complex(a), conj_if_complex(b)
+    return np.cross(b, g), np.cross(g, a)
+
+
+register(Primitive("cross", abstract=_cross_abstract, emit=call("cross"), vjp=_cross_vjp, jvp=product_rule("cross")))
 
 
 # --- triangles and diagonals ------------------------------------------------

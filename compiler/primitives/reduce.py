@@ -17,6 +17,7 @@ import numpy as np
 
 from compiler.errors import ShapeError
 from compiler.ir import Aval
+from compiler.primitives.elementwise import conj_if_complex
 from compiler.primitives.registry import Primitive, batched_linear, call, literal, method_call, np_call, register, shifted_axes
 
 
@@ -157,7 +158,8 @@ def _prod_partials(x, axis: tuple[int, ...]):
 
 
 def _prod_vjp(g, out, x, *, axis, keepdims, ndim):
-    return (_broadcastable(g, x, axis, keepdims) * _prod_partials(x, axis),)
+    """g times the conjugated partial derivatives, where complex (a product)."""
+    return (_broadcastable(g, x, axis, keepdims) * conj_if_complex(_prod_partials(x, axis)),)
 
 
 def _prod_jvp(ts, out, x, *, axis, keepdims, ndim):
@@ -268,12 +270,13 @@ def _cumprod_vjp(g, out, x, *, axis):
     reverse cumulative sum of g * out divided by x_k (the outputs from the first
     zero on are 0 and add nothing). The first zero's is the reverse cumulative sum
     of g times the cumulative product with that zero replaced by 1. Every later
-    element only multiplies outputs that hold the zero: its gradient is 0."""
+    element only multiplies outputs that hold the zero: its gradient is 0. Of complex
+    values the partial derivatives are conjugated (a product)."""
     zero = x == 0
     zeros_so_far = np.cumsum(zero, axis=axis)
     first_zero = zero & (zeros_so_far == 1)
-    before_zeros = _reverse_cumsum(g * out, axis) / np.where(zero, 1, x)
-    at_first_zero = _reverse_cumsum(g * np.cumprod(np.where(first_zero, 1, x), axis=axis), axis)
+    before_zeros = _reverse_cumsum(g * conj_if_complex(out), axis) / conj_if_complex(np.where(zero, 1, x))
+    at_first_zero = _reverse_cumsum(g * conj_if_complex(np.cumprod(np.where(first_zero, 1, x), axis=axis)), axis)
     return (np.where(zeros_so_far == 0, before_zeros, np.where(first_zero, at_first_zero, 0)),)
 
 

@@ -125,15 +125,25 @@ def registered() -> dict[str, Primitive]:
 COMPLEX_VJPS: dict[str, Optional[tuple[int, ...]]] = {
     # arithmetic
     "negative": None, "add": None, "subtract": None, "multiply": None, "divide": None,
-    "power": (0,),  # a complex base (or exponent constant); not differentiated in the exponent
-    "square": None, "sqrt": None, "exp": None, "log": None, "sin": None, "cos": None,
+    "power": (0,), "float_power": (0,),  # a complex base (or exponent constant); not differentiated in the exponent
+    "reciprocal": None, "square": None, "sqrt": None,
+    # holomorphic: g_z = g_w * conj(f'(z)), on NumPy's principal branches
+    "exp": None, "exp2": None, "expm1": None, "log": None, "log2": None, "log10": None, "log1p": None,
+    "sin": None, "cos": None, "tan": None, "arcsin": None, "arccos": None, "arctan": None,
+    "sinh": None, "cosh": None, "tanh": None, "arcsinh": None, "arccosh": None, "arctanh": None,
     # complex in, real out (and their inverse, real in, complex out: astype)
     "absolute": None, "real": None, "imag": None, "angle": None, "conjugate": None, "astype": None,
-    # linear: the cotangent passes unconjugated
-    "where": None, "sum": None, "mean": None, "copy": None, "reshape": None, "transpose": None,
-    "broadcast_to": None, "getitem": None, "concatenate": None, "stack": None,
-    # bilinear: each operand's cotangent is g times the other's conjugate
-    "matmul": None,
+    # linear with real coefficients: the cotangent passes unconjugated
+    "where": None, "sum": None, "mean": None, "nansum": None, "nanmean": None, "cumsum": None,
+    "copy": None, "reshape": None, "transpose": None, "broadcast_to": None, "concatenate": None, "stack": None,
+    "tile": None, "repeat": None, "roll": None, "pad": None, "tril": None, "triu": None, "diag": None,
+    "getitem": None, "index_add": None, "setitem": None, "take_along_axis": None, "add_along_axis": None,
+    "unpermute": None,
+    # products: each operand's cotangent is g times the others' conjugates
+    "matmul": None, "einsum": None, "outer": None, "kron": None, "cross": None, "convolve": None,
+    "prod": None, "cumprod": None,
+    # holomorphic matrix functions: transposes in the rules become conjugate transposes
+    "inv": None, "solve": None, "det": None, "slogdet_logabsdet": None,
 }
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from compiler.errors import ShapeError
 from compiler.ir import Aval
+from compiler.primitives.elementwise import conj_if_complex
 from compiler.primitives.registry import (
     Primitive, batched_linear, joint_linear_rule, literal, np_attr, np_call, product_rule, register, shifted_axes,
 )
@@ -497,9 +498,11 @@ def _full_cotangent(g, a, v, mode: str):
 
 def _convolve_vjp(g, out, a, v, *, mode: str):
     """Convolution is a correlation backwards: each operand's cotangent is the full
-    cotangent correlated with the other operand."""
+    cotangent correlated with the other operand (its conjugate, where complex: np.convolve
+    conjugates neither)."""
     full = _full_cotangent(g, a, v, mode)
-    return np.convolve(full, v[::-1], mode="valid"), np.convolve(full, a[::-1], mode="valid")
+    a_, v_ = conj_if_complex(a), conj_if_complex(v)
+    return np.convolve(full, v_[::-1], mode="valid"), np.convolve(full, a_[::-1], mode="valid")
 
 
 def _convolve_emit(a: ast.expr, v: ast.expr, *, mode: str) -> ast.expr:

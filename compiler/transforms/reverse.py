@@ -89,7 +89,7 @@ def _refuse_complex(graph: Graph, active: set[int], output: int) -> None:
             f"{where}the value being differentiated is complex ({out.aval}); gradients are taken of a "
             "real loss. Return a real value, e.g. np.abs(z) ** 2 or np.real(...)."
         )
-    for i in sorted(active):
+    for i in sorted(active | _cut_complex(graph, active, output)):
         node = graph.node(i)
         if not node.is_call:
             continue
@@ -114,6 +114,22 @@ def _refuse_complex(graph: Graph, active: set[int], output: int) -> None:
             "split the complex value into its real and imaginary parts (np.real(z), np.imag(z)) and "
             "differentiate those float arrays, or write it with operations that support complex gradients."
         )
+
+
+def _cut_complex(graph: Graph, active: set[int], output: int) -> set[int]:
+    """Non-differentiable nodes on the way to `output` that read a complex value on
+    the path and return a complex one: np.sign(z) is z / |z| there, not the real
+    sign's zero derivative, so they must meet the allow-list too rather than cut the
+    gradient silently."""
+    found = set()
+    for i in active:
+        if graph.node(i).dtype.kind != "c":
+            continue
+        for user in graph.users(i):
+            node = graph.node(user)
+            if node.dtype.kind == "c" and not registry.get(node.op).differentiable:
+                found.add(user)
+    return found & graph.ancestors([output]) if found else found
 
 
 def _carries_gradient(node: Node) -> bool:
