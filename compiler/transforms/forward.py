@@ -145,7 +145,7 @@ def _tangent(graph: Graph, node: Node, tangents: dict[int, Optional[int]], mode:
         t = _per_element(jvp_rule(prim), batch)(ts, Tracer(graph, node.id), *operands, **node.params)
     if t is None:
         return None
-    if t.dtype != node.dtype or t.aval.weak != node.aval.weak and not node.aval.weak:
+    if t.dtype != node.dtype:  # (a Python-number tangent of a NumPy scalar may stay one: every node recasts)
         t = bind("astype", t, dtype=node.dtype)
     shape = node.shape if batch is None else (batch,) + node.shape
     if tuple(t.shape) != shape:
