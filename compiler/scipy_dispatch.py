@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from compiler.errors import UnsupportedError, at_user_line
-from compiler.tracing import Tracer
+from compiler.tracing import Tracer, bind
 from runtime import nn, tree
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -95,13 +95,23 @@ def _norm(method: str, x, loc=0.0, scale=1.0):
 
 
 def _t(method: str, x, df, loc=0.0, scale=1.0):
-    if method not in ("logpdf", "pdf"):
-        return None
     z = (x - loc) / scale
+    if method not in ("logpdf", "pdf"):
+        return _t_distribution(method, z, df)
     half_up = (df + 1) / 2
     logpdf = (_gammaln(half_up) - _gammaln(df / 2) - 0.5 * np.log(df * np.pi) - np.log(scale)
               - half_up * np.log1p(z**2 / df))
     return logpdf if method == "logpdf" else np.exp(logpdf)
+
+
+def _t_distribution(method: str, z, df):
+    """cdf / sf and their logs of a standardized t value, for a fixed `df` (no closed
+    form of the derivative in df exists to trace: a traced df is refused)."""
+    if isinstance(df, Tracer) or np.ndim(df) != 0:
+        raise at_user_line(UnsupportedError, f"scipy.stats.t.{method} on traced values needs a fixed scalar df "
+                           "(its derivative in df has no closed form); pass df as a Python number")
+    value = bind("student_t_cdf", z if method in ("cdf", "logcdf") else -z, df=float(df))
+    return np.log(value) if method.startswith("log") else value
 
 
 def _multivariate_normal(method: str, x, mean=None, cov=1, allow_singular=False):
@@ -123,7 +133,7 @@ _DISTRIBUTIONS: dict[str, Callable[..., Any]] = {"norm": _norm, "t": _t}
 SUPPORTED = (
     *(f"scipy.special.{name}" for name in ("logsumexp", "softmax", "log_softmax")),
     *(f"scipy.stats.norm.{method}" for method in _METHODS),
-    *(f"scipy.stats.t.{method}" for method in ("logpdf", "pdf")),
+    *(f"scipy.stats.t.{method}" for method in _METHODS),
     *(f"scipy.stats.multivariate_normal.{method}" for method in ("logpdf", "pdf")),
 )
 

@@ -206,13 +206,8 @@ _FUSED_INSTEAD = {
     "scipy.special.log_softmax": "runtime.nn.log_softmax(x, axis=...)",
 }
 
-# table entries compiler/scipy_dispatch.py refuses too (no closed form to trace)
-_WITHOUT_FORMULA = {f"scipy.stats.{d}.{m}" for d in ("t", "multivariate_normal") for m in ("cdf", "logcdf", "sf", "logsf")}
-
-_NO_FORMULA = {
-    "cdf": "it has no closed form in traceable NumPy",
-    "logcdf": "it has no closed form in traceable NumPy",
-}
+# table entries compiler/scipy_dispatch.py refuses too: no closed form to trace
+_WITHOUT_FORMULA = {f"scipy.stats.multivariate_normal.{m}" for m in ("cdf", "logcdf", "sf", "logsf")}
 
 
 def _call_text(frame: FrameType) -> str:
@@ -303,7 +298,7 @@ def scipy_advice(frame: Optional[FrameType], value: Any = None) -> Optional[tupl
     if name in _FUSED_INSTEAD:
         return what, f"SciPy's Python functions cannot be traced: write `{_FUSED_INSTEAD[name]}` instead.{early}"
     method = name.rsplit(".", 1)[-1]
-    reason = f" ({_NO_FORMULA[method]})" if method in _NO_FORMULA and name.startswith("scipy.stats.") else ""
+    reason = " (it has no closed form in traceable NumPy)" if key in _WITHOUT_FORMULA else ""
     return what, (f"SciPy's Python functions cannot be traced{reason}: write it with NumPy operations and "
                   "scipy.special ufuncs (erf, ndtr, log_ndtr, gammaln, xlogy, expit, ...), which trace, "
                   "or compute it outside the compiled function and pass the result in.")

@@ -138,3 +138,29 @@ register(
         lanewise=True,
     )
 )
+
+
+# Student's t distribution function for a fixed number of degrees of freedom `df` (a
+# static parameter: its derivative in df has no closed form), bound by
+# compiler/scipy_dispatch.py for scipy.stats.t.cdf and the like. It prints as
+# scipy.special.stdtr(df, x); its derivative is the t density.
+
+def _t_density_log_scale(df: float) -> float:
+    """log of the t density's normalizing constant."""
+    return math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+
+def _student_t_cdf_vjp(g, out, x, *, df):
+    density = np.exp(_t_density_log_scale(df) - (df + 1) / 2 * np.log1p(x * x / df))
+    return (g * density,)
+
+
+register(
+    Primitive(
+        "student_t_cdf",
+        abstract=lambda x, *, df: Aval(x.shape, special_dtype("stdtr", (float, dtype_or_weak_type(x)))),
+        emit=lambda x, *, df: special_call("stdtr", literal(df), x),
+        vjp=_student_t_cdf_vjp,
+        lanewise=True,
+    )
+)
