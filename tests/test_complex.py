@@ -107,6 +107,28 @@ def weights_like(rng, value):
     return cnormal(rng, np.shape(value))
 
 
+def assert_single_precision_gradients(f, z, x, rtol, atol):
+    """grad of f(z, x) in (complex64 z, float32 x): single-precision gradients from a
+    graph without a double-precision array, agreeing with the double-precision ones
+    (atol None: relative to each gradient's largest entry). Returns those."""
+    g32 = compiled_grad(f, z, x, argnums=(0, 1))
+    assert g32[0].dtype == np.complex64 and g32[1].dtype == np.float32
+    graph = grad(f, argnums=(0, 1)).ir(z, x)
+    wide = {n.dtype for n in graph.nodes() if n.dtype.kind in "fc" and not n.aval.weak} - {
+        np.dtype(np.float32), np.dtype(np.complex64)}
+    assert not wide, grad(f, argnums=(0, 1)).source(z, x)
+    g64 = grad(f, argnums=(0, 1))(z.astype(np.complex128), x.astype(np.float64))
+    for a, b in zip(g32, g64):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.max(np.abs(b)) if atol is None else atol)
+    return g64
+
+
+def assert_weighted_complex_grad(fn, z, rng):
+    """`assert_complex_grad` of `fn`'s output contracted with random complex weights."""
+    w = weights_like(rng, fn(z))
+    assert_complex_grad(lambda z: real_loss(fn(z), w), z)
+
+
 # --- the issue's example ---------------------------------------------------------
 
 
@@ -215,8 +237,7 @@ def test_complex_unary_functions(name, shape, seed):
     fn, domain = UNARY[name]
     rng = np.random.default_rng(seed)
     z = domain(rng, shape)
-    w = weights_like(rng, fn(z))
-    assert_complex_grad(lambda z: real_loss(fn(z), w), z)
+    assert_weighted_complex_grad(fn, z, rng)
 
 
 REAL_VALUED = {
@@ -344,9 +365,7 @@ def test_where_on_complex_values(pair, seed):
 @given(shape=shapes(min_dims=1), seed=seeds)
 def test_complex_reductions(fn, shape, seed):
     rng = np.random.default_rng(seed)
-    z = cnormal(rng, shape)
-    w = weights_like(rng, fn(z))
-    assert_complex_grad(lambda z: real_loss(fn(z), w), z)
+    assert_weighted_complex_grad(fn, cnormal(rng, shape), rng)
 
 
 MATMUL_SHAPES = [((3, 4), (4, 2)), ((4,), (4, 2)), ((3, 4), (4,)), ((4,), (4,)), ((2, 3, 4), (4, 2)),
@@ -389,9 +408,7 @@ SHAPE_FUNCTIONS = {
 def test_complex_shape_functions(name, shape, seed):
     fn = SHAPE_FUNCTIONS[name]
     rng = np.random.default_rng(seed)
-    z = cnormal(rng, shape)
-    w = weights_like(rng, fn(z))
-    assert_complex_grad(lambda z: real_loss(fn(z), w), z)
+    assert_weighted_complex_grad(fn, cnormal(rng, shape), rng)
 
 
 def _repeating_indices(shape):
@@ -445,9 +462,7 @@ LINEAR_FUNCTIONS = {
 def test_complex_linear_functions(name, shape, seed):
     fn = LINEAR_FUNCTIONS[name]
     rng = np.random.default_rng(seed)
-    z = cnormal(rng, shape)
-    w = weights_like(rng, fn(z))
-    assert_complex_grad(lambda z: real_loss(fn(z), w), z)
+    assert_weighted_complex_grad(fn, cnormal(rng, shape), rng)
 
 
 def test_nansum_and_nanmean_of_complex_values_with_nans():
@@ -685,8 +700,7 @@ def test_complex_prod_and_cumprod(name, shape, seed):
     fn = PRODUCT_REDUCTIONS[name]
     rng = np.random.default_rng(seed)
     z = away_from_zero(rng, shape)
-    w = weights_like(rng, fn(z))
-    assert_complex_grad(lambda z: real_loss(fn(z), w), z)
+    assert_weighted_complex_grad(fn, z, rng)
 
 
 @pytest.mark.parametrize("name", PRODUCT_REDUCTIONS)
@@ -774,15 +788,7 @@ def test_complex64_and_float32_stay_single_precision():
         y = np.exp(z * 1j) * x + np.sqrt(z * z + 2) / (z - 3j) + x * (0.5 + 0.5j)
         return np.real(np.sum(y * w)) + np.mean(np.abs(y) ** 2) + np.sum(np.angle(z) * np.imag(z @ x)[:, None])
 
-    g32 = compiled_grad(f, z, x, argnums=(0, 1))
-    assert g32[0].dtype == np.complex64 and g32[1].dtype == np.float32
-    graph = grad(f, argnums=(0, 1)).ir(z, x)
-    wide = {n.dtype for n in graph.nodes() if n.dtype.kind in "fc" and not n.aval.weak} - {
-        np.dtype(np.float32), np.dtype(np.complex64)}
-    assert not wide, grad(f, argnums=(0, 1)).source(z, x)
-    g64 = grad(f, argnums=(0, 1))(z.astype(np.complex128), x.astype(np.float64))
-    for a, b in zip(g32, g64):
-        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
+    assert_single_precision_gradients(f, z, x, rtol=2e-4, atol=2e-4)
 
 
 def test_the_new_rules_keep_complex64_single_precision():
@@ -804,15 +810,7 @@ def test_the_new_rules_keep_complex64_single_precision():
         return np.real(np.sum(c * w.ravel())) + np.mean(np.abs(e) ** 2) + np.sum(np.abs(np.triu(y * w)) ** 2) \
             + np.linalg.slogdet(d + 3 * np.eye(3, dtype=np.float32))[1]
 
-    g32 = compiled_grad(f, z, x, argnums=(0, 1))
-    assert g32[0].dtype == np.complex64 and g32[1].dtype == np.float32
-    graph = grad(f, argnums=(0, 1)).ir(z, x)
-    wide = {n.dtype for n in graph.nodes() if n.dtype.kind in "fc" and not n.aval.weak} - {
-        np.dtype(np.float32), np.dtype(np.complex64)}
-    assert not wide, grad(f, argnums=(0, 1)).source(z, x)
-    g64 = grad(f, argnums=(0, 1))(z.astype(np.complex128), x.astype(np.float64))
-    for a, b in zip(g32, g64):
-        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3 * np.max(np.abs(b)))
+    g64 = assert_single_precision_gradients(f, z, x, rtol=2e-3, atol=None)
     np.testing.assert_allclose(g64[0], numeric_grad(f, (z, x), 0), rtol=1e-5, atol=1e-5 * np.max(np.abs(g64[0])))
 
 
