@@ -195,20 +195,12 @@ def _jvp_transform(fun: Callable, count: int, has_aux: bool, with_value: bool = 
     return _MEMO.get(("jvp", fun, count, has_aux, with_value), lambda: JvpTransform(fun, count, has_aux, with_value))
 
 
-class _WithSource:
-    """A function of (fun, ...) with `.source(fun, ...)`: the module it compiles."""
-
-    def __init__(self, call: Callable, source: Callable[..., str]):
-        self._call, self._source = call, source
-        self.__doc__, self.__name__ = call.__doc__, call.__name__
-        self.__wrapped__ = call
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._call(*args, **kwargs)
-
-    def source(self, *args: Any, **kwargs: Any) -> str:
-        """The generated module the call with these arguments runs."""
-        return self._source(*args, **kwargs)
+def _with_source(name: str, call: Callable, source: Callable[..., str]) -> Callable:
+    """The public function `name` (`call`, an api_boundary function) with
+    `.source(fun, ...)`: the module the call with those arguments runs."""
+    call.__name__ = call.__qualname__ = name
+    call.source = api_boundary(source)
+    return call
 
 
 @api_boundary
@@ -234,7 +226,7 @@ def _jvp_source(fun: Callable, primals: Sequence, tangents: Sequence, has_aux: b
     return _jvp_transform(fun, len(primals), has_aux).source(*primals, *tangents)
 
 
-jvp = _WithSource(_jvp, _jvp_source)
+jvp = _with_source("jvp", _jvp, _jvp_source)
 
 
 @api_boundary
@@ -254,8 +246,8 @@ def _linearize(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     return (out, f_jvp, aux) if has_aux else (out, f_jvp)
 
 
-linearize = _WithSource(
-    _linearize, lambda fun, *primals, has_aux=False: _jvp_transform(fun, len(primals), has_aux, with_value=False).source(
+linearize = _with_source(
+    "linearize", _linearize, lambda fun, *primals, has_aux=False: _jvp_transform(fun, len(primals), has_aux, with_value=False).source(
         *primals, *primals))
 
 
@@ -318,7 +310,7 @@ def _vjp_source(fun: Callable, *primals: Any, has_aux: bool = False) -> str:
     return _pullback_transform(fun, has_aux).source(primals, ct)
 
 
-vjp = _WithSource(_vjp, _vjp_source)
+vjp = _with_source("vjp", _vjp, _vjp_source)
 
 
 # --- Jacobians -------------------------------------------------------------------
@@ -508,4 +500,4 @@ def _hvp_source(fun: Callable, primals: Sequence, tangents: Sequence) -> str:
     return _jvp_transform(gradient, len(primals), False, with_value=False).source(*primals, *tangents)
 
 
-hvp = _WithSource(_hvp, _hvp_source)
+hvp = _with_source("hvp", _hvp, _hvp_source)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from compiler import (
-    GradError, compile_step, custom_jvp, custom_vjp, grad, hessian, hvp, jacfwd, jacobian, jacrev, jit, jvp,
-    linearize, stop_gradient, value_and_grad, vjp,
+    GradError, TracingError, UnsupportedError, compile_step, custom_jvp, custom_vjp, grad, hessian, hvp, jacfwd,
+    jacobian, jacrev, jit, jvp, linearize, stop_gradient, value_and_grad, vjp,
 )
+from error_checks import checks_for
 from quiz_functions import quiz
 from runtime import nn, optim
 from runtime.check import check_grads, numerical_grad
@@ -355,3 +356,30 @@ def test_linearize_has_aux():
     out, f_jvp, aux = linearize(lambda x: (np.sin(x), {"norm": np.sum(x ** 2)}), x, has_aux=True)
     np.testing.assert_allclose(f_jvp(np.ones(2)), np.cos(x))
     assert aux["norm"] == pytest.approx(0.2)
+
+
+# --- mistakes: an error of the project's class at the user's line, one compiler frame ---------
+
+_, check = checks_for(__file__)
+
+
+def test_misuse_of_the_forward_mode_api_is_reported_at_the_users_line():
+    with pytest.raises(GradError) as info:
+        jvp(np.sin, (np.ones(3),), (np.ones(2),))  # <- tangent shape
+    check(info, GradError, "tangent shape", "tangent 0 has shape (2,)")
+    with pytest.raises(GradError) as info:
+        jvp(np.sin, np.ones(3), np.ones(3))  # <- not a tuple
+    check(info, GradError, "not a tuple", "must be a tuple")
+    _, pullback = vjp(np.sin, np.ones(3))
+    with pytest.raises(GradError) as info:
+        pullback({"a": np.ones(3)})  # <- cotangent structure
+    check(info, GradError, "cotangent structure", "{'a': x} for x")
+    with pytest.raises(GradError) as info:
+        jacfwd(np.sin)(np.arange(3))  # <- integer input
+    check(info, GradError, "integer input", "only floating inputs")
+    with pytest.raises(TracingError) as info:
+        hessian(lambda x: np.sum(x) if np.sum(x) > 0 else 0.0)(np.ones(2))  # <- data-dependent if
+    check(info, TracingError, "data-dependent if", "np.where")
+    with pytest.raises(UnsupportedError) as info:
+        jvp(lambda z: np.abs(z * z), (np.ones(2) + 1j,), (np.ones(2) + 0j,))  # <- complex forward mode
+    check(info, UnsupportedError, "complex forward mode", "complex")
