@@ -138,12 +138,12 @@ SUPPORTED = (
 )
 
 
-def _unsupported(name: str) -> UnsupportedError:
+def _unsupported(name: str, reason: str = "it has no closed form in traceable NumPy") -> UnsupportedError:
     return at_user_line(
         UnsupportedError,
-        f"{name} on traced values is not supported (it has no closed form in traceable NumPy); "
-        "compute it outside the differentiated function, or write the formula with NumPy and "
-        "scipy.special's ufuncs",
+        f"{name} on traced values is not supported ({reason}); compute it outside the differentiated "
+        "function, or write the formula with NumPy and scipy.special's ufuncs (gammaln, xlogy, ndtr, ...), "
+        "which trace",
     )
 
 
@@ -164,7 +164,8 @@ def _distribution_method(method: str, original: Callable) -> Callable:
     def traced(self, *args: Any, **kwargs: Any) -> Any:
         formula = _DISTRIBUTIONS.get(getattr(self, "name", None))
         if formula is None:
-            raise _unsupported(f"scipy.stats.{getattr(self, 'name', type(self).__name__)}.{method}")
+            raise _unsupported(f"scipy.stats.{getattr(self, 'name', type(self).__name__)}.{method}",
+                               "adjoint traces scipy.stats.norm, t and multivariate_normal only")
         result = formula(method, *args, **kwargs)
         if result is None:
             raise _unsupported(f"scipy.stats.{self.name}.{method}")
