@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from compiler.api import grad
+from compiler.api import GradTransform
 from compiler.errors import GradError, definition_site
 from compiler.primitives.custom import Rules
 from compiler.tracing import Tracer, bind
@@ -178,9 +178,11 @@ class custom_jvp:
             return np.sum(self._tangent(with_leaves(list(inputs), lambda v: v), with_leaves(list(tangents), zero)) * g)
 
         contraction.__name__ = f"{self.fun.__name__}_transposed_jvp"
-        transpose = grad(contraction, argnums=1)
 
         def vjp(g: Tracer, *inputs: Tracer) -> tuple:
+            # made when reverse mode applies it, outside the transform memo: the
+            # contraction closes over this trace's values, which the memo would keep alive
+            transpose = GradTransform(contraction, 1, False, False)
             return tuple(transpose(tuple(inputs), tuple(np.zeros_like(x) for x in inputs), g))
 
         rules = Rules(self.fun.__name__, vjp, jvp)

@@ -5,10 +5,10 @@ Each compiles once per signature, like `grad`, and shows its generated module wi
 `.source(...)`. `jvp` traces the function and adds the tangent program with
 `transforms.forward`; `vjp`'s pullback is the gradient of the contraction
 `sum(f(x) * ct)`, compiled once and called with the stored primals. A Jacobian is
-one compiled program: one primal pass shared by a tangent pass per input element
-(`jacfwd`) or a cotangent pass per output element (`jacrev`), stacked. That is the
-lecture's cost argument made concrete: forward mode costs a pass per input,
-reverse mode a pass per output.
+one compiled program: one primal pass, then one tangent pass that pushes every
+input direction at once along a leading batch axis (`jacfwd`) or a cotangent pass
+per output element (`jacrev`). That is the lecture's cost argument made concrete:
+forward mode's work grows with the inputs, reverse mode's with the outputs.
 """
 from __future__ import annotations
 
@@ -203,6 +203,15 @@ def _with_source(name: str, call: Callable, source: Callable[..., str]) -> Calla
     return call
 
 
+def _jvp_call(fun: Callable, primals: Sequence, tangents: Sequence, has_aux: bool = False,
+              with_value: bool = True) -> tuple[JvpTransform, tuple]:
+    """The compiled jvp of `fun` for these primals and its arguments, after checking
+    that the tangents match the primals."""
+    primals, tangents = _as_tuple(primals, "primals"), _as_tuple(tangents, "tangents")
+    _check_tangents(primals, tangents)
+    return _jvp_transform(fun, len(primals), has_aux, with_value), primals + tangents
+
+
 @api_boundary
 def _jvp(fun: Callable, primals: Sequence, tangents: Sequence, has_aux: bool = False) -> Any:
     """Forward mode: `(fun(*primals), J @ tangents)`, the Jacobian-vector product.
@@ -214,16 +223,13 @@ def _jvp(fun: Callable, primals: Sequence, tangents: Sequence, has_aux: bool = F
     generated program computes each value and its tangent side by side (`t_h` is the
     tangent of `h`); `jvp.source(fun, primals, tangents)` shows it.
     """
-    primals, tangents = _as_tuple(primals, "primals"), _as_tuple(tangents, "tangents")
-    _check_tangents(primals, tangents)
-    return _jvp_transform(fun, len(primals), has_aux)(*primals, *tangents)
+    transform, args = _jvp_call(fun, primals, tangents, has_aux)
+    return transform(*args)
 
 
-@api_boundary
 def _jvp_source(fun: Callable, primals: Sequence, tangents: Sequence, has_aux: bool = False) -> str:
-    primals, tangents = _as_tuple(primals, "primals"), _as_tuple(tangents, "tangents")
-    _check_tangents(primals, tangents)
-    return _jvp_transform(fun, len(primals), has_aux).source(*primals, *tangents)
+    transform, args = _jvp_call(fun, primals, tangents, has_aux)
+    return transform.source(*args)
 
 
 jvp = _with_source("jvp", _jvp, _jvp_source)
@@ -246,9 +252,12 @@ def _linearize(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     return (out, f_jvp, aux) if has_aux else (out, f_jvp)
 
 
-linearize = _with_source(
-    "linearize", _linearize, lambda fun, *primals, has_aux=False: _jvp_transform(fun, len(primals), has_aux, with_value=False).source(
-        *primals, *primals))
+def _linearize_source(fun: Callable, *primals: Any, has_aux: bool = False) -> str:
+    transform, args = _jvp_call(fun, primals, primals, has_aux, with_value=False)
+    return transform.source(*args)
+
+
+linearize = _with_source("linearize", _linearize, _linearize_source)
 
 
 # --- vjp -----------------------------------------------------------------------
@@ -299,11 +308,10 @@ def _vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
         _check_like(out, ct, "cotangent", "output")
         return transform(primals, ct)
 
-    pullback.source = lambda ct: transform.source(primals, ct)
+    pullback.source = api_boundary(lambda ct: transform.source(primals, ct))
     return (out, pullback, aux) if has_aux else (out, pullback)
 
 
-@api_boundary
 def _vjp_source(fun: Callable, *primals: Any, has_aux: bool = False) -> str:
     out, _ = split_aux(jit(fun)(*primals), has_aux, getattr(fun, "__name__", "fn"))
     ct = tree.unflatten(tree.flatten(out)[1], [np.ones_like(o) for o in tree.flatten(out)[0]])
@@ -337,12 +345,12 @@ class JacobianTransform(GradTransform):
         aux_leaves, aux_def = tree.flatten(aux)
         check_result_leaves(aux_leaves, self.fun, "aux")
         wrt = [graph.inputs[k] for group in groups for k in group]
-        outs = [leaf.id if isinstance(leaf, Tracer) and leaf.dtype.kind in "fc" else None for leaf in leaves]
         for leaf in leaves:
             if not isinstance(leaf, Tracer) or leaf.dtype.kind not in "fc":
                 raise at_user_line(GradError, f"{self.kind} needs float outputs computed from the inputs; "
                                    f"{self._name('')} returned a {type(leaf).__name__}"
                                    f"{'' if not isinstance(leaf, Tracer) else ' of dtype ' + str(leaf.dtype)}")
+        outs = [leaf.id for leaf in leaves]
         n = sum(graph.node(i).aval.size for i in wrt)
         m = sum(graph.node(i).aval.size for i in outs)
         mode = self.mode if self.mode != "auto" else ("fwd" if n <= m else "rev")
@@ -445,8 +453,9 @@ def _jacobian_transform(mode: str, fun: Optional[Callable], argnums: Argnums, ha
 
 @api_boundary
 def jacfwd(fun: Optional[Callable] = None, argnums: Argnums = 0, has_aux: bool = False):
-    """The Jacobian by forward mode: one tangent pass per input element, all in one
-    compiled program sharing one primal pass. Cheap when inputs are few.
+    """The Jacobian by forward mode: one primal pass and one tangent pass that pushes
+    every input direction at once (a leading batch axis), in one compiled program.
+    Cheap when inputs are few.
 
     For output `y` and input `x` the result has shape `y.shape + x.shape`; pytrees of
     outputs and of `argnums` arguments give the same nesting as JAX's `jacfwd`.
@@ -486,18 +495,20 @@ def _hvp(fun: Callable, primals: Sequence, tangents: Sequence) -> Any:
 
     One primal gives one array (pytree); several give a tuple.
     """
-    primals, tangents = _as_tuple(primals, "primals"), _as_tuple(tangents, "tangents")
-    _check_tangents(primals, tangents)
-    gradient = grad(fun, argnums=tuple(range(len(primals))))
-    product = _jvp_transform(gradient, len(primals), False, with_value=False)(*primals, *tangents)
-    return product[0] if len(primals) == 1 else product
+    transform, args = _hvp_call(fun, primals, tangents)
+    product = transform(*args)
+    return product[0] if len(args) == 2 else product
 
 
-@api_boundary
+def _hvp_call(fun: Callable, primals: Sequence, tangents: Sequence) -> tuple[JvpTransform, tuple]:
+    """The compiled tangent program of `grad(fun)` (in every primal) and its arguments."""
+    count = len(_as_tuple(primals, "primals"))
+    return _jvp_call(grad(fun, argnums=tuple(range(count))), primals, tangents, with_value=False)
+
+
 def _hvp_source(fun: Callable, primals: Sequence, tangents: Sequence) -> str:
-    primals, tangents = _as_tuple(primals, "primals"), _as_tuple(tangents, "tangents")
-    gradient = grad(fun, argnums=tuple(range(len(primals))))
-    return _jvp_transform(gradient, len(primals), False, with_value=False).source(*primals, *tangents)
+    transform, args = _hvp_call(fun, primals, tangents)
+    return transform.source(*args)
 
 
 hvp = _with_source("hvp", _hvp, _hvp_source)

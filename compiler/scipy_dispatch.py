@@ -66,22 +66,9 @@ def log_softmax(x, axis=None):
 
 # --- scipy.stats ------------------------------------------------------------------
 
-def _ndtr(z):
-    import scipy.special  # loaded: a scipy.stats call is running
-
-    return scipy.special.ndtr(z)
-
-
-def _log_ndtr(z):
-    import scipy.special
-
-    return scipy.special.log_ndtr(z)
-
-
-def _gammaln(x):
-    import scipy.special
-
-    return scipy.special.gammaln(x)
+def _special(name: str) -> Any:
+    """scipy.special's ufunc `name` (loaded: a scipy.stats call is running)."""
+    return getattr(sys.modules["scipy.special"], name)
 
 
 def _norm(method: str, x, loc=0.0, scale=1.0):
@@ -90,8 +77,8 @@ def _norm(method: str, x, loc=0.0, scale=1.0):
         logpdf = -0.5 * z**2 - 0.5 * _LOG_2PI - np.log(scale)
         return logpdf if method == "logpdf" else np.exp(logpdf)
     if method in ("cdf", "sf"):
-        return _ndtr(z if method == "cdf" else -z)
-    return _log_ndtr(z if method == "logcdf" else -z)
+        return _special("ndtr")(z if method == "cdf" else -z)
+    return _special("log_ndtr")(z if method == "logcdf" else -z)
 
 
 def _t(method: str, x, df, loc=0.0, scale=1.0):
@@ -99,7 +86,8 @@ def _t(method: str, x, df, loc=0.0, scale=1.0):
     if method not in ("logpdf", "pdf"):
         return _t_distribution(method, z, df)
     half_up = (df + 1) / 2
-    logpdf = (_gammaln(half_up) - _gammaln(df / 2) - 0.5 * np.log(df * np.pi) - np.log(scale)
+    gammaln = _special("gammaln")
+    logpdf = (gammaln(half_up) - gammaln(df / 2) - 0.5 * np.log(df * np.pi) - np.log(scale)
               - half_up * np.log1p(z**2 / df))
     return logpdf if method == "logpdf" else np.exp(logpdf)
 

@@ -165,29 +165,14 @@ def product_rule(op: str) -> JvpRule:
     return jvp
 
 
-def joint_linear_rule(op: str, differentiable: tuple[int, ...]) -> JvpRule:
+def joint_linear_rule(op: str, differentiable: Optional[tuple[int, ...]] = None,
+                      adjust: Optional[Callable[[dict], dict]] = None) -> JvpRule:
     """The JVP of `op` when it is linear in the operands at positions
-    `differentiable` together (concatenate, a scatter): `op` of their tangents, a
-    zero array standing in for a missing one, the other operands as they are."""
-    import numpy as np
-
-    def jvp(tangents: tuple, out: Any, *operands: Any, **params: Any) -> Any:
-        if all(tangents[k] is None for k in differentiable):
-            return None
-        args = list(operands)
-        for k in differentiable:
-            t = tangents[k]
-            args[k] = t if t is not None else np.zeros_like(operands[k])
-        return args[0].apply(op, *args[1:], **params)
-
-    return jvp
-
-
-def batched_linear(op: str, adjust: Callable[[dict], dict], differentiable: Optional[tuple[int, ...]] = (0,)) -> JvpRule:
-    """The `batched_jvp` of `op` when it is linear in the operands at `differentiable`
-    (None: all) together, the others integer or static: `op` of the batched tangents
-    (zeros for a missing one), its params adjusted by `adjust` for the leading batch
-    axis (axes shifted by one, the batch prepended to a shape)."""
+    `differentiable` (None: all) together, the others integer or static
+    (concatenate, a scatter): `op` of their tangents, a zero array standing in for a
+    missing one. With `adjust`, the `batched_jvp`: the tangents carry a leading
+    batch axis and `adjust` shifts the params for it (axes by one, the batch
+    prepended to a shape)."""
     import numpy as np
 
     def jvp(tangents: tuple, out: Any, *operands: Any, **params: Any) -> Any:
@@ -195,14 +180,19 @@ def batched_linear(op: str, adjust: Callable[[dict], dict], differentiable: Opti
         present = [tangents[k] for k in positions if tangents[k] is not None]
         if not present:
             return None
-        batch = present[0].shape[0]
+        batch = () if adjust is None else present[0].shape[:1]
         args = list(operands)
         for k in positions:
             x = operands[k]
-            args[k] = tangents[k] if tangents[k] is not None else np.zeros_like(x, shape=(batch,) + tuple(x.shape))
-        return args[0].apply(op, *args[1:], **adjust(params))
+            args[k] = tangents[k] if tangents[k] is not None else np.zeros_like(x, shape=batch + tuple(x.shape))
+        return args[0].apply(op, *args[1:], **(params if adjust is None else adjust(params)))
 
     return jvp
+
+
+def batched_linear(op: str, adjust: Callable[[dict], dict], differentiable: Optional[tuple[int, ...]] = (0,)) -> JvpRule:
+    """`joint_linear_rule` for tangents with a leading batch axis."""
+    return joint_linear_rule(op, differentiable, adjust)
 
 
 def shifted_axes(params: dict) -> dict:

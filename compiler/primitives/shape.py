@@ -110,23 +110,13 @@ def _concat_vjp(g, out, *xs, axis: int):
     return tuple(pieces)
 
 
-def _each_operand_linear(op: str):
-    """The JVP of `op` when it is linear in all its operands together (concatenate,
-    stack): `op` of their tangents, zeros for the missing ones."""
-
-    def jvp(ts, out, *xs, **params):
-        return joint_linear_rule(op, tuple(range(len(xs))))(ts, out, *xs, **params)
-
-    return jvp
-
-
 register(
     Primitive(
         "concatenate",
         abstract=_concat_abstract,
         emit=lambda *xs, axis: np_call("concatenate", ast.List(list(xs), ast.Load()), axis=axis),
         vjp=_concat_vjp,
-        jvp=_each_operand_linear("concatenate"),
+        jvp=joint_linear_rule("concatenate"),
         batched_jvp=batched_linear("concatenate", shifted_axes, differentiable=None),
     )
 )
@@ -147,7 +137,7 @@ register(
         abstract=_stack_abstract,
         emit=lambda *xs, axis: np_call("stack", ast.List(list(xs), ast.Load()), axis=axis),
         vjp=lambda g, out, *xs, axis: tuple(g[(slice(None),) * axis + (i,)] for i in range(len(xs))),
-        jvp=_each_operand_linear("stack"),
+        jvp=joint_linear_rule("stack"),
         batched_jvp=batched_linear("stack", shifted_axes, differentiable=None),
     )
 )
