@@ -50,6 +50,7 @@ class _Emitter:
         self.group: Optional[tuple] = None
         self.names_scipy = False  # a scipy.special ufunc without a NumPy spelling is used
         self.workspace: list[tuple[str, Aval]] = []  # arrays the module keeps between calls
+        self.made: list[str] = []  # `rows = np.arange(128)`: constants the module makes when it loads
 
     def ref(self, i: int) -> ast.expr:
         if i in self.exprs:
@@ -133,10 +134,14 @@ class _Emitter:
     def visit_const(self, node: Node) -> None:
         """A Python number prints as a literal, a NumPy scalar as `np.float32(0.5)`;
         an array is bound to a name the module holds (the user's own array, read
-        live, for a captured global or closure value)."""
+        live, for a captured global or closure value), or made by the module when
+        it loads from the constant's recipe (`rows = np.arange(128)`)."""
         value = node.params["value"]
         captured = node.params.get("captured", False)
-        if node.aval.weak:
+        if "recipe" in node.params:
+            name = self.names[node.id] = self.name_for(node)
+            self.made.append(f"{name} = {node.params['recipe']}")
+        elif node.aval.weak:
             self.exprs[node.id] = literal(value)
         elif np.ndim(value) == 0 and value.dtype.kind in "biuf" and not captured:
             self.exprs[node.id] = np_call(value.dtype.name, literal(value.item()))
@@ -238,6 +243,8 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
     ]
     if kept:
         kept = ["", "# arrays the step computes into and keeps between calls (not thread-safe by itself)"] + kept
+    if em.made:
+        kept = [""] + em.made + kept
     source = "\n".join(imports + bound + kept + ["", "", header] + body) + "\n"
     return Generated(fn_name, source, _load(fn_name, source, em.constants), em.constants, bool(em.workspace))
 

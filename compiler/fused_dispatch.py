@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from compiler.errors import ShapeError, at_user_line
+from compiler.ir import Aval
 from compiler.numpy_dispatch import as_tracer, axes
 from compiler.tracing import PROTOCOLS, Tracer, bind
 
@@ -39,16 +40,34 @@ fused_rule("runtime.nn.sigmoid")(lambda x: bind("runtime.nn.sigmoid", x))
 fused_rule("runtime.nn.relu")(lambda x: bind("runtime.nn.relu", x))
 
 
+def softmax_parts(x: Tracer, axis: tuple[int, ...]) -> tuple[Tracer, Tracer, Tracer]:
+    """(shift, exps, sums) along `axis` (kept): the maximum m (held constant), exp(x - m)
+    and their sums, which logsumexp (m + log(sums)), log_softmax and softmax
+    cross-entropy are built from, so that a gradient reuses the exponentials."""
+    shift = _named(bind("softmax_shift", x, axis=axis), "shift")
+    exps = _named(np.exp(x - shift), "exps")
+    return shift, exps, _named(np.sum(exps, axis=axis, keepdims=True), "sums")
+
+
+def _named(t: Tracer, name: str) -> Tracer:
+    t.graph.node(t.id).name = name
+    return t
+
+
 @fused_rule("runtime.nn.logsumexp")
 def _bind_logsumexp(x, axis=None, keepdims=False):
     x = as_tracer(x)
-    return bind("runtime.nn.logsumexp", x, axis=axes(axis, x.ndim), keepdims=bool(keepdims))
+    kept = axes(axis, x.ndim)
+    shift, _, sums = softmax_parts(x, kept)
+    out = np.log(sums) + shift
+    return out if keepdims else np.squeeze(out, axis=kept)
 
 
 @fused_rule("runtime.nn.log_softmax")
 def _bind_log_softmax(x, axis=-1):
     x = as_tracer(x)
-    return bind("runtime.nn.log_softmax", x, axis=axes(axis, x.ndim)[0])
+    shift, _, sums = softmax_parts(x, axes(axis, x.ndim))
+    return x - shift - np.log(sums)
 
 
 @fused_rule("runtime.nn.softmax_cross_entropy")
@@ -65,9 +84,12 @@ def _bind_softmax_cross_entropy(logits, labels):
             ShapeError, f"softmax_cross_entropy: labels must be integer classes of shape {(n,)} "
             f"or one-hot rows of shape {(n, k)}, got {np.shape(labels)} ({'int' if kind in 'iu' else 'float'})"
         )
-    lse = bind("runtime.nn.logsumexp", logits, axis=(1,), keepdims=True)
-    lse.graph.node(lse.id).name = "lse"  # the row-wise log-sum-exp the gradient reuses
-    return bind("softmax_cross_entropy", logits, lse, labels, n=n, sparse=sparse)
+    operands = [logits, *softmax_parts(logits, (1,)), labels]
+    if sparse:  # the row numbers, made once when the module loads
+        graph = logits.graph
+        operands.append(Tracer(graph, graph.add_const(np.arange(n), Aval((n,), np.dtype(np.int_)),
+                                                      recipe=f"np.arange({n})", name="rows")))
+    return bind("softmax_cross_entropy", *operands, n=n, sparse=sparse)
 
 
 @fused_rule("runtime.nn.binary_cross_entropy_with_logits")

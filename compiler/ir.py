@@ -293,10 +293,15 @@ class Graph:
         self.inputs.append(i)
         return i
 
-    def add_const(self, value: Any, aval: Aval, captured: bool = False, **meta: Any) -> int:
+    def add_const(self, value: Any, aval: Aval, captured: bool = False, recipe: Optional[str] = None,
+                  **meta: Any) -> int:
         """Append a constant and return its id. A `captured` array is the user's own
-        (a global or closure value), read live by the generated code, never folded."""
+        (a global or closure value), read live by the generated code, never folded.
+        A `recipe` is NumPy source that makes the value (`np.arange(128)`): the
+        generated module makes it once when it loads instead of binding the array."""
         params = {"value": value, "captured": True} if captured else {"value": value}
+        if recipe is not None:
+            params["recipe"] = recipe
         return self._append(CONST, None, (), params, aval, meta)
 
     def _append(self, kind: str, op: Optional[str], inputs: tuple, params: dict, aval: Aval, meta: dict) -> int:

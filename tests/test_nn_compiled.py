@@ -326,27 +326,39 @@ def test_second_derivatives_through_sigmoid_and_logsumexp():
     assert check_grad(lse_grad_dot, z)
 
 
-@pytest.mark.parametrize("name", ["sigmoid", "relu", "logsumexp", "log_softmax",
-                                  "softmax_cross_entropy", "binary_cross_entropy_with_logits"])
+FUSED_LOSSES = {
+    "sigmoid": lambda z, labels: np.sum(nn.sigmoid(z)),
+    "relu": lambda z, labels: np.sum(nn.relu(z) * z),
+    "logsumexp": lambda z, labels: np.sum(nn.logsumexp(z, axis=1)),
+    "log_softmax": lambda z, labels: np.sum(nn.log_softmax(z) * z),
+    "softmax_cross_entropy": lambda z, labels: nn.softmax_cross_entropy(z, labels),
+    "binary_cross_entropy_with_logits": lambda z, labels: nn.binary_cross_entropy_with_logits(z, z > 0),
+}
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "relu", "softmax_cross_entropy", "binary_cross_entropy_with_logits"])
 def test_fused_primitives_appear_as_one_node_in_the_graph(name):
     """The fused primitives are not traced through: each is one node of the graph (its
     stable gradient is its own rule), and the generated code spells it in NumPy alone."""
     z = np.random.default_rng(0).standard_normal((3, 4))
-    labels = np.array([0, 3, 1])
-    fns = {
-        "sigmoid": lambda z: np.sum(nn.sigmoid(z)),
-        "relu": lambda z: np.sum(nn.relu(z) * z),
-        "logsumexp": lambda z: np.sum(nn.logsumexp(z, axis=1)),
-        "log_softmax": lambda z: np.sum(nn.log_softmax(z) * z),
-        "softmax_cross_entropy": lambda z: nn.softmax_cross_entropy(z, labels),
-        "binary_cross_entropy_with_logits": lambda z: nn.binary_cross_entropy_with_logits(z, z > 0),
-    }
-    compiled = value_and_grad(fns[name])
+    compiled = value_and_grad(lambda z: FUSED_LOSSES[name](z, np.array([0, 3, 1])))
     ops = [n.op for n in compiled.ir(z).nodes() if n.is_call]
     primitive = "softmax_cross_entropy" if name == "softmax_cross_entropy" else f"runtime.nn.{name}"
     assert ops.count(primitive) == 1, ops
     assert not {"logaddexp", "max", "isfinite"} & set(ops), ops
     assert "runtime" not in compiled.source(z)
+
+
+@pytest.mark.parametrize("name", ["logsumexp", "log_softmax", "softmax_cross_entropy"])
+def test_softmax_family_computes_its_exponentials_once(name):
+    """logsumexp, log_softmax and softmax cross-entropy are built from one shift and
+    one exp, whose result the gradient reuses (no second exp, no runtime call)."""
+    z = np.random.default_rng(0).standard_normal((3, 4))
+    compiled = value_and_grad(lambda z: FUSED_LOSSES[name](z, np.array([0, 3, 1])))
+    ops = [n.op for n in compiled.ir(z).nodes() if n.is_call]
+    assert [ops.count(op) for op in ("softmax_shift", "exp")] == [1, 1], ops
+    source = compiled.source(z)
+    assert source.count("np.exp(") == 1 and "runtime" not in source, source
 
 
 def test_elu_gradient_away_from_zero():

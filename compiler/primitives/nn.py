@@ -3,12 +3,14 @@ one node each (see compiler.fused_dispatch), with a numerically stable VJP of th
 own instead of a trace of their NumPy bodies.
 
 Generated code spells each one in plain NumPy with the runtime's own stable formula
-(`np.exp(-np.logaddexp(0, -x))` for sigmoid, max-shifted log-sum-exp), so a saved
-module needs NumPy alone. Softmax
-cross-entropy keeps the row-wise log-sum-exp of the forward pass, and its backward
-pass is (softmax(z) - onehot) / N computed from it in place; that backward primitive
-has VJP and JVP rules of its own, so second derivatives (Hessian-vector products)
-pass through it. The JVP rules use the same stable forms (softmax as exp(x - lse)).
+(`np.exp(-np.logaddexp(0, -x))` for sigmoid), so a saved module needs NumPy alone.
+
+logsumexp, log_softmax and softmax cross-entropy are built (compiler.fused_dispatch)
+from the parts a careful hand-written version computes once: the shift m (the
+maximum, held constant: `softmax_shift`), exps = exp(x - m) and their sums. Softmax
+cross-entropy's backward pass reuses those exponentials, (exps / sums - onehot) / N
+computed in place; that backward primitive has VJP and JVP rules of its own, so
+second derivatives (Hessian-vector products) pass through it.
 """
 from __future__ import annotations
 
@@ -34,18 +36,26 @@ def _axis(axis: tuple[int, ...]) -> object:
     return axis[0] if len(axis) == 1 else axis
 
 
-def _logsumexp_stmts(target: ast.Name, x: ast.expr, axis: tuple[int, ...]) -> list[ast.stmt]:
-    """`t = log(sum(exp(x - m))) + m` with m the maximum along `axis` (kept), using the
-    target as the scratch for m; a non-finite maximum is not subtracted, which keeps
-    a row of -inf at -inf instead of nan (as runtime.nn.logsumexp)."""
-    t, kept = _name(target), {"axis": _axis(axis), "keepdims": True}
-    finite = np_call("where", np_call("isfinite", t), _name(target), literal(0))
-    total = method_call(np_call("exp", ast.BinOp(x, ast.Sub(), _name(target))), "sum", **kept)
-    return [
-        _assign(target, method_call(x, "max", **kept)),
-        _assign(target, finite),
-        _assign(target, ast.BinOp(np_call("log", total), ast.Add(), _name(target))),
-    ]
+def _shift_stmts(target: ast.Name, x: ast.expr, *, axis: tuple[int, ...]) -> list[ast.stmt]:
+    """`m = x.max(axis, keepdims=True)`, a non-finite maximum replaced by 0 (so a row
+    of -inf stays at -inf instead of becoming nan, as in runtime.nn.logsumexp)."""
+    kept = {"axis": _axis(axis), "keepdims": True}
+    finite = np_call("where", np_call("isfinite", _name(target)), _name(target), literal(0))
+    return [_assign(target, method_call(x, "max", **kept)), _assign(target, finite)]
+
+
+# softmax_shift(x, axis): the shift m of the stable softmax family. Every value built
+# from it is invariant to it: log(sum(exp(x - m))) + m and exp(x - m) / sum(exp(x - m))
+# do not depend on m. So it is held constant (zero derivative, like JAX's
+# stop_gradient on the max), and derivatives of those values are exact.
+register(
+    Primitive(
+        "softmax_shift",
+        abstract=lambda x, *, axis: Aval(reduced_shape(x.shape, axis, True), x.dtype),
+        emit_stmts=_shift_stmts,
+        differentiable=False,
+    )
+)
 
 
 # sigmoid: s' = s (1 - s), from the saved output
@@ -72,101 +82,69 @@ register(
 )
 
 
-def _lse_abstract(x: Aval, *, axis: tuple[int, ...], keepdims: bool) -> Aval:
-    return Aval(reduced_shape(x.shape, axis, keepdims), result_dtype("exp", (x.dtype,)))
+# softmax cross-entropy over the last axis of (N, K) logits z, with integer labels (N,)
+# or one-hot / probability rows (N, K). Operands: z, the softmax parts of its rows
+# (shift m (N, 1), exps = exp(z - m), sums = sum(exps, axis=1, keepdims=True)), the
+# labels, and for integer labels the row numbers np.arange(N). Its value is
+# mean(lse - z[label]) (or sum(labels * (lse - z)) / N) with lse = m + log(sums).
 
 
-def _lse_stmts(target: ast.Name, x: ast.expr, *, axis: tuple[int, ...], keepdims: bool) -> list[ast.stmt]:
-    stmts = _logsumexp_stmts(target, x, axis)
-    if not keepdims:
-        stmts.append(_assign(target, np_call("squeeze", _name(target), axis=_axis(axis))))
-    return stmts
+def _split(rest: tuple, sparse: bool) -> tuple:
+    """(rows, g) from the operands after the labels: rows for integer labels, then
+    the cotangent g when there is one (either may be None)."""
+    rows = rest[0] if sparse else None
+    tail = rest[1:] if sparse else rest
+    return rows, (tail[0] if tail else None)
 
 
-def _lse_vjp(g, out, x, *, axis, keepdims):
-    if not keepdims:
-        kept = reduced_shape(x.shape, axis, True)
-        g, out = np.reshape(g, kept), np.reshape(out, kept)
-    return (g * np.exp(x - out),)
-
-
-def _lse_jvp(tangents, out, x, *, axis, keepdims):
-    """d lse = sum(softmax(x) * dx, axis), with softmax(x) = exp(x - lse) (at most 1)."""
-    (t,) = tangents
-    kept = out if keepdims else np.reshape(out, reduced_shape(x.shape, axis, True))
-    return np.sum(t * np.exp(x - kept), axis=axis, keepdims=keepdims)
-
-
-register(Primitive("runtime.nn.logsumexp", abstract=_lse_abstract, emit_stmts=_lse_stmts, vjp=_lse_vjp,
-                   jvp=_lse_jvp, inline_operands=False))
-
-
-def _log_softmax_stmts(target: ast.Name, x: ast.expr, *, axis: int) -> list[ast.stmt]:
-    """`t = x - logsumexp(x, axis, keepdims=True)`."""
-    return _logsumexp_stmts(target, x, (axis,)) + [_assign(target, ast.BinOp(x, ast.Sub(), _name(target)))]
-
-
-register(
-    Primitive(
-        "runtime.nn.log_softmax",
-        abstract=lambda x, *, axis: Aval(x.shape, result_dtype("exp", (x.dtype,))),
-        emit_stmts=_log_softmax_stmts,
-        vjp=lambda g, out, x, *, axis: (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),),
-        # d log_softmax = dx - sum(softmax(x) * dx, axis), with softmax(x) = exp(out)
-        jvp=lambda ts, out, x, *, axis: ts[0] - np.sum(np.exp(out) * ts[0], axis=axis, keepdims=True),
-        inline_operands=False,
-    )
-)
-
-
-# softmax cross-entropy over the last axis of (N, K) logits, with integer labels (N,)
-# or one-hot / probability rows (N, K). Operands: logits, lse (N, 1), labels.
-
-
-def _sce_abstract(z: Aval, lse: Aval, labels: Aval, *, n: int, sparse: bool) -> Aval:
+def _sce_abstract(z: Aval, shift: Aval, exps: Aval, sums: Aval, labels: Aval, *rows: Aval, n: int,
+                  sparse: bool) -> Aval:
     return Aval((), z.dtype if sparse else result_dtype("multiply", (z.dtype, labels.dtype)))
 
 
-def _rows(n: int) -> ast.expr:
-    return np_call("arange", literal(n))
+def _column(x: ast.expr) -> ast.expr:
+    """`x[:, 0]`."""
+    return ast.Subscript(x, ast.Tuple([ast.Slice(), literal(0)], ast.Load()), ast.Load())
 
 
-def _sce_emit(z: ast.expr, lse: ast.expr, labels: ast.expr, *, n: int, sparse: bool) -> ast.expr:
+def _sce_emit(z: ast.expr, shift: ast.expr, exps: ast.expr, sums: ast.expr, labels: ast.expr, *rows: ast.expr,
+              n: int, sparse: bool) -> ast.expr:
     if sparse:
-        column = ast.Subscript(lse, ast.Tuple([ast.Slice(), literal(0)], ast.Load()), ast.Load())
-        picked = ast.Subscript(z, ast.Tuple([_rows(n), labels], ast.Load()), ast.Load())
-        return method_call(ast.BinOp(column, ast.Sub(), picked), "mean")
-    total = method_call(ast.BinOp(labels, ast.Mult(), ast.BinOp(lse, ast.Sub(), z)), "sum")
-    return ast.BinOp(total, ast.Div(), literal(n))
+        picked = ast.Subscript(z, ast.Tuple([rows[0], labels], ast.Load()), ast.Load())
+        per_row = ast.BinOp(ast.BinOp(_column(shift), ast.Sub(), picked), ast.Add(), np_call("log", _column(sums)))
+        return method_call(per_row, "mean")
+    lse_minus_z = ast.BinOp(ast.BinOp(shift, ast.Sub(), z), ast.Add(), np_call("log", sums))
+    return ast.BinOp(method_call(ast.BinOp(labels, ast.Mult(), lse_minus_z), "sum"), ast.Div(), literal(n))
 
 
-def _sce_vjp(g, out, z, lse, labels, *, n, sparse):
-    if _is_unit(g):  # the seed of a loss: no multiply
-        g_z = z.apply("softmax_cross_entropy_grad", lse, labels, n=n, sparse=sparse)
-    else:
-        g_z = z.apply("softmax_cross_entropy_grad", lse, labels, g, n=n, sparse=sparse)
-    g_labels = None if sparse else g * (lse - z) / n
-    return g_z, None, g_labels
+def _sce_vjp(g, out, z, shift, exps, sums, labels, *rows, n, sparse):
+    """The whole derivative in z, (softmax - labels) / n from the saved exps and sums,
+    goes to z: the paths through shift, exps and sums, which are functions of z
+    alone, are folded into it (they get no cotangent)."""
+    seed = () if _is_unit(g) else (g,)  # the seed of a loss: no multiply
+    g_z = exps.apply("softmax_cross_entropy_grad", sums, labels, *rows, *seed, n=n, sparse=sparse)
+    g_labels = None if sparse else g * (shift - z + np.log(sums)) / n
+    return (g_z, None, None, None, g_labels) + (None,) * len(rows)
 
 
-def _sce_jvp(tangents, out, z, lse, labels, *, n, sparse):
-    """The loss is linear in (z, lse) and in the labels: d = mean over rows of
-    dlse - dz[label] (sparse), or sum(labels (dlse - dz) + dlabels (lse - z)) / n.
-    Unlike the VJP, which folds the lse path into z's cotangent, every operand's
-    tangent is used here (lse's comes from its own logsumexp node)."""
-    t_z, t_lse, t_labels = tangents
+def _sce_jvp(tangents, out, z, shift, exps, sums, labels, *rows, n, sparse):
+    """The loss is linear in (z, lse) and in the labels, with lse = shift + log(sums):
+    d = mean over rows of dlse - dz[label] (sparse), or sum(labels (dlse - dz) +
+    dlabels (lse - z)) / n. Every operand's tangent is used (the VJP folds them)."""
+    t_z, t_shift, _, t_sums, t_labels = tangents[:5]
+    t_lse = _total([t for t in (t_shift, None if t_sums is None else t_sums / sums) if t is not None])
     terms = []
     if sparse:
         if t_lse is not None:
             terms.append(np.sum(t_lse) / n)
         if t_z is not None:
-            terms.append(-np.sum(t_z[np.arange(n), labels]) / n)
+            terms.append(-np.sum(t_z[rows[0], labels]) / n)
     else:
-        shift = _difference(t_lse, t_z)
-        if shift is not None:
-            terms.append(np.sum(labels * shift) / n)
+        shift_tangent = _difference(t_lse, t_z)
+        if shift_tangent is not None:
+            terms.append(np.sum(labels * shift_tangent) / n)
         if t_labels is not None:
-            terms.append(np.sum(t_labels * (lse - z)) / n)
+            terms.append(np.sum(t_labels * (shift - z + np.log(sums))) / n)
     return _total(terms)
 
 
@@ -196,28 +174,30 @@ def _is_unit(g) -> bool:
     return graph.python_scalar(node.id) == 1
 
 
-def _sce_grad_stmts(target: ast.Name, z, lse, labels, g=None, *, n: int, sparse: bool) -> list[ast.stmt]:
-    name = target.id
-    load = lambda: ast.Name(name, ast.Load())  # noqa: E731
-    stmts: list[ast.stmt] = [ast.Assign([ast.Name(name, ast.Store())], np_call("exp", ast.BinOp(z, ast.Sub(), lse)))]
+def _sce_grad_stmts(target: ast.Name, exps, sums, labels, *rest, n: int, sparse: bool) -> list[ast.stmt]:
+    """`t = exps * (mass * s / sums); t -= labels * s` with s = g / n, in place in t:
+    for integer labels `t = exps / (sums * n); t[rows, labels] -= 1 / n`."""
+    rows, g = _split(rest, sparse)
+    store = lambda: ast.Name(target.id, ast.Store())  # noqa: E731
+    scale = literal(1 / n) if g is None else ast.BinOp(g, ast.Div(), literal(n))
     if sparse:
-        rows = ast.Subscript(load(), ast.Tuple([_rows(n), labels], ast.Store()), ast.Store())
-        stmts.append(ast.AugAssign(rows, ast.Sub(), literal(1)))
-    else:
-        mass = method_call(labels, "sum", axis=1, keepdims=True)
-        stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Mult(), mass))
-        stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Sub(), labels))
-    if g is None:
-        stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Div(), literal(n)))
-    else:
-        stmts.append(ast.AugAssign(ast.Name(name, ast.Store()), ast.Mult(), ast.BinOp(g, ast.Div(), literal(n))))
-    return stmts
+        factor = ast.BinOp(sums, ast.Mult(), literal(n))
+        first = ast.BinOp(exps, ast.Div(), factor) if g is None else ast.BinOp(exps, ast.Mult(), ast.BinOp(g, ast.Div(), factor))
+        picked = ast.Subscript(_name(target), ast.Tuple([rows, labels], ast.Load()), ast.Store())
+        return [_assign(target, first), ast.AugAssign(picked, ast.Sub(), scale)]
+    mass = method_call(labels, "sum", axis=1, keepdims=True)
+    factor = ast.BinOp(mass, ast.Div(), ast.BinOp(sums, ast.Mult(), literal(n)))
+    if g is not None:
+        factor = ast.BinOp(g, ast.Mult(), factor)
+    onehot = ast.BinOp(labels, ast.Div(), literal(n)) if g is None else ast.BinOp(labels, ast.Mult(), scale)
+    return [_assign(target, ast.BinOp(exps, ast.Mult(), factor)), ast.AugAssign(store(), ast.Sub(), onehot)]
 
 
-# softmax_cross_entropy_grad(z, lse, labels[, g]) = (p * mass - labels) * s, with
-# p = exp(z - lse), mass = sum(labels, axis=1) (1 for integer labels, whose `labels`
-# term is their one-hot rows) and s = g / n (1 / n without g). Its derivatives treat
-# lse as the operand it is; its own logsumexp node carries it back to z.
+# softmax_cross_entropy_grad(exps, sums, labels[, rows][, g]) = (p * mass - labels) * s,
+# with p = exps / sums (the softmax), mass = sum(labels, axis=1) (1 for integer labels,
+# whose `labels` term is their one-hot rows) and s = g / n (1 / n without g). Its
+# derivatives treat exps and sums as the operands they are; their own nodes carry them
+# back to the logits.
 
 
 def _sce_grad_scale(g, n):
@@ -230,42 +210,45 @@ def _sce_grad_p_scale(labels, s, sparse):
     return s if sparse else np.sum(labels, axis=1, keepdims=True) * s
 
 
-def _sce_grad_unscaled(z, lse, labels, *, n, sparse):
-    """(p * mass - labels) / n: the result's derivative in g."""
-    return z.apply("softmax_cross_entropy_grad", lse, labels, n=n, sparse=sparse)
-
-
-def _sce_grad_vjp(gg, out, z, lse, labels, g=None, *, n, sparse):
-    """With u = gg * p * mass * s: u for z, -sum(u, axis=1) for lse,
-    s (sum(gg * p, axis=1) - gg) for float labels, sum(gg * (p * mass - labels)) / n for g."""
-    s, p = _sce_grad_scale(g, n), np.exp(z - lse)
-    u = gg * p * _sce_grad_p_scale(labels, s, sparse)
-    g_labels = None if sparse else s * (np.sum(gg * p, axis=1, keepdims=True) - gg)
-    cts = (u, -np.sum(u, axis=1, keepdims=True), g_labels)
+def _sce_grad_vjp(gg, out, exps, sums, labels, *rest, n, sparse):
+    """With c = mass * s: gg c / sums for exps, -sum(gg exps, axis=1) c / sums^2 for
+    sums, s (sum(gg p, axis=1) - gg) for float labels, sum(gg (p mass - labels)) / n
+    for g."""
+    rows, g = _split(rest, sparse)
+    s = _sce_grad_scale(g, n)
+    c_over_sums = _sce_grad_p_scale(labels, s, sparse) / sums
+    weighted = np.sum(gg * exps, axis=1, keepdims=True)
+    g_labels = None if sparse else s * (weighted / sums - gg)
+    cts = (gg * c_over_sums, -weighted * c_over_sums / sums, g_labels) + ((None,) if sparse else ())
     if g is None:
         return cts
-    return cts + (np.sum(gg * _sce_grad_unscaled(z, lse, labels, n=n, sparse=sparse)),)
+    unscaled = exps.apply("softmax_cross_entropy_grad", sums, labels, *rest[:-1], n=n, sparse=sparse)
+    return cts + (np.sum(gg * unscaled),)
 
 
-def _sce_grad_jvp(tangents, out, z, lse, labels, g=None, *, n, sparse):
-    """d = s (p (mass (dz - dlse) + dmass) - dlabels) + dg (p * mass - labels) / n."""
-    t_z, t_lse, t_labels = tangents[:3]
-    s, p = _sce_grad_scale(g, n), np.exp(z - lse)
+def _sce_grad_jvp(tangents, out, exps, sums, labels, *rest, n, sparse):
+    """d = c (dexps - p dsums) / sums + s (p dmass - dlabels) + dg (p mass - labels) / n,
+    with p = exps / sums and c = mass * s."""
+    rows, g = _split(rest, sparse)
+    t_exps, t_sums, t_labels = tangents[:3]
+    s = _sce_grad_scale(g, n)
+    c_over_sums = _sce_grad_p_scale(labels, s, sparse) / sums
     terms = []
-    shift = _difference(t_z, t_lse)
+    shift = _difference(t_exps, None if t_sums is None else exps / sums * t_sums)
     if shift is not None:
-        terms.append(p * shift * _sce_grad_p_scale(labels, s, sparse))
+        terms.append(shift * c_over_sums)
     if t_labels is not None:
-        terms.append((p * np.sum(t_labels, axis=1, keepdims=True) - t_labels) * s)
-    if g is not None and tangents[3] is not None:
-        terms.append(tangents[3] * _sce_grad_unscaled(z, lse, labels, n=n, sparse=sparse))
+        terms.append((exps / sums * np.sum(t_labels, axis=1, keepdims=True) - t_labels) * s)
+    if g is not None and tangents[-1] is not None:
+        unscaled = exps.apply("softmax_cross_entropy_grad", sums, labels, *rest[:-1], n=n, sparse=sparse)
+        terms.append(tangents[-1] * unscaled)
     return _total(terms)
 
 
 register(
     Primitive(
         "softmax_cross_entropy_grad",
-        abstract=lambda z, lse, labels, g=None, *, n, sparse: Aval(z.shape, z.dtype),
+        abstract=lambda exps, sums, labels, *rest, n, sparse: Aval(exps.shape, exps.dtype),
         emit_stmts=_sce_grad_stmts,
         vjp=_sce_grad_vjp,
         jvp=_sce_grad_jvp,

@@ -1,5 +1,7 @@
 import numpy as np
 
+rows = np.arange(5)
+
 
 def mlp_loss_step(W1, b1, W2, b2, W3, b3, velocity_W1, velocity_b1, velocity_W2, velocity_b2, velocity_W3, velocity_b3, lr, momentum, weight_decay, x, y):
     z1 = x @ W1 + b1  # nn.py:153 via mlp_functions.py:7
@@ -7,14 +9,14 @@ def mlp_loss_step(W1, b1, W2, b2, W3, b3, velocity_W1, velocity_b1, velocity_W2,
     z2 = a1 @ W2 + b2  # nn.py:153 via mlp_functions.py:7
     a2 = np.maximum(z2, 0)  # nn.py:156 via mlp_functions.py:7
     logits = a2 @ W3 + b3  # nn.py:153 via mlp_functions.py:7
-    lse = logits.max(axis=1, keepdims=True)  # mlp_functions.py:7
-    lse = np.where(np.isfinite(lse), lse, 0)  # mlp_functions.py:7
-    lse = np.log(np.exp(logits - lse).sum(axis=1, keepdims=True)) + lse  # mlp_functions.py:7
-    loss = (lse[:, 0] - logits[np.arange(5), y]).mean()  # mlp_functions.py:7
+    shift = logits.max(axis=1, keepdims=True)  # mlp_functions.py:7
+    shift = np.where(np.isfinite(shift), shift, 0)  # mlp_functions.py:7
+    exps = np.exp(logits - shift)  # mlp_functions.py:7
+    sums = exps.sum(axis=1, keepdims=True)  # mlp_functions.py:7
+    loss = (shift[:, 0] - logits[rows, y] + np.log(sums[:, 0])).mean()  # mlp_functions.py:7
     # grad of: mlp_functions.py:7  return nn.softmax_cross_entropy(nn.mlp(params, x, activation=nn.relu), y)
-    g_logits = np.exp(logits - lse)
-    g_logits[np.arange(5), y] -= 1
-    g_logits /= 5
+    g_logits = exps / (sums * 5)
+    g_logits[rows, y] -= 0.2
     # grad of: nn.py:153 via mlp_functions.py:7  z = h @ params[f"W{i}"] + params[f"b{i}"]
     g_b3 = g_logits.sum(axis=0)
     g_a2 = g_logits @ W3.T
