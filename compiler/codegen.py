@@ -97,8 +97,12 @@ class _Emitter:
                 stmts = self.into_workspace(node, name, prim, args)
             elif node.id in self.plan.into_fresh:
                 stmts = self.into_fresh(node, name, prim, args)
-            elif node.id in self.plan.out_into:  # a `takes_out` primitive prints as one NumPy call
-                expr.keywords.append(ast.keyword("out", self.ref(self.plan.out_into[node.id])))
+            elif node.id in self.plan.out_into:  # one NumPy call: `np.multiply(g, mask, out=g)`
+                out = ast.keyword("out", self.ref(self.plan.out_into[node.id]))
+                if isinstance(expr, ast.Call):
+                    expr.keywords.append(out)
+                else:  # an operator
+                    expr = ast.Call(np_attr(node.op), args, [out])
                 stmts = [ast.Assign([ast.Name(name, ast.Store())], expr)]
             else:
                 stmts = [ast.Assign([ast.Name(name, ast.Store())], expr)]

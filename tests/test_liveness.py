@@ -3,7 +3,7 @@ import ast
 
 import numpy as np
 
-from compiler import compile_step, grad
+from compiler import compile_step, grad, jit
 from compiler.passes.memory import MIN_DEL_SIZE, release_points
 from runtime import nn, optim
 
@@ -41,7 +41,7 @@ def test_training_step_deletes_dead_activations_and_never_a_live_name():
     assert "del W1" not in source and "del x" not in source
     # a training step computes them into arrays it keeps between calls instead
     source = compile_step(loss_fn, optim.SGD(lr=0.1, momentum=0.9)).source(params, x, y)
-    assert "z1 = np.matmul(x, W1, out=ws" in source and "g_z1 = np.multiply(g_a1, a1 > 0, out=ws" in source
+    assert "z1 = np.matmul(x, W1, out=ws" in source and "g_z1 = np.multiply(g_a1, a1 > 0, out=g_a1)" in source
     assert not any(used for _, used in _deleted_and_used_after(source))
     assert "del W1" not in source and "del x" not in source
 
@@ -65,3 +65,24 @@ def test_large_captured_constants_are_never_deleted():
     w = rng.normal(size=30)
     assert np.allclose(loss(w), 2 * X.T @ (X @ w - y) / 200)
     assert loss(w) is not loss(w)
+
+
+def test_a_dying_operand_is_overwritten_only_when_no_returned_view_shares_it():
+    """`v = u * 2` may be computed into u's array when u dies there (`out=u`), but not
+    when a view of u (here a reshape) is returned: the caller would see the overwrite."""
+    x = np.random.default_rng(0).standard_normal((64, 64))
+
+    def f(x):
+        u = np.exp(x)
+        return u * 2, u.reshape(32, 128)
+
+    def g(x):
+        u = np.exp(x)
+        return u * 2, x.sum()
+
+    doubled, view = jit(f)(x)
+    np.testing.assert_allclose(doubled, 2 * np.exp(x))
+    np.testing.assert_allclose(view, np.exp(x).reshape(32, 128))
+    assert "out=" not in jit(f).source(x)
+    assert "np.multiply(u, 2, out=u)" in jit(g).source(x)
+    np.testing.assert_allclose(jit(g)(x)[0], 2 * np.exp(x))

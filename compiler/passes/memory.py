@@ -137,22 +137,27 @@ def _kept_candidate(graph: Graph, plan: MemoryPlan, i: int, kept: set[int]) -> b
 
 def _out_into(graph: Graph, order: list[int], inlined: set[int], in_place: dict, position: dict[int, int],
               kept: set[int]) -> dict[int, int]:
-    """Large `v = np.maximum(z, 0)` whose operand z is a temporary of v's shape and dtype
-    read for the last time there: printed `v = np.maximum(z, 0, out=z)`, reusing z's
-    array (as careful code applies an activation in place)."""
+    """Large `v = np.maximum(z, 0)` (or any ufunc, operators included: `v = g * mask`)
+    whose operand z is a temporary of v's shape and dtype read for the last time
+    there: printed `v = np.maximum(z, 0, out=z)` or `v = np.multiply(g, mask, out=g)`,
+    reusing z's array (as careful code applies an activation or a mask in place)."""
     out = {}
     for i in order:
         node = graph.node(i)
         if i in inlined or i in in_place or not node.is_call or node.aval.size < MIN_DEL_SIZE:
             continue
-        if not registry.get(node.op).takes_out:
+        prim = registry.get(node.op)
+        if not (prim.takes_out or (prim.ufunc and prim.lanewise)):  # lanewise: exact overlap is safe
             continue
         for j in dict.fromkeys(node.inputs):
             operand = graph.node(j)
             if (j in inlined or j in in_place or j in kept or not _fresh(operand) or operand.aval != node.aval
                     or registry.get(operand.op).emit is None):
                 continue
-            readers = [r for alias in views_of(graph, j) for r in graph.users(alias) if r != j]
+            aliases = views_of(graph, j)
+            if any(alias in kept for alias in aliases):
+                continue  # a returned view of it would see the overwrite
+            readers = [r for alias in aliases for r in graph.users(alias) if r != j]
             if all(position[r] <= position[i] for r in readers) and j not in out.values():
                 out[i] = j
                 break
