@@ -40,11 +40,12 @@ fused_rule("runtime.nn.sigmoid")(lambda x: bind("runtime.nn.sigmoid", x))
 fused_rule("runtime.nn.relu")(lambda x: bind("runtime.nn.relu", x))
 
 
-def softmax_parts(x: Tracer, axis: tuple[int, ...]) -> tuple[Tracer, Tracer, Tracer]:
+def softmax_parts(x: Tracer, axis: tuple[int, ...], guard: bool = True) -> tuple[Tracer, Tracer, Tracer]:
     """(shift, exps, sums) along `axis` (kept): the maximum m (held constant), exp(x - m)
     and their sums, which logsumexp (m + log(sums)), log_softmax and softmax
-    cross-entropy are built from, so that a gradient reuses the exponentials."""
-    shift = _named(bind("softmax_shift", x, axis=axis), "shift")
+    cross-entropy are built from, so that a gradient reuses the exponentials. With
+    `guard`, a non-finite maximum is not subtracted (runtime.nn.logsumexp's rule)."""
+    shift = _named(bind("softmax_shift", x, axis=axis, guard=guard), "shift")
     exps = _named(np.exp(x - shift), "exps")
     return shift, exps, _named(np.sum(exps, axis=axis, keepdims=True), "sums")
 
@@ -84,7 +85,10 @@ def _bind_softmax_cross_entropy(logits, labels):
             ShapeError, f"softmax_cross_entropy: labels must be integer classes of shape {(n,)} "
             f"or one-hot rows of shape {(n, k)}, got {np.shape(labels)} ({'int' if kind in 'iu' else 'float'})"
         )
-    operands = [logits, *softmax_parts(logits, (1,)), labels]
+    # no guard: a non-finite logit makes the loss non-finite either way (nan here, as
+    # in PyTorch and JAX; runtime.nn gives inf for a +inf logit off the label) and
+    # its row's gradient nan either way
+    operands = [logits, *softmax_parts(logits, (1,), guard=False), labels]
     if sparse:  # the row numbers, made once when the module loads
         graph = logits.graph
         operands.append(Tracer(graph, graph.add_const(np.arange(n), Aval((n,), np.dtype(np.int_)),

@@ -33,6 +33,7 @@ def test_random_program_with_array_reuse_at_every_size(seed, monkeypatch):
     temporaries, `del`s) only above a size threshold that the fuzzer's small arrays
     never reach: with the threshold at 1 element every program exercises them."""
     monkeypatch.setattr(memory, "MIN_DEL_SIZE", 1)
+    monkeypatch.setattr(memory, "MIN_IN_PLACE_SIZE", 1)
     compiler.clear_cache()
     program = fuzzing.random_program(10_000 + seed)
     report = fuzzing.check_program(program)

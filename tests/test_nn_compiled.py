@@ -385,3 +385,17 @@ def test_softmax_cross_entropy_ir_dtype_matches_the_computed_value():
     graph = value_and_grad(f).ir(z, labels)
     assert np.asarray(value).dtype == np.asarray(f(z, labels)).dtype == np.float64
     assert graph.node(graph.outputs[0]).dtype == np.asarray(value).dtype
+
+
+def test_softmax_cross_entropy_with_non_finite_logits_is_never_finite():
+    """Its row maximum is not guarded (a careful step's form): a row of -inf or one
+    holding +inf makes the loss nan and that row's gradient nan, as in PyTorch and
+    JAX; the other rows' gradients are unaffected."""
+    z = np.array([[-np.inf, -np.inf, -np.inf], [1.0, np.inf, 0.0], [0.5, 1.0, 2.0]])
+    labels = np.array([0, 0, 2])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loss, g = value_and_grad(lambda z: nn.softmax_cross_entropy(z, labels))(z)
+    assert np.isnan(loss)
+    assert np.all(np.isnan(g[:2]))
+    p = np.exp(z[2] - z[2].max()) / np.exp(z[2] - z[2].max()).sum()
+    np.testing.assert_allclose(g[2], (p - np.eye(3)[2]) / 3, rtol=1e-14)

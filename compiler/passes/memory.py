@@ -36,6 +36,9 @@ from compiler.primitives import registry
 
 MAX_INLINE = 8  # operations folded into one expression before a temporary is named
 MIN_DEL_SIZE = 4096  # elements: smaller arrays cost less to keep than a `del` line costs to read
+# elements: from here on, writing into a dead array (`z += b`, `out=z`) saves more than
+# the extra line or keyword costs (an allocation; measured at the benchmark's A step)
+MIN_IN_PLACE_SIZE = 256
 
 # One augmented assignment: (target, operator, operand): `target <op>= operand`, where the
 # target is the updated buffer, or a dead temporary scaled before it is subtracted.
@@ -144,7 +147,7 @@ def _out_into(graph: Graph, order: list[int], inlined: set[int], in_place: dict,
     out = {}
     for i in order:
         node = graph.node(i)
-        if i in inlined or i in in_place or not node.is_call or node.aval.size < MIN_DEL_SIZE:
+        if i in inlined or i in in_place or not node.is_call or node.aval.size < MIN_IN_PLACE_SIZE:
             continue
         prim = registry.get(node.op)
         if not (prim.takes_out or (prim.ufunc and prim.lanewise)):  # lanewise: exact overlap is safe
@@ -172,7 +175,7 @@ def _into_fresh(graph: Graph, order: list[int], inlined: set[int], in_place: dic
     out = {}
     for i in order:
         node = graph.node(i)
-        if i in inlined or i in in_place or not node.is_call or node.aval.size < MIN_DEL_SIZE:
+        if i in inlined or i in in_place or not node.is_call or node.aval.size < MIN_IN_PLACE_SIZE:
             continue
         prim = registry.get(node.op)
         if prim.augmented is None or prim.emit is None:

@@ -36,22 +36,26 @@ def _axis(axis: tuple[int, ...]) -> object:
     return axis[0] if len(axis) == 1 else axis
 
 
-def _shift_stmts(target: ast.Name, x: ast.expr, *, axis: tuple[int, ...]) -> list[ast.stmt]:
-    """`m = x.max(axis, keepdims=True)`, a non-finite maximum replaced by 0 (so a row
-    of -inf stays at -inf instead of becoming nan, as in runtime.nn.logsumexp)."""
+def _shift_stmts(target: ast.Name, x: ast.expr, *, axis: tuple[int, ...], guard: bool) -> list[ast.stmt]:
+    """`m = x.max(axis, keepdims=True)`; with `guard`, a non-finite maximum replaced by
+    0 (so a row of -inf stays at -inf instead of becoming nan, and a row holding +inf
+    at +inf, as in runtime.nn.logsumexp)."""
     kept = {"axis": _axis(axis), "keepdims": True}
-    finite = np_call("where", np_call("isfinite", _name(target)), _name(target), literal(0))
-    return [_assign(target, method_call(x, "max", **kept)), _assign(target, finite)]
+    stmts = [_assign(target, method_call(x, "max", **kept))]
+    if guard:
+        finite = np_call("where", np_call("isfinite", _name(target)), _name(target), literal(0))
+        stmts.append(_assign(target, finite))
+    return stmts
 
 
-# softmax_shift(x, axis): the shift m of the stable softmax family. Every value built
-# from it is invariant to it: log(sum(exp(x - m))) + m and exp(x - m) / sum(exp(x - m))
+# softmax_shift(x, axis, guard): the shift m of the stable softmax family. Every value
+# built from it is invariant to it: log(sum(exp(x - m))) + m and exp(x - m) / sum(exp(x - m))
 # do not depend on m. So it is held constant (zero derivative, like JAX's
 # stop_gradient on the max), and derivatives of those values are exact.
 register(
     Primitive(
         "softmax_shift",
-        abstract=lambda x, *, axis: Aval(reduced_shape(x.shape, axis, True), x.dtype),
+        abstract=lambda x, *, axis, guard: Aval(reduced_shape(x.shape, axis, True), x.dtype),
         emit_stmts=_shift_stmts,
         differentiable=False,
     )

@@ -10,7 +10,6 @@ def mlp_loss_step(W1, b1, W2, b2, W3, b3, velocity_W1, velocity_b1, velocity_W2,
     a2 = np.maximum(z2, 0)  # nn.py:156 via mlp_functions.py:7
     logits = a2 @ W3 + b3  # nn.py:153 via mlp_functions.py:7
     shift = logits.max(axis=1, keepdims=True)  # mlp_functions.py:7
-    shift = np.where(np.isfinite(shift), shift, 0)  # mlp_functions.py:7
     exps = np.exp(logits - shift)  # mlp_functions.py:7
     sums = exps.sum(axis=1, keepdims=True)  # mlp_functions.py:7
     loss = (shift[:, 0] - logits[rows, y] + np.log(sums[:, 0])).mean()  # mlp_functions.py:7
