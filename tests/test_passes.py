@@ -358,3 +358,32 @@ def test_negation_moves_out_of_reductions_and_reshapes():
     assert "y - np.exp(x).sum(axis=1)" in src and "x + np.reshape(y, (3, 1))" in src, src
     x, y = np.arange(6.0).reshape(3, 2) / 6, np.array([1.0, -1.0, 0.5])
     assert run(graph, x, y)[0] == pytest.approx(f(x, y), rel=1e-14)
+
+
+def test_a_scalar_times_a_product_scales_the_smaller_factor():
+    """c * (A @ B) becomes A @ (c * B) when B is smaller than the product, which a
+    sum of c * B then shares; not when the product is read again, nor when scaling
+    would change a factor's dtype. Values are unchanged (to rounding)."""
+    from compiler import jit
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 3)), rng.normal(size=(3, 40))
+
+    def scaled(a, b, c):
+        return c * (a @ b), c * b.sum(axis=1)
+
+    lines = jit(scaled).source(a, b, 0.5).splitlines()
+    assert [line.split("  #")[0].strip() for line in lines[4:7]] == [
+        "c_b = c * b", "t1 = a @ c_b", "t2 = c_b.sum(axis=1)"], lines
+    for got, want in zip(jit(scaled)(a, b, 0.5), scaled(a, b, 0.5)):
+        np.testing.assert_allclose(got, want, rtol=1e-13)
+
+    def read_twice(a, b, c):
+        p = a @ b
+        return c * p, p
+
+    assert "c * p" in jit(read_twice).source(a, b, 0.5)
+    ints = rng.integers(0, 5, size=(3, 40))
+    assert "0.5 * a" in jit(lambda a, b: 0.5 * (a @ b)).source(a, ints)  # not the integer factor
+    np.testing.assert_allclose(jit(lambda a, b: 0.5 * (a @ b))(a, ints), 0.5 * (a @ ints), rtol=1e-13)
+    assert "0.5 * (a @ b)" in jit(lambda a, b: 0.5 * (a @ b)).source(ints.T, ints)

@@ -195,13 +195,19 @@ def _fresh(node: Node) -> bool:
 
 def _schedule(graph: Graph, returned: list[int]) -> list[int]:
     """Topological order by node id, with nodes that no returned value needs last
-    (random draws count as needed: they stay in the order the function made them)."""
+    (random draws count as needed: they stay in the order the function made them).
+    A node ranks as early as the earliest node that reads it, so a value a rewrite
+    made (with a new, high id) for an older consumer is computed where that
+    consumer is, not after everything else."""
     needed = graph.ancestors(list(returned) + effects(graph))
     inputs = set(graph.inputs)
+    demand: dict[int, int] = {}
+    for i in reversed(graph.order()):
+        demand[i] = min([i] + [demand[u] for u in graph.users(i)])
     if len(needed) == graph.dag.number_of_nodes():
-        order = graph.order()
+        order = topological_order(graph.dag, key=lambda i: (demand[i], i))
     else:
-        order = topological_order(graph.dag, key=lambda i: (i not in needed, i))
+        order = topological_order(graph.dag, key=lambda i: (i not in needed, demand[i], i))
     return [i for i in order if i not in inputs]
 
 

@@ -241,6 +241,100 @@ def _reassociate(graph: Graph, node: Node) -> bool:
     return False
 
 
+def _scalar_factor(graph: Graph, node: Node) -> Optional[tuple[int, int]]:
+    """(c, x) for `node` = c * x with c a Python-number scalar (a literal or a
+    hyperparameter such as the learning rate) and x a float array of node's dtype."""
+    if node.dtype.kind != "f":
+        return None
+    for k in (0, 1):
+        c, x = graph.node(node.inputs[k]), graph.node(node.inputs[1 - k])
+        if c.aval.weak and c.shape == () and x.aval == node.aval and not x.aval.weak:
+            return c.id, x.id
+    return None
+
+
+def _existing_scaled(graph: Graph, c: int, x: int) -> Optional[int]:
+    for user in graph.users(x):
+        other = graph.node(user)
+        if other.op == "multiply" and set(other.inputs) == {c, x} and other.aval == graph.node(x).aval:
+            return user
+    return None
+
+
+def _has_scaled(graph: Graph, c: int, x: int) -> bool:
+    return _existing_scaled(graph, c, x) is not None
+
+
+def _scaled(graph: Graph, c: int, x: int, like: Node) -> int:
+    """The node c * x (an existing one when there is), with `like`'s source line."""
+    existing = _existing_scaled(graph, c, x)
+    if existing is not None:
+        return existing
+    return graph.add("multiply", (c, x), {}, graph.node(x).aval, loc=like.loc, grad_of=like.grad_of,
+                     name=_scaled_name(graph, c, x))
+
+
+def _scaled_name(graph: Graph, c: int, x: int) -> Optional[str]:
+    """`lr_g_W1` for lr times the cotangent of W1: what the scaled value holds."""
+    factor, value = graph.node(c), graph.node(x)
+    base = value.name
+    if base is None and value.cotangent_of is not None and value.cotangent_of in graph:
+        primal = graph.node(value.cotangent_of).name
+        base = f"g_{primal}" if primal else None
+    return f"{factor.name or 'scaled'}_{base}" if base else None
+
+
+def _scalable(factor: Node, product: Node, scaled: Node) -> bool:
+    """Whether scaling `factor` of `product` costs less than scaling the product, and
+    keeps the product's dtype."""
+    return factor.aval.size < product.aval.size and factor.dtype == scaled.dtype and not factor.aval.weak
+
+
+@_applies_to(lambda op, prim: op == "multiply")
+def _scale_smaller_factor(graph: Graph, node: Node) -> bool:
+    """c * (A @ B) -> A @ (c * B) when B has fewer elements than the product (or
+    (c * A) @ B): the scaling costs a pass over the smaller array. An SGD update
+    `W -= lr * (a.T @ g)` then scales the batch's g, not the weight-sized product.
+    And c * L(x), L linear in x (a sum), -> L(c * x) once c * x exists, so the bias
+    gradient shares the scaled g."""
+    found = _scalar_factor(graph, node)
+    if found is None:
+        return False
+    c, inner_id = found
+    inner = graph.node(inner_id)
+    if not inner.is_call or graph.use_count(inner_id) != 1 or inner_id in graph.outputs:
+        return False
+    if inner.op == "matmul":
+        # the smaller factor; on a tie one already scaled, then the right one (g in a.T @ g)
+        eligible = [j for j in (0, 1) if _scalable(graph.node(inner.inputs[j]), inner, node)]
+        if not eligible:
+            return False
+        k = min(eligible, key=lambda j: (graph.node(inner.inputs[j]).aval.size,
+                                         not _has_scaled(graph, c, inner.inputs[j]), -j))
+    elif registry.get(inner.op).linear and len(inner.inputs) == 1:
+        k, operand = 0, graph.node(inner.inputs[0])
+        if operand.dtype != node.dtype or not _has_scaled(graph, c, operand.id):
+            return False
+    else:
+        return False
+    if not can_replace(graph, node.id, inner_id):
+        return False
+    inputs = list(inner.inputs)
+    inputs[k] = _scaled(graph, c, inputs[k], inner)
+    name = _scaled_name(graph, c, inner_id)
+    if inner.op == "matmul":
+        # the product, read only here, becomes the scaled value in place: it keeps its
+        # id, so it is scheduled where it was (and the new c * B just before it)
+        inner.name, inner.cotangent_of = name, None
+        graph.set_inputs(inner_id, inputs)
+        graph.replace_uses(node.id, inner_id)
+        graph.remove(node.id)
+    else:  # a new sum, scheduled where the scaled value is read: c * B need not come early
+        replace(graph, node.id, graph.add(inner.op, inputs, inner.params, node.aval, loc=inner.loc,
+                                          grad_of=inner.grad_of, name=name))
+    return True
+
+
 def _evaluate(op: str, values: list) -> Optional[object]:
     """`op` on Python scalars, or None when the result would not be a finite scalar
     of the first operand's type."""
@@ -412,7 +506,7 @@ def _wrap_negative(graph: Graph, node: Node) -> None:
 
 _RULES = (
     _remove_identity, _fold, _fill_constant, _collapse_moves, _drop_broadcast, _weaken_scalar,
-    _reassociate, _minus_one_to_negation, _pull_negation, _negation_outward,
+    _reassociate, _scale_smaller_factor, _minus_one_to_negation, _pull_negation, _negation_outward,
 )
 
 
