@@ -387,3 +387,24 @@ def test_a_scalar_times_a_product_scales_the_smaller_factor():
     assert "0.5 * a" in jit(lambda a, b: 0.5 * (a @ b)).source(a, ints)  # not the integer factor
     np.testing.assert_allclose(jit(lambda a, b: 0.5 * (a @ b))(a, ints), 0.5 * (a @ ints), rtol=1e-13)
     assert "0.5 * (a @ b)" in jit(lambda a, b: 0.5 * (a @ b)).source(ints.T, ints)
+
+
+def test_column_sums_of_computed_matrices_are_matrix_vector_products():
+    """`t.sum(axis=0)` for a float matrix the program made prints as `ones @ t` (one
+    BLAS pass), in its dtype; an argument's sum, an integer sum, a kept axis and other
+    axes stay reductions. Values agree to rounding."""
+    from compiler import jit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 10))
+    for dtype in (np.float64, np.float32):
+        xd = x.astype(dtype)
+        f = lambda x: (np.tanh(x).sum(axis=0), x.sum(axis=0), np.tanh(x).sum(axis=0, keepdims=True))  # noqa: E731
+        source = jit(f).source(xd)
+        assert source.count("ones @") == 1 and "x.sum(axis=0)" in source and "keepdims=True" in source, source
+        for got, want in zip(jit(f)(xd), f(xd)):
+            assert got.dtype == want.dtype == dtype
+            np.testing.assert_allclose(got, want, rtol=1e-12 if dtype == np.float64 else 1e-5)
+    ints = rng.integers(0, 5, size=(6, 3))
+    assert "ones" not in jit(lambda i: (i * 2).sum(axis=0)).source(ints)
+    np.testing.assert_array_equal(jit(lambda i: (i * 2).sum(axis=0))(ints), (ints * 2).sum(axis=0))

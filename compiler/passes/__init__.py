@@ -2,12 +2,13 @@
 from compiler.ir import Graph
 from compiler.passes.cse import cse
 from compiler.passes.dce import dce
-from compiler.passes.simplify import simplify, spell_divisions
+from compiler.passes.simplify import column_sums_as_products, simplify, spell_divisions
 
 
 def optimize(graph: Graph) -> Graph:
     """The standard pipeline: merge duplicates, simplify, drop dead code, to a fixpoint;
-    then spell multiplications by exact reciprocals as divisions (`x / 32`).
+    then spell multiplications by exact reciprocals as divisions (`x / 32`) and
+    compute column sums as matrix-vector products (`ones @ g`).
 
     A round in which simplify and dce change nothing ends it even when cse merged
     something: cse is idempotent (one pass in topological order also merges what its
@@ -20,7 +21,8 @@ def optimize(graph: Graph) -> Graph:
         if not changed:
             break
     spell_divisions(graph)
+    column_sums_as_products(graph)
     return graph
 
 
-__all__ = ["cse", "dce", "simplify", "spell_divisions", "optimize"]
+__all__ = ["cse", "dce", "simplify", "spell_divisions", "column_sums_as_products", "optimize"]

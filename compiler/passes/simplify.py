@@ -419,6 +419,32 @@ def spell_divisions(graph: Graph) -> bool:
     return changed
 
 
+def column_sums_as_products(graph: Graph) -> bool:
+    """After the rewrites: column sums of a matrix the program computed, `g.sum(axis=0)`
+    for float g of shape (N, K), as the matrix-vector product `ones @ g` with
+    `ones = np.ones(N)` made once when the module loads. BLAS does it in one pass, at
+    2-6x the speed of NumPy's reduction (a bias gradient: 4 us against 7.5 us at
+    128 x 256, 2.7 against 15.7 at 1024 x 10). Only arrays the program made (C-ordered),
+    not arguments, whose layout is the caller's."""
+    ones: dict[tuple[int, np.dtype], int] = {}
+    changed = False
+    for node in graph.nodes():
+        if node.op != "sum" or node.params.get("axis") != (0,) or node.params.get("keepdims"):
+            continue
+        operand = graph.node(node.inputs[0])
+        if (len(operand.shape) != 2 or operand.dtype not in (np.float32, np.float64) or operand.dtype != node.dtype
+                or not operand.is_call or is_view(operand)):
+            continue
+        n, dtype = operand.shape[0], operand.dtype
+        if (n, dtype) not in ones:
+            spelled = f"np.ones({n})" if dtype == np.float64 else f"np.ones({n}, dtype=np.{dtype.name})"
+            ones[n, dtype] = graph.add_const(np.ones(n, dtype), Aval((n,), dtype), recipe=spelled, name="ones")
+        node.op, node.params = "matmul", {}
+        graph.set_inputs(node.id, (ones[n, dtype], operand.id))
+        changed = True
+    return changed
+
+
 def _reciprocal_to_division(graph: Graph, node: Node) -> bool:
     """c * x -> x / k when c is exactly 1 / k for an integer k: a mean's `/ 32` reads as
     written instead of as `0.03125 * x` (and x / 3 is the correctly rounded value)."""

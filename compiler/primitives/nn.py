@@ -116,7 +116,7 @@ def _sce_emit(z: ast.expr, shift: ast.expr, exps: ast.expr, sums: ast.expr, labe
     if sparse:
         picked = ast.Subscript(z, ast.Tuple([rows[0], labels], ast.Load()), ast.Load())
         per_row = ast.BinOp(ast.BinOp(_column(shift), ast.Sub(), picked), ast.Add(), np_call("log", _column(sums)))
-        return method_call(per_row, "mean")
+        return ast.BinOp(method_call(per_row, "sum"), ast.Div(), literal(n))  # .mean() costs 1 us more
     lse_minus_z = ast.BinOp(ast.BinOp(shift, ast.Sub(), z), ast.Add(), np_call("log", sums))
     return ast.BinOp(method_call(ast.BinOp(labels, ast.Mult(), lse_minus_z), "sum"), ast.Div(), literal(n))
 
