@@ -64,7 +64,8 @@ class _Emitter:
             primal = self.names.get(node.cotangent_of)
             if primal is None and node.cotangent_of in self.graph:  # an unnamed, inlined value
                 primal = self.graph.node(node.cotangent_of).op
-            return self.ns.fresh(f"g_{primal}" if primal else "g")
+            prefix = f"{self.graph.cotangent_scale}_g" if self.graph.cotangent_scale else "g"
+            return self.ns.fresh(f"{prefix}_{primal}" if primal else prefix)
         if node.tangent_of is not None:
             primal = self.names.get(node.tangent_of)
             if primal is None and node.tangent_of in self.graph:

@@ -276,6 +276,9 @@ class Graph:
     inputs: list[int] = field(default_factory=list)
     outputs: list[int] = field(default_factory=list)
     next_id: int = 0
+    # the name of the Python number every cotangent is scaled by (a training step's
+    # backward pass seeded with its learning rate: `lr_g_W1` is lr times the gradient)
+    cotangent_scale: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.dag, Dag):
@@ -375,7 +378,7 @@ class Graph:
 
     def copy(self) -> "Graph":
         """A deep copy of structure and nodes (params and constants are shared)."""
-        g = Graph(Dag(), list(self.inputs), list(self.outputs), self.next_id)
+        g = Graph(Dag(), list(self.inputs), list(self.outputs), self.next_id, self.cotangent_scale)
         order = self.order()
         data = self.dag._node
         g.dag.add_nodes_from(

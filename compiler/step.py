@@ -8,7 +8,7 @@ parameter and optimizer-state values are written into the caller's arrays in pla
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -150,14 +150,23 @@ class Step(Transformed):
         loss = _scalar_output(graph, result, self._name(""))
         param_leaves, param_def = tree.flatten(params)
         state_leaves, state_def = tree.flatten(state)
-        joint, grads = reverse(graph, [p.id for p in param_leaves], loss)
-        grad_tree = tree.unflatten(param_def, [Tracer(joint, g) for g in grads])
-        on_joint = lambda t: Tracer(joint, t.id) if isinstance(t, Tracer) else t  # noqa: E731
-        # An optimizer without `hyperparams` (any object with init/update) keeps its own.
-        extra = (tree.tree_map(on_joint, hyper),) if hasattr(self.optimizer, "hyperparams") else ()
-        new_params, new_state = extend(joint, lambda: self.optimizer.update(
-            tree.tree_map(on_joint, params), grad_tree, tree.tree_map(on_joint, state), *extra
-        ))
+
+        def backward_and_update(seed: Any = None) -> tuple[Graph, list[int], Any, Any]:
+            joint, grads = reverse(graph, [p.id for p in param_leaves], loss, seed=seed)
+            grad_tree = tree.unflatten(param_def, [Tracer(joint, g) for g in grads])
+            on_joint = lambda t: Tracer(joint, t.id) if isinstance(t, Tracer) else t  # noqa: E731
+            # An optimizer without `hyperparams` (any object with init/update) keeps its own.
+            extra = (tree.tree_map(on_joint, hyper),) if hasattr(self.optimizer, "hyperparams") else ()
+            new_params, new_state = extend(joint, lambda: self.optimizer.update(
+                tree.tree_map(on_joint, params), grad_tree, tree.tree_map(on_joint, state), *extra
+            ))
+            return joint, grads, new_params, new_state
+
+        joint, grads, new_params, new_state = backward_and_update()
+        step_size = _uniform_step_size(joint, graph, grads)
+        if step_size is not None:
+            joint, grads, new_params, new_state = backward_and_update(seed=step_size)
+            _drop_step_size(joint, grads, step_size)
         updates = _pair_updates(joint, param_leaves, tree.flatten(new_params)[0], "parameter")
         updates += _pair_updates(joint, state_leaves, tree.flatten(new_state)[0], "optimizer state")
         aux_leaves, aux_def = tree.flatten(aux)
@@ -178,6 +187,43 @@ class Step(Transformed):
         if self._predict is None:
             self._predict = Prediction(self)
         return self._predict
+
+
+def _uniform_step_size(joint: Graph, forward: Graph, grads: list[int]) -> Optional[int]:
+    """The Python-number node c (a learning rate) when the optimizer reads every
+    gradient only as c * g (plain SGD), else None. Then the backward pass can be seeded
+    with c instead of 1: every cotangent comes out scaled, and the update needs no
+    multiplication per parameter (a careful hand-written step folds the learning rate
+    the same way). Not through a user's custom_vjp, whose rule may not be linear."""
+    if any(node.op == "custom_rule" for node in forward.nodes()):
+        return None
+    scales = set()
+    for g in grads:
+        users = joint.users(g)
+        if not users or g in joint.outputs:
+            return None
+        for user in users:
+            node = joint.node(user)
+            if node.op != "multiply" or node.inputs.count(g) != 1:
+                return None
+            c = node.inputs[1] if node.inputs[0] == g else node.inputs[0]
+            scales.add(c)
+    if len(scales) != 1:
+        return None
+    c = joint.node(scales.pop())
+    if not (c.is_input or c.is_const) or not c.aval.weak or c.shape != () or c.id not in forward:
+        return None
+    return c.id
+
+
+def _drop_step_size(joint: Graph, grads: list[int], c: int) -> None:
+    """After a backward pass seeded with c: each gradient already holds c * g, so the
+    optimizer's c * g reads it directly; cotangents print as `<c>_g_<name>`."""
+    for g in grads:
+        for user in joint.users(g):
+            joint.replace_uses(user, g)
+            joint.remove(user)
+    joint.cotangent_scale = joint.node(c).name
 
 
 def _pair_updates(graph: Graph, buffers: list[Tracer], values: list, what: str) -> list[tuple[int, int]]:

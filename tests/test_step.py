@@ -542,3 +542,48 @@ def test_float32_softmax_cross_entropy_gradient_has_no_seed_multiply():
     z, y = rng.normal(size=(4, 3)).astype(np.float32), rng.integers(0, 3, 4)
     source = grad(lambda z: nn.softmax_cross_entropy(z, y)).source(z)
     assert "np.float32(1.0)" not in source and "g_z = exps / (sums * 4)" in source
+
+
+@pytest.mark.parametrize("loss", ["sce_int", "sce_onehot", "bce_logits", "quadratic"])
+def test_plain_sgd_seeds_the_backward_pass_with_the_learning_rate(loss):
+    """When the optimizer reads every gradient only as lr * g, the backward pass starts
+    from lr instead of 1: the update is `W -= lr_g_W` with no multiply per parameter,
+    and the step equals eager SGD, for any learning rate passed at call time."""
+    params, x, y = problem(loss)
+    f = make_loss_fn("tanh", loss)
+    step = compile_step(f, optim.SGD(lr=0.05))
+    source = step.source(params, x, y)
+    assert "W1 -= lr_g_W1" in source and "*= lr" not in source, source
+    for lr in (0.05, 0.3):
+        step.optimizer.lr = lr
+        expected_grads = grad(f)(params, x, y)
+        expected = {k: params[k] - lr * expected_grads[k] for k in params}
+        step(params, x, y)
+        assert_tree_close(params, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_steps_whose_optimizer_reads_gradients_otherwise_are_not_seeded():
+    """Momentum, weight decay and a custom_vjp rule (which may not be linear in its
+    cotangent: here it clips) keep the backward pass seeded with 1."""
+    params, x, y = problem()
+    f = make_loss_fn("tanh", "sce_int")
+    seeded = "exps * (lr / (sums"  # the cross-entropy's gradient, seeded with lr
+    assert seeded in compile_step(f, optim.SGD(lr=0.1)).source(params, x, y)
+    for opt in (optim.SGD(lr=0.1, momentum=0.9), optim.SGD(lr=0.1, weight_decay=0.01)):
+        assert seeded not in compile_step(f, opt).source(params, x, y)
+
+    @compiler.custom_vjp
+    def clipped(z):
+        return z
+
+    clipped.defvjp(lambda z: (z, None), lambda res, g: (np.clip(g, -1e-3, 1e-3),))
+
+    def clipped_loss(p, x, y):
+        return nn.softmax_cross_entropy(clipped(nn.mlp(p, x, activation=np.tanh)), y)
+
+    step = compile_step(clipped_loss, optim.SGD(lr=0.5))
+    assert seeded not in step.source(params, x, y) and "0.001" in step.source(params, x, y)
+    expected_grads = grad(clipped_loss)(params, x, y)
+    expected = {k: params[k] - 0.5 * expected_grads[k] for k in params}
+    step(params, x, y)
+    assert_tree_close(params, expected, rtol=1e-12, atol=1e-14)

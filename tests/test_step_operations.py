@@ -4,10 +4,12 @@ for the benchmark's B configuration (784-256-256-10, ReLU, softmax cross-entropy
 plain SGD), against the same count for the step a careful person writes by hand
 (benchmarks/mlp_step.py's `hand_step`, unrolled here for three layers).
 
-The compiled step does two operations fewer than the careful one, and the ceiling
+The compiled step does five operations fewer than the careful one, and the ceiling
 holds it there. Its softmax cross-entropy reuses its exponentials for the gradient
-and makes its row-index array once, when the module loads, as careful code does, and
-its per-row loss reads the shift and the picked logits once each."""
+and makes its row-index array once, when the module loads, as careful code does; its
+per-row loss reads the shift and the picked logits once each; and its backward pass
+is seeded with the learning rate (plain SGD reads each gradient only as lr * g), so
+no parameter's update multiplies."""
 import ast
 
 import numpy as np
@@ -15,7 +17,7 @@ import numpy as np
 from compiler import compile_step
 from runtime import nn, optim
 
-CEILING = 43
+CEILING = 40
 
 CAREFUL = '''
 def careful(W1, b1, W2, b2, W3, b3, x, y, rows, lr, n):

@@ -138,13 +138,17 @@ def _carries_gradient(node: Node) -> bool:
     return not node.is_call or registry.get(node.op).differentiable
 
 
-def reverse(graph: Graph, wrt: list[int], output: int, in_place: bool = False) -> tuple[Graph, list[int]]:
+def reverse(graph: Graph, wrt: list[int], output: int, in_place: bool = False,
+            seed: Optional[int] = None) -> tuple[Graph, list[int]]:
     """The joint graph and, for each `wrt` input, the node holding its gradient.
 
     `output` must be a scalar node of `graph`. The joint graph keeps every forward
     node (ids unchanged); the caller chooses the joint graph's outputs. With
     `in_place` the backward nodes are added to `graph` itself (a Jacobian adds one
-    backward pass per output element to one graph).
+    backward pass per output element to one graph). `seed`, a Python-number node of
+    `graph`, is the output's cotangent instead of 1: every cotangent, gradients
+    included, is then `seed` times the derivative (the backward pass is linear in
+    it, for every rule but a user's custom_vjp).
     """
     joint = graph if in_place else graph.copy()
     active = active_nodes(joint, wrt, output)
@@ -155,8 +159,8 @@ def reverse(graph: Graph, wrt: list[int], output: int, in_place: bool = False) -
     grads: dict[int, Optional[Tracer]] = {}
     with rule_mode(joint) as mode:
         mode.at(loc=joint.node(output).loc, grad_of=output)
-        seed = Tracer(joint, joint.add_const(1.0, Aval((), np.dtype(float), True)))
-        contributions[output] = [_Part(output, seed)]
+        seed_id = joint.add_const(1.0, Aval((), np.dtype(float), True)) if seed is None else seed
+        contributions[output] = [_Part(output, Tracer(joint, seed_id))]
         for node in reversed(joint.nodes()):
             if node.id not in forward_ids or node.id not in active or node.id not in contributions:
                 continue
