@@ -49,7 +49,7 @@ class _Emitter:
         self.lines: list[str] = []
         self.group: Optional[tuple] = None
         self.names_scipy = False  # a scipy.special ufunc without a NumPy spelling is used
-        self.workspace: list[tuple[str, Aval]] = []  # arrays the module keeps between calls
+        self.workspace = _WorkspaceArrays(graph, plan.workspace)  # arrays the module keeps between calls
         self.made: list[str] = []  # `rows = np.arange(128)`: constants the module makes when it loads
 
     def ref(self, i: int) -> ast.expr:
@@ -115,11 +115,8 @@ class _Emitter:
     def into_workspace(self, node: Node, name: str, prim: Any, args: list[ast.expr]) -> list[ast.stmt]:
         """`v = np.f(a, b, out=ws_v)`: the value goes into an array the module keeps
         (`v = np.matmul(x, W1, out=ws_z1); v += b1` for a bias add)."""
-        number = self.plan.workspace[node.id]
-        buffer = f"ws{number}"
-        if number > len(self.workspace):
-            self.ns.used.add(buffer)
-            self.workspace.append((buffer, node.aval))
+        buffer = self.workspace.name_for(node.id)
+        self.ns.used.add(buffer)
         out = ast.keyword("out", ast.Name(buffer, ast.Load()))
         if node.id in self.plan.into_fresh:
             k = self.plan.into_fresh[node.id]
@@ -242,16 +239,56 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
         for name, value in em.constants.items()
     ]
     body = _quiet_discarded_lanes(em.lines) if _masks_discarded_lanes(graph) and not debug_nans else em.lines
-    kept = [
-        f"{name} = {_unparse(ast.Expr(np_call('empty', literal(aval.shape), dtype=aval.dtype)))}"
-        for name, aval in em.workspace
-    ]
+    kept = em.workspace.module_lines()
     if kept:
         kept = ["", "# arrays the step computes into and keeps between calls (not thread-safe by itself)"] + kept
     if em.made:
         kept = [""] + em.made + kept
     source = "\n".join(imports + bound + kept + ["", "", header] + body) + "\n"
-    return Generated(fn_name, source, _load(fn_name, source, em.constants), em.constants, bool(em.workspace))
+    return Generated(fn_name, source, _load(fn_name, source, em.constants), em.constants, bool(kept))
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+class _WorkspaceArrays:
+    """The module-level arrays of a memory plan's workspace, by number: `ws3` for an
+    array one shape uses; a flat `ws3` and views `ws3_a = ws3[:65536].reshape(256, 256)`
+    for one that values of several shapes share (never alive at once)."""
+
+    def __init__(self, graph: Graph, chosen: dict[int, int]):
+        self.arrays: dict[int, list[Aval]] = {}
+        self.chosen = chosen
+        for i, number in sorted(chosen.items(), key=lambda item: item[1]):
+            shapes = self.arrays.setdefault(number, [])
+            aval = Aval(graph.node(i).shape, graph.node(i).dtype)
+            if aval not in shapes:
+                shapes.append(aval)
+        self.graph = graph
+
+    def name_for(self, i: int) -> str:
+        number = self.chosen[i]
+        shapes = self.arrays[number]
+        if len(shapes) == 1:
+            return f"ws{number}"
+        node = self.graph.node(i)
+        return f"ws{number}_{_LETTERS[shapes.index(Aval(node.shape, node.dtype))]}"
+
+    def module_lines(self) -> list[str]:
+        lines = []
+        for number, shapes in sorted(self.arrays.items()):
+            dtype = shapes[0].dtype
+            if len(shapes) == 1:
+                lines.append(f"ws{number} = {_unparse(ast.Expr(np_call('empty', literal(shapes[0].shape), dtype=dtype)))}")
+                continue
+            size = max(aval.size for aval in shapes)
+            flat = _unparse(ast.Expr(np_call('empty', literal(size), dtype=dtype)))
+            lines.append(f"ws{number} = {flat}  # shared by values never alive at once, through views")
+            for k, aval in enumerate(shapes):
+                part = f"ws{number}" if aval.size == size else f"ws{number}[:{aval.size}]"
+                shape = aval.shape if aval.shape else ((),)  # `.reshape(())` for a 0-d view
+                lines.append(f"ws{number}_{_LETTERS[k]} = {part}.reshape{shape}")
+        return lines
 
 
 def _masks_discarded_lanes(graph: Graph) -> bool:

@@ -29,6 +29,8 @@ import ast
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+import numpy as np
+
 from compiler.aliasing import is_view, views_of
 from compiler.passes.dce import effects
 from compiler.ir import Aval, Graph, Node, topological_order
@@ -70,7 +72,7 @@ def plan_memory(graph: Graph, returned: Iterable[int], updates: Iterable[tuple[i
     step: after the first call it allocates no large array)."""
     returned = list(returned)
     updates = list(updates)
-    order = _schedule(graph, returned)
+    order = _schedule(graph, returned, updates)
     targets = {node: buffer for buffer, node in reversed(updates)}  # first buffer per node
     inlined = _inlined(graph, order, set(graph.outputs) | set(returned) | {node for _, node in updates}, inline)
     position = _positions(graph, order, inlined)
@@ -97,12 +99,15 @@ def _workspace(graph: Graph, plan: MemoryPlan, kept: set[int], position: dict[in
     returned and not written in place, with the array each is computed into: arrays
     the function keeps between calls (`np.matmul(x, W1, out=ws1)`). A matmul that a
     bias add follows counts too (`into_fresh`): its product goes into the array, the
-    add onto it. Values whose lifetimes do not overlap share an array of their shape
-    and dtype, so the kept arrays take no more memory than the values alive at once."""
+    add onto it. Values whose lifetimes do not overlap share an array of their dtype,
+    whatever their shapes (each a view of it: `ws5_b = ws5[:65536].reshape(256, 256)`),
+    so the kept arrays take about what the values alive at once take, as a careful
+    step's temporaries do. A free array of the same size is taken first, then the
+    smallest larger one, then the largest, grown."""
     lives_in = {operand: node for node, operand in plan.out_into.items()}  # z1's array then holds a1
-    free: dict[Aval, list[tuple[int, int]]] = {}  # aval -> (last read, array) of arrays free from then on
+    free: dict[np.dtype, list[tuple[int, int]]] = {}  # dtype -> (last read, array) of arrays free from then on
+    sizes: dict[int, int] = {}  # array -> elements
     chosen: dict[int, int] = {}
-    count = 0
     for i in plan.order:
         node = graph.node(i)
         if not _kept_candidate(graph, plan, i, kept):
@@ -114,13 +119,17 @@ def _workspace(graph: Graph, plan: MemoryPlan, kept: set[int], position: dict[in
             continue  # a result would be one of the kept arrays
         end = max((position[r] for h in holders for alias in views_of(graph, h)
                    for r in graph.users(alias) if r not in holders), default=position[i])
-        pool = free.setdefault(node.aval, [])
+        pool = free.setdefault(node.dtype, [])
         reusable = [k for k, (last, _) in enumerate(pool) if last < position[i]]
+        need = node.aval.size
         if reusable:
-            array = pool.pop(reusable[0])[1]
+            k = min(reusable, key=lambda k: (sizes[pool[k][1]] != need, sizes[pool[k][1]] < need,
+                                             abs(sizes[pool[k][1]] - need)))
+            array = pool.pop(k)[1]
+            sizes[array] = max(sizes[array], need)
         else:
-            count += 1
-            array = count
+            array = len(sizes) + 1
+            sizes[array] = need
         chosen[i] = array
         pool.append((end, array))
     return chosen
@@ -130,7 +139,7 @@ def _kept_candidate(graph: Graph, plan: MemoryPlan, i: int, kept: set[int]) -> b
     node = graph.node(i)
     if i in plan.inlined or i in plan.in_place or i in kept or i in plan.out_into or not node.is_call:
         return False
-    if node.aval.size < MIN_DEL_SIZE or node.aval.weak:
+    if node.aval.size < MIN_IN_PLACE_SIZE or node.aval.weak:
         return False
     if i in plan.into_fresh:
         first = graph.node(node.inputs[plan.into_fresh[i]])
@@ -193,22 +202,44 @@ def _fresh(node: Node) -> bool:
     return node.is_call and not is_view(node) and not node.aval.weak and node.aval.shape != ()
 
 
-def _schedule(graph: Graph, returned: list[int]) -> list[int]:
+def _schedule(graph: Graph, returned: list[int], updates: list[tuple[int, int]]) -> list[int]:
     """Topological order by node id, with nodes that no returned value needs last
     (random draws count as needed: they stay in the order the function made them).
     A node ranks as early as the earliest node that reads it, so a value a rewrite
     made (with a new, high id) for an older consumer is computed where that
-    consumer is, not after everything else."""
+    consumer is, not after everything else. An in-place update runs as soon as its
+    value is ready and every other read of its buffer is done (`W2 -= lr_g_W2` right
+    after the backward pass last reads W2), so its operands die early, as in a
+    careful hand-written step."""
     needed = graph.ancestors(list(returned) + effects(graph))
     inputs = set(graph.inputs)
     demand: dict[int, int] = {}
     for i in reversed(graph.order()):
         demand[i] = min([i] + [demand[u] for u in graph.users(i)])
-    if len(needed) == graph.dag.number_of_nodes():
+    after = _buffer_reads_before_updates(graph, updates)
+    early = {node for node, _ in after.items()}
+    if len(needed) == graph.dag.number_of_nodes() and not after:
         order = topological_order(graph.dag, key=lambda i: (demand[i], i))
     else:
-        order = topological_order(graph.dag, key=lambda i: (i not in needed, demand[i], i))
+        dag = graph.dag.copy() if after else graph.dag
+        for node, readers in after.items():
+            dag.add_edges_from((r, node) for r in readers)
+        order = topological_order(dag, key=lambda i: (i not in needed, i not in early, demand[i], i))
     return [i for i in order if i not in inputs]
+
+
+def _buffer_reads_before_updates(graph: Graph, updates: list[tuple[int, int]]) -> dict[int, set[int]]:
+    """For each updated node, the other reads of its buffer's old value (and of views
+    of it), which must come first: ordering edges for the schedule."""
+    out: dict[int, set[int]] = {}
+    for buffer, node in updates:
+        later = graph.descendants([node]) | {node}
+        readers = {r for alias in views_of(graph, buffer) for r in graph.users(alias)}
+        readers -= later
+        readers -= set(views_of(graph, buffer))
+        if readers:
+            out.setdefault(node, set()).update(readers)
+    return out
 
 
 def _inlined(graph: Graph, order: list[int], kept: set[int], inline: bool) -> set[int]:
