@@ -14,7 +14,7 @@ import numpy as np
 
 from compiler.api import Compiled, Transformed, _scalar_output, refill, split_aux, traced_args
 from compiler.prediction import Prediction
-from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
+from compiler.errors import AdjointError, GradError, NonFiniteError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
 from compiler import step_call
 from compiler.config import debug_nans_enabled
@@ -49,16 +49,26 @@ class Step(Transformed):
         if last is not None and not kwargs:
             leaves = step_call.arguments(last, params, self.state, batch, self._structure(), debug_nans_enabled(),
                                          self._hyper_values)
-        if leaves is not None:
-            compiled = last.compiled
-        else:
+        if leaves is not None:  # the fast path: the generated function, called directly
+            self._labels = batch[-1] if batch else None
             try:
-                args = self._arguments(params, batch)
-                compiled, leaves, _ = self._entry(args, kwargs)
-            except AdjointError as err:
-                raise err.with_traceback(None) from None
-            self._last = None if kwargs else step_call.record(
-                params, self.state, batch, args[3], debug_nans_enabled(), compiled, len(leaves), len(args[2]))
+                if last.lock is None:
+                    out = last.fn(*leaves)
+                else:
+                    with last.lock:  # one call at a time uses the kept arrays
+                        out = last.fn(*leaves)
+            except FloatingPointError as err:  # raised by debug_nans checks in generated code
+                raise NonFiniteError(str(err)).with_traceback(None) from None
+            self.steps += 1
+            return out if last.plain else last.compiled.rebuild(out)
+        try:
+            args = self._arguments(params, batch)
+            compiled, leaves, _ = self._entry(args, kwargs)
+        except AdjointError as err:
+            raise err.with_traceback(None) from None
+        self._last = None if kwargs else step_call.record(
+            params, self.state, batch, args[3], debug_nans_enabled(), compiled, len(leaves), len(args[2]),
+            plain=not self.has_aux)
         self._labels = batch[-1] if batch else None
         loss = compiled.rebuild(self._run(compiled, leaves))
         self.steps += 1

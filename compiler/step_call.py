@@ -31,6 +31,13 @@ class LastCall:
     structure: tuple
     debug: bool
     compiled: Any  # api.Compiled
+    fn: Callable = None  # the generated function
+    lock: Any = None  # held while a call uses the function's kept arrays; None when it keeps none
+    plain: bool = False  # the function returns the loss itself (no aux to rebuild)
+
+    def __post_init__(self) -> None:
+        self.fn = self.compiled.generated.fn
+        self.lock = self.compiled.lock if self.compiled.generated.keeps_arrays else None
 
 
 def batch_key(batch: tuple) -> Optional[tuple]:
@@ -61,7 +68,7 @@ def _containers(tree_: Any, out: list) -> None:
 
 
 def record(params: Any, state: Any, batch: tuple, structure: tuple, debug: bool, compiled: Any,
-           traced_count: int, hyper_count: int) -> Optional[LastCall]:
+           traced_count: int, hyper_count: int, plain: bool = False) -> Optional[LastCall]:
     """A LastCall for this call, or None when its leaves are not all traced arrays
     (then the fast path's argument order would not be the generated function's)."""
     key = batch_key(batch)
@@ -73,7 +80,7 @@ def record(params: Any, state: Any, batch: tuple, structure: tuple, debug: bool,
     containers: list = []
     _containers(params, containers)
     _containers(state, containers)
-    return LastCall(params, state, containers, leaves, key, structure, debug, compiled)
+    return LastCall(params, state, containers, leaves, key, structure, debug, compiled, plain=plain)
 
 
 def arguments(last: LastCall, params: Any, state: Any, batch: tuple, structure: tuple, debug: bool,
@@ -85,9 +92,10 @@ def arguments(last: LastCall, params: Any, state: Any, batch: tuple, structure: 
     if params is not last.params or state is not last.state or debug != last.debug:
         return None
     for container, items in last.containers:  # parents hold their children: one level checks the next
-        now = _items(container)
+        now = container.values() if isinstance(container, dict) else container
         if len(now) != len(items) or not all(map(operator.is_, now, items)):
             return None
     if structure != last.structure or batch_key(batch) != last.batch_key or not last.compiled.current():
         return None
     return [*last.leaves, *hyper(), *batch]
+

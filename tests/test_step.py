@@ -587,3 +587,32 @@ def test_steps_whose_optimizer_reads_gradients_otherwise_are_not_seeded():
     expected = {k: params[k] - 0.5 * expected_grads[k] for k in params}
     step(params, x, y)
     assert_tree_close(params, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_the_fast_path_rebuilds_aux_and_reports_non_finite_values():
+    """A repeated call takes the fast path (the generated function called directly):
+    it still returns (loss, aux) with has_aux, and under debug_nans still raises
+    NonFiniteError naming the user's line."""
+    def loss_with_aux(params, x, y):
+        z = nn.mlp(params, x, activation=nn.tanh)
+        return nn.softmax_cross_entropy(z, y), {"logits": z}
+
+    params, x, y = problem()
+    step = compile_step(loss_with_aux, optim.SGD(lr=0.1), has_aux=True)
+    step(params, x, y)
+    assert step._last is not None
+    before = copy_tree(params)
+    loss, aux = step(params, x, y)
+    np.testing.assert_allclose(loss, loss_with_aux(before, x, y)[0], rtol=1e-13)
+    np.testing.assert_allclose(aux["logits"], nn.mlp(before, x, activation=nn.tanh), rtol=1e-13)
+
+    compiler.debug_nans(True)
+    try:
+        step = compile_step(make_loss_fn("tanh", "sce_int"), optim.SGD(lr=0.1))
+        step(params, x, y)
+        bad = x.copy()
+        bad[0, 0] = np.nan
+        with pytest.raises(compiler.NonFiniteError, match=r"test_step\.py|nn\.py"):
+            step(params, bad, y)
+    finally:
+        compiler.debug_nans(False)
