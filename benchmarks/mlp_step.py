@@ -19,12 +19,16 @@ rotates each round, so each sees the same machine load), after a warm-up:
     gemm floor the step's matrix products alone, into preallocated outputs
 
 Printed per config and dtype, with 1 and with 2 BLAS threads: the median time per step
-and its ratio to `numpy`; minor page faults per step over the timed rounds; the peak
-memory of a few steps and the page faults of a few more, each implementation in a
-fresh subprocess (malloc's state, and so the faults, depend on the process's history);
-the compile time
+and its ratio to `numpy`; minor page faults per step over the timed rounds; and, each
+implementation in a fresh subprocess (malloc's state, and so the faults, depend on the
+process's history): the array memory a step holds at its peak (tracemalloc's count of
+NumPy data: the arrays the first call kept plus the most the next steps allocate at
+once), the peak resident memory over steps after the first, the same over the first
+call (compile included), and the page faults of a few more steps; the compile time
 (first call minus a steady call); and the BLAS in use. Then the tracker's targets with
-PASS/FAIL (the process does not fail on a FAIL).
+PASS/FAIL (the process does not fail on a FAIL); the memory target compares array
+memory, which counts what the step itself holds and none of the Python objects that
+compiling leaves in the process (about 0.5 MiB, whatever the sizes).
 
 Run: make bench-mlp   (or: python benchmarks/mlp_step.py [--quick])
 """
@@ -60,6 +64,7 @@ CONFIGS: dict[str, tuple[list[int], int]] = {
 DTYPES = (np.float64, np.float32)
 OPTIONAL = ("jax", "torch", "autograd")  # never dependencies of the project
 MEMORY_STEPS = 4  # steps each memory subprocess runs (the first one compiles)
+FOREIGN_ARRAYS = ("jax", "torch")  # their arrays are not NumPy's: tracemalloc does not see them
 
 
 def loss_fn(params, x, y):
@@ -526,7 +531,8 @@ def print_block(p: Problem, threads: int, timings: dict[str, Timing], memory: di
         elif "error" in mem:
             peak = f"{'error':>10}"
         else:
-            peak = f"{mem['arrays_mib']:10.2f} {mem['peak_mib']:9.1f} {mem['first_mib']:15.1f} {mem['faults']:18.1f}"
+            arrays = f"{mem['arrays_mib']:10.2f}" if name not in FOREIGN_ARRAYS else f"{'n/a':>10}"
+            peak = f"{arrays} {mem['peak_mib']:9.1f} {mem['first_mib']:15.1f} {mem['faults']:18.1f}"
         print(f"  {name:<11}{fmt_time(t.median):>12} {ratio} {faults} {peak}")
     compiled, floor = timings["compiled"], timings["gemm floor"]
     print(f"  compiled / gemm floor: {compiled.median / floor.median:.3f}   "

@@ -41,6 +41,7 @@ MIN_DEL_SIZE = 4096  # elements: smaller arrays cost less to keep than a `del` l
 # elements: from here on, writing into a dead array (`z += b`, `out=z`) saves more than
 # the extra line or keyword costs (an allocation; measured at the benchmark's A step)
 MIN_IN_PLACE_SIZE = 256
+MMAP_THRESHOLD = 128 * 1024  # bytes: glibc serves larger blocks from fresh pages, at first
 
 # One augmented assignment: (target, operator, operand): `target <op>= operand`, where the
 # target is the updated buffer, or a dead temporary scaled before it is subtracted.
@@ -108,9 +109,11 @@ def _workspace(graph: Graph, plan: MemoryPlan, kept: set[int], position: dict[in
     free: dict[np.dtype, list[tuple[int, int]]] = {}  # dtype -> (last read, array) of arrays free from then on
     sizes: dict[int, int] = {}  # array -> elements
     chosen: dict[int, int] = {}
-    for i in plan.order:
+    candidates = [i for i in plan.order if _kept_candidate(graph, plan, i, kept)]
+    largest = max((graph.node(i).aval.size for i in candidates), default=0)
+    for i in candidates:
         node = graph.node(i)
-        if not _kept_candidate(graph, plan, i, kept):
+        if not _worth_keeping(node.aval, largest):
             continue
         holders = [i]
         while holders[-1] in lives_in:
@@ -133,6 +136,15 @@ def _workspace(graph: Graph, plan: MemoryPlan, kept: set[int], position: dict[in
         chosen[i] = array
         pool.append((end, array))
     return chosen
+
+
+def _worth_keeping(aval: Aval, largest: int) -> bool:
+    """Whether an array is kept between calls: one malloc may serve from fresh pages
+    (128 KiB and up, glibc's first mmap threshold), or one at least a sixteenth of the
+    function's largest, whose reuse holds its memory down; not the small change of a
+    large step (logits, a bias gradient), which allocate cheaply and would only add
+    arrays to read."""
+    return aval.size * aval.dtype.itemsize >= MMAP_THRESHOLD or aval.size * 16 >= largest
 
 
 def _kept_candidate(graph: Graph, plan: MemoryPlan, i: int, kept: set[int]) -> bool:
