@@ -47,7 +47,11 @@ class Optimizer:
 
     def hyperparams(self, step: int = 0) -> dict[str, float]:
         """The hyperparameters' values for step number `step` (schedules evaluated)."""
-        return {name: _value(getattr(self, name), step) for name in self.HYPERPARAMS}
+        values = {}
+        for name in self.HYPERPARAMS:  # _value inlined: a compiled step asks every call
+            hyper = getattr(self, name)
+            values[name] = float(hyper(step)) if callable(hyper) else float(hyper)
+        return values
 
     def structure(self) -> tuple:
         """Static facts that shape the update's program (part of a compiled step's key)."""
