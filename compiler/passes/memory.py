@@ -159,6 +159,16 @@ def _kept_candidate(graph: Graph, plan: MemoryPlan, i: int, kept: set[int]) -> b
     return registry.get(node.op).ufunc
 
 
+def _statements_to_reuse(graph: Graph, order: list[int], inlined: set[int],
+                         in_place: dict) -> Iterable[tuple[int, Node, registry.Primitive]]:
+    """The calls printed as statements of their own, large enough (MIN_IN_PLACE_SIZE)
+    for writing into a dead array to pay, with their primitives."""
+    for i in order:
+        node = graph.node(i)
+        if i not in inlined and i not in in_place and node.is_call and node.aval.size >= MIN_IN_PLACE_SIZE:
+            yield i, node, registry.get(node.op)
+
+
 def _out_into(graph: Graph, order: list[int], inlined: set[int], in_place: dict, position: dict[int, int],
               kept: set[int]) -> dict[int, int]:
     """Large `v = np.maximum(z, 0)` (or any ufunc, operators included: `v = g * mask`)
@@ -166,11 +176,7 @@ def _out_into(graph: Graph, order: list[int], inlined: set[int], in_place: dict,
     there: printed `v = np.maximum(z, 0, out=z)` or `v = np.multiply(g, mask, out=g)`,
     reusing z's array (as careful code applies an activation or a mask in place)."""
     out = {}
-    for i in order:
-        node = graph.node(i)
-        if i in inlined or i in in_place or not node.is_call or node.aval.size < MIN_IN_PLACE_SIZE:
-            continue
-        prim = registry.get(node.op)
+    for i, node, prim in _statements_to_reuse(graph, order, inlined, in_place):
         if not (prim.takes_out or (prim.ufunc and prim.lanewise)):  # lanewise: exact overlap is safe
             continue
         for j in dict.fromkeys(node.inputs):
@@ -194,11 +200,7 @@ def _into_fresh(graph: Graph, order: list[int], inlined: set[int], in_place: dic
     `v = a @ w; v += b`, so the sum needs no second array (as careful code writes a
     bias add)."""
     out = {}
-    for i in order:
-        node = graph.node(i)
-        if i in inlined or i in in_place or not node.is_call or node.aval.size < MIN_IN_PLACE_SIZE:
-            continue
-        prim = registry.get(node.op)
+    for i, node, prim in _statements_to_reuse(graph, order, inlined, in_place):
         if prim.augmented is None or prim.emit is None:
             continue
         for k in ((0, 1) if prim.commutative else (0,)):
