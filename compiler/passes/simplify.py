@@ -294,9 +294,10 @@ def _scalable(factor: Node, product: Node, scaled: Node) -> bool:
 def _scale_smaller_factor(graph: Graph, node: Node) -> bool:
     """c * (A @ B) -> A @ (c * B) when B has fewer elements than the product (or
     (c * A) @ B): the scaling costs a pass over the smaller array. An SGD update
-    `W -= lr * (a.T @ g)` then scales the batch's g, not the weight-sized product.
-    And c * L(x), L linear in x (a sum), -> L(c * x) once c * x exists, so the bias
-    gradient shares the scaled g."""
+    `W -= lr * (a.T @ g)` that compile_step could not seed with lr (a custom_vjp in
+    the way) then scales the batch's g, not the weight-sized product. And c * L(x),
+    L linear in x (a sum), -> L(c * x) once c * x exists, so the bias gradient shares
+    the scaled g."""
     found = _scalar_factor(graph, node)
     if found is None:
         return False
