@@ -616,3 +616,26 @@ def test_the_fast_path_rebuilds_aux_and_reports_non_finite_values():
             step(params, bad, y)
     finally:
         compiler.debug_nans(False)
+
+
+def test_aux_that_views_a_large_intermediate_is_never_overwritten_by_the_next_step():
+    """A step keeps large values in arrays between calls; a value returned as aux, or
+    a view of it (`h[:5]`), must not live in one, or the next call would overwrite
+    what the caller holds."""
+    rng = np.random.default_rng(0)
+    params = nn.init_mlp([784, 256, 10], rng=rng)
+    x, y = rng.normal(size=(128, 784)), rng.integers(0, 10, 128)
+
+    def loss_fn(p, x, y):
+        h = np.maximum(x @ p["W1"] + p["b1"], 0)
+        return nn.softmax_cross_entropy(h @ p["W2"] + p["b2"], y), (h[:5], h)
+
+    step = compile_step(loss_fn, optim.SGD(lr=0.1), has_aux=True)
+    before = copy_tree(params)
+    _, (head, whole) = step(params, x, y)
+    saved_head, saved_whole = head.copy(), whole.copy()
+    step(params, 2 * x, y)
+    step(params, 3 * x, y)
+    np.testing.assert_array_equal(head, saved_head)
+    np.testing.assert_array_equal(whole, saved_whole)
+    np.testing.assert_allclose(whole, np.maximum(x @ before["W1"] + before["b1"], 0), rtol=1e-13)

@@ -118,8 +118,8 @@ def _workspace(graph: Graph, plan: MemoryPlan, kept: set[int], position: dict[in
         holders = [i]
         while holders[-1] in lives_in:
             holders.append(lives_in[holders[-1]])
-        if any(h in kept for h in holders):
-            continue  # a result would be one of the kept arrays
+        if any(alias in kept for h in holders for alias in views_of(graph, h)):
+            continue  # a result would be one of the kept arrays, or a view of one
         end = max((position[r] for h in holders for alias in views_of(graph, h)
                    for r in graph.users(alias) if r not in holders), default=position[i])
         pool = free.setdefault(node.dtype, [])
