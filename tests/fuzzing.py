@@ -197,6 +197,11 @@ class Program:
             f"def step_loss({', '.join(['params', *batch])}):",
             f"    return loss({from_params})",
             "",
+            "",
+            f"def step_loss_aux({', '.join(['params', *batch])}):",
+            f"    outputs = program({from_params})",
+            f"    return {self._scalarisation('outputs')}, outputs",
+            "",
         ]
         return "\n".join(lines)
 
@@ -206,6 +211,12 @@ class Program:
             return [f"    return np.sum(program({names}) * W0)"]
         terms = " + ".join(f"np.sum({out} * W{k})" for k, out in enumerate(self.outputs))
         return [f"    {', '.join(self.outputs)} = program({names})", f"    return {terms}"]
+
+    def _scalarisation(self, outputs: str) -> str:
+        """The loss's weighted sum, of the program's result held in `outputs`."""
+        if len(self.outputs) == 1:
+            return f"np.sum({outputs} * W0)"
+        return " + ".join(f"np.sum({outputs}[{k}] * W{k})" for k in range(len(self.outputs)))
 
     def arguments(self, dtype: str = "float64") -> tuple:
         """Fresh copies of the inputs in `dtype` (scalar inputs stay Python floats and
@@ -1607,7 +1618,7 @@ class _Checks:
 
     def run(self) -> None:
         for check in (self.jit_program, self.jit_loss, self.grad, self.value_and_grad, self.jvp, self.jacfwd,
-                      self.compile_step):
+                      self.compile_step, self.compile_step_aux):
             check()
 
     def fail(self, kind: str, check: str, detail: str) -> None:
@@ -1765,6 +1776,30 @@ class _Checks:
             if i.name in params:
                 expected = (old[i.name] - LR * g).astype(self.dtype)
                 self.compare("compile_step", f"updated {i.name}", params[i.name], expected, "gradient")
+
+    def compile_step_aux(self) -> None:
+        """The program's outputs as a step's aux: right at the old params, and left alone
+        by the next step (a step keeps large values in arrays between calls; an aux, or
+        a view of one, must not be one of them)."""
+        args = self.program.arguments(self.dtype)
+        params = {i.name: a for i, a in zip(self.program.inputs, args) if isinstance(a, np.ndarray)}
+        batch = [a for a in args if not isinstance(a, np.ndarray)]
+        step = compile_step(self.module.step_loss_aux, optim.SGD(lr=LR), has_aux=True)
+        first = self.call("compile_step_aux", step, params, *batch)
+        if first is None:
+            return
+        aux = first[1] if isinstance(first[1], tuple) else (first[1],)
+        expected = self.out if isinstance(self.out, tuple) else (self.out,)
+        saved = [np.copy(a) for a in aux]
+        for k, (a, e) in enumerate(zip(aux, expected)):
+            self.compare("compile_step_aux", f"aux output {k}", a, e, "forward", check_dtype=False)
+        if self.call("compile_step_aux", step, params, *batch) is None:
+            return
+        for k, (a, before) in enumerate(zip(aux, saved)):
+            a = np.asarray(a)
+            same = (a == before) | ((a != a) & (before != before)) if a.dtype.kind in "fc" else a == before
+            if not np.all(same):
+                self.fail("mutation", "compile_step_aux", f"aux output {k} of the first step changed in the second")
 
     # comparisons -----------------------------------------------------------------
 

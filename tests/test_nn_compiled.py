@@ -399,3 +399,25 @@ def test_softmax_cross_entropy_with_non_finite_logits_is_never_finite():
     assert np.all(np.isnan(g[:2]))
     p = np.exp(z[2] - z[2].max()) / np.exp(z[2] - z[2].max()).sum()
     np.testing.assert_allclose(g[2], (p - np.eye(3)[2]) / 3, rtol=1e-14)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_softmax_cross_entropy_gradient_keeps_float32_under_a_float64_cotangent(sparse):
+    """A float32 loss scaled by a float64 array makes its cotangent float64; the
+    gradient in the float32 logits is still float32 (the rule casts the cotangent),
+    and right."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(4, 3)).astype(np.float32)
+    labels = np.array([0, 2, 1, 2]) if sparse else np.eye(3, dtype=np.float32)[[0, 2, 1, 2]]
+    scale = np.array(3.0)  # a 0-d float64 array: float32 * it is float64
+
+    def f(z):
+        return nn.softmax_cross_entropy(z, labels) * scale
+
+    g = grad(f)(z)
+    onehot = np.eye(3)[[0, 2, 1, 2]]
+    z64 = z.astype(np.float64)
+    p = np.exp(z64 - z64.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, 3.0 * (p - onehot) / 4, rtol=2e-6, atol=1e-7)

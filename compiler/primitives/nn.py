@@ -125,7 +125,9 @@ def _sce_vjp(g, out, z, shift, exps, sums, labels, *rows, n, sparse):
     """The whole derivative in z, (softmax - labels) / n from the saved exps and sums,
     goes to z: the paths through shift, exps and sums, which are functions of z
     alone, are folded into it (they get no cotangent)."""
-    seed = () if _is_unit(g) else (g,)  # the seed of a loss: no multiply
+    # the seed of a loss needs no multiply; a cotangent of a wider dtype (float32 logits
+    # under float64 arithmetic) is cast, so the gradient has the logits' dtype
+    seed = () if _is_unit(g) else (g if g.dtype == exps.dtype else g.astype(exps.dtype),)
     g_z = exps.apply("softmax_cross_entropy_grad", sums, labels, *rows, *seed, n=n, sparse=sparse)
     g_labels = None if sparse else g * (shift - z + np.log(sums)) / n
     return (g_z, None, None, None, g_labels) + (None,) * len(rows)
