@@ -14,7 +14,7 @@ from compiler.codegen import Generated, flat_ids, generate
 from compiler.config import debug_nans_enabled
 from compiler.ir import Graph
 from compiler.validation import validate
-from compiler.passes import optimize
+from compiler.passes import dce, optimize
 
 OutTree = Any  # a node id, or nested tuples of node ids
 
@@ -42,12 +42,23 @@ def lower(graph: Graph, fn_name: str, out_tree: OutTree, updates: Optional[list[
     validate(graph)
     final = list(graph.outputs)
     out_tree = _refill(out_tree, iter(final[: len(flat)]))
-    updates = [(buffer, node) for (buffer, _), node in zip(updates, final[len(flat):])]
+    updates = [(buffer, node) for (buffer, _), node in zip(updates, final[len(flat):])
+               if not _unchanged(graph, buffer, node)]
+    if len(flat) + len(updates) < len(final):  # drop what only the no-op writes read
+        graph.outputs = final[: len(flat)] + [node for _, node in updates]
+        dce(graph)
     if before_codegen is not None:
         before_codegen(graph, out_tree)
     generated = generate(graph, fn_name, out_tree, updates=updates, debug_nans=debug_nans_enabled(),
                          workspace=workspace)
     return Lowered(generated, out_tree, updates)
+
+
+def _unchanged(graph: Graph, buffer: int, node: int) -> bool:
+    """Whether an update writes the buffer's own value back (a parameter whose gradient
+    is zero under plain SGD: `W - lr * 0` simplifies to a copy of W)."""
+    value = graph.node(node)
+    return node == buffer or (value.op == "copy" and value.inputs[0] == buffer)
 
 
 def _fresh_outputs(graph: Graph, returned: int) -> None:

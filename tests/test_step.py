@@ -639,3 +639,16 @@ def test_aux_that_views_a_large_intermediate_is_never_overwritten_by_the_next_st
     np.testing.assert_array_equal(head, saved_head)
     np.testing.assert_array_equal(whole, saved_whole)
     np.testing.assert_allclose(whole, np.maximum(x @ before["W1"] + before["b1"], 0), rtol=1e-13)
+
+
+def test_a_parameter_the_loss_does_not_read_is_left_alone():
+    """Plain SGD on a parameter whose gradient is zero writes nothing: no copy of the
+    array written back into itself."""
+    params = {"w": np.array(2.0), "W": np.ones((2, 3))}
+    step = compile_step(lambda p, x: p["w"] * x, optim.SGD(lr=0.1))
+    step(params, 3.0)
+    step(params, 3.0)
+    np.testing.assert_allclose(params["w"], 2.0 - 2 * 0.1 * 3.0)
+    np.testing.assert_array_equal(params["W"], np.ones((2, 3)))
+    source = step.source(params, 3.0)
+    assert "W[...]" not in source and "W -=" not in source, source
