@@ -43,12 +43,13 @@ class Step(Transformed):
         self._params_def: Any = None
         self.steps = 0  # calls so far: the step count learning-rate schedules see
         self._last: step_call.LastCall | None = None  # the fast path's record of the last call
+        self._optimizer_cache: tuple | None = None  # (optimizer.changes, (structure, hyper values))
 
     def __call__(self, params: Any, *batch: Any, **kwargs: Any) -> Any:
         last, leaves = self._last, None
         if last is not None and not kwargs:
-            leaves = step_call.arguments(last, params, self.state, batch, self._structure(), debug_nans_enabled(),
-                                         self._hyper_values)
+            structure, hyper = self._optimizer_inputs()
+            leaves = step_call.arguments(last, params, self.state, batch, structure, debug_nans_enabled(), hyper)
         if leaves is not None:  # the fast path: the generated function, called directly
             self._labels = batch[-1] if batch else None
             try:
@@ -74,9 +75,22 @@ class Step(Transformed):
         self.steps += 1
         return loss
 
-    def _hyper_values(self) -> list:
-        hyperparams = getattr(self.optimizer, "hyperparams", None)
-        return list(hyperparams(self.steps).values()) if hyperparams is not None else []
+    def _optimizer_inputs(self) -> tuple[tuple, list]:
+        """The optimizer's structure and hyperparameter values for this call. For
+        runtime.optim's optimizers whose hyperparameters are Python numbers (not
+        schedules, not arrays that could change in place) both depend on their
+        attributes alone: they are reused while `optimizer.changes` (a count of
+        attribute assignments) stays the same."""
+        opt = self.optimizer
+        key = getattr(opt, "changes", None) if type(opt).__module__ == "runtime.optim" else None
+        cached = self._optimizer_cache
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        hyperparams = getattr(opt, "hyperparams", None)
+        inputs = (self._structure(), list(hyperparams(self.steps).values()) if hyperparams is not None else [])
+        numbers = all(type(getattr(opt, name, None)) in (float, int) for name in getattr(opt, "HYPERPARAMS", ()))
+        self._optimizer_cache = (key, inputs) if key is not None and numbers else None
+        return inputs
 
     def _structure(self) -> tuple:
         return self.optimizer.structure() if hasattr(self.optimizer, "structure") else ()

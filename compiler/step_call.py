@@ -84,7 +84,7 @@ def record(params: Any, state: Any, batch: tuple, structure: tuple, debug: bool,
 
 
 def arguments(last: LastCall, params: Any, state: Any, batch: tuple, structure: tuple, debug: bool,
-              hyper: Callable[[], list]) -> Optional[list]:
+              hyper: list) -> Optional[list]:
     """The generated function's arguments for this call, or None to take the general
     path: the same params and state objects, every container holding the same items
     (so the same arrays), the same optimizer structure, the same batch types, and
@@ -97,7 +97,7 @@ def arguments(last: LastCall, params: Any, state: Any, batch: tuple, structure: 
             return None
     if structure != last.structure or not _same_batch(batch, last.batch_key) or not last.compiled.current():
         return None
-    return [*last.leaves, *hyper(), *batch]
+    return [*last.leaves, *hyper, *batch]
 
 
 def _same_batch(batch: tuple, key: tuple) -> bool:

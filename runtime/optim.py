@@ -38,6 +38,11 @@ class Optimizer:
     `update`."""
 
     HYPERPARAMS: tuple[str, ...] = ()
+    changes = 0  # attribute assignments so far: what a compiled step read stays valid while it holds
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, "changes", self.changes + 1)
 
     def init(self, params: Tree) -> Tree:
         raise NotImplementedError

@@ -460,3 +460,21 @@ def test_a_step_that_keeps_arrays_between_calls_is_safe_from_several_threads():
     for params in copies:
         for k in params:
             np.testing.assert_allclose(params[k], alone[k], rtol=1e-12, atol=1e-12)
+
+
+def test_a_learning_rate_held_in_an_array_and_changed_in_place_takes_effect():
+    """A step reuses the hyperparameter values it read while the optimizer's attributes
+    stay the same, but only for Python numbers: an array changed in place is read
+    again every call."""
+    def loss(p):
+        return np.sum(p["w"] ** 2) / 2
+
+    opt = optim.SGD(lr=0.1)
+    opt.lr = np.array(0.1)
+    params = {"w": np.array([1.0])}
+    step = compile_step(loss, opt)
+    step(params)
+    np.testing.assert_allclose(params["w"], [0.9])
+    opt.lr[...] = 0.5
+    step(params)
+    np.testing.assert_allclose(params["w"], [0.45])
