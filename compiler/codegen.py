@@ -248,7 +248,9 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
     return Generated(fn_name, source, _load(fn_name, source, em.constants), em.constants, bool(kept))
 
 
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+def _view_suffix(k: int) -> str:
+    """`a`, `b`, ... for the views of one kept array; `z` is followed by `27`, `28`, ..."""
+    return "abcdefghijklmnopqrstuvwxyz"[k] if k < 26 else str(k + 1)
 
 
 class _WorkspaceArrays:
@@ -272,7 +274,7 @@ class _WorkspaceArrays:
         if len(shapes) == 1:
             return f"ws{number}"
         node = self.graph.node(i)
-        return f"ws{number}_{_LETTERS[shapes.index(Aval(node.shape, node.dtype))]}"
+        return f"ws{number}_{_view_suffix(shapes.index(Aval(node.shape, node.dtype)))}"
 
     def module_lines(self) -> list[str]:
         lines = []
@@ -287,7 +289,7 @@ class _WorkspaceArrays:
             for k, aval in enumerate(shapes):
                 part = f"ws{number}" if aval.size == size else f"ws{number}[:{aval.size}]"
                 shape = aval.shape if aval.shape else ((),)  # `.reshape(())` for a 0-d view
-                lines.append(f"ws{number}_{_LETTERS[k]} = {part}.reshape{shape}")
+                lines.append(f"ws{number}_{_view_suffix(k)} = {part}.reshape{shape}")
         return lines
 
 

@@ -86,3 +86,21 @@ def test_a_dying_operand_is_overwritten_only_when_no_returned_view_shares_it():
     assert "out=" not in jit(f).source(x)
     assert "np.multiply(u, 2, out=u)" in jit(g).source(x)
     np.testing.assert_allclose(jit(g)(x)[0], 2 * np.exp(x))
+
+
+def test_a_kept_array_shared_by_many_shapes_names_every_view():
+    """Thirty large products of different shapes, never alive at once, share one kept
+    array as thirty views (`ws1_a` ... `ws1_z`, `ws1_27` ...); the step is right."""
+    def loss(p):
+        total = 0.0
+        for k in range(30):
+            total = total + np.sum(p["x"][:, : 200 + k] * p["x"][:, 1 : 201 + k])
+        return total
+
+    x = np.random.default_rng(0).normal(size=(256, 300))
+    params = {"x": x.copy()}
+    step = compile_step(loss, optim.SGD(lr=1e-3))
+    np.testing.assert_allclose(step(params), loss({"x": x}), rtol=1e-12)
+    source = step.source(params)
+    assert "ws1_z = " in source and "ws1_30 = " in source, source
+    np.testing.assert_allclose(params["x"], x - 1e-3 * grad(loss)({"x": x})["x"], rtol=1e-12)
