@@ -43,7 +43,7 @@ class Step(Transformed):
         self._params_def: Any = None
         self.steps = 0  # calls so far: the step count learning-rate schedules see
         self._last: step_call.LastCall | None = None  # the fast path's record of the last call
-        self._optimizer_cache: tuple | None = None  # (optimizer.changes, (structure, hyper values))
+        self._optimizer_cache: tuple | None = None  # (optimizer, its changes, (structure, hyper values))
 
     def __call__(self, params: Any, *batch: Any, **kwargs: Any) -> Any:
         last, leaves = self._last, None
@@ -82,14 +82,14 @@ class Step(Transformed):
         attributes alone: they are reused while `optimizer.changes` (a count of
         attribute assignments) stays the same."""
         opt = self.optimizer
-        key = getattr(opt, "changes", None) if type(opt).__module__ == "runtime.optim" else None
+        changes = getattr(opt, "changes", None) if type(opt).__module__ == "runtime.optim" else None
         cached = self._optimizer_cache
-        if key is not None and cached is not None and cached[0] == key:
-            return cached[1]
+        if changes is not None and cached is not None and cached[0] is opt and cached[1] == changes:
+            return cached[2]
         hyperparams = getattr(opt, "hyperparams", None)
         inputs = (self._structure(), list(hyperparams(self.steps).values()) if hyperparams is not None else [])
         numbers = all(type(getattr(opt, name, None)) in (float, int) for name in getattr(opt, "HYPERPARAMS", ()))
-        self._optimizer_cache = (key, inputs) if key is not None and numbers else None
+        self._optimizer_cache = (opt, changes, inputs) if changes is not None and numbers else None
         return inputs
 
     def _structure(self) -> tuple:

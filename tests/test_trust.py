@@ -478,3 +478,19 @@ def test_a_learning_rate_held_in_an_array_and_changed_in_place_takes_effect():
     opt.lr[...] = 0.5
     step(params)
     np.testing.assert_allclose(params["w"], [0.45])
+
+
+def test_a_replaced_optimizer_is_read_afresh():
+    """The hyperparameter values a step reuses belong to one optimizer object: a new
+    one with as many attribute assignments behind it is read again."""
+    def loss(p):
+        return np.sum(p["w"] ** 2) / 2
+
+    params = {"w": np.array([1.0])}
+    step = compile_step(loss, optim.SGD(lr=0.1))
+    step(params)
+    step(params)
+    np.testing.assert_allclose(params["w"], [0.81])
+    step.optimizer = optim.SGD(lr=0.5)
+    step(params)
+    np.testing.assert_allclose(params["w"], [0.405])
