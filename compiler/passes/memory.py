@@ -4,10 +4,12 @@ large temporary is released.
 
 Code generation prints exactly what the plan says. The plan is made over the IR:
 
-- **Order.** A topological order, ties broken by node id, except that work needed
-  only for in-place updates (a training step's backward pass and optimizer update)
-  is scheduled after everything the returned values need, so a late read of a
-  parameter by the loss never follows the parameter's update.
+- **Order.** A topological order, ties broken by node id (a node ranks as early as
+  its earliest reader), except that work needed only for in-place updates (a
+  training step's backward pass and optimizer update) is scheduled after everything
+  the returned values need, so a late read of a parameter by the loss never follows
+  the parameter's update; and each update runs as soon as the other reads of its
+  buffer are done (`W2 -= lr_g_W2` right after the backward pass last reads W2).
 - **Inlining.** A value used once, with no user name and no cotangent role, is
   printed inside its consumer's expression (at most `MAX_INLINE` operations per
   expression). An inlined value is evaluated where its consumer is.
@@ -16,10 +18,15 @@ Code generation prints exactly what the plan says. The plan is made over the IR:
   temporaries (`v *= mu; v += g`), when every read of the buffer's old value, and
   of every view of it, is evaluated before; otherwise the value is computed into a
   new array and copied into the buffer at the very end.
-- **Reuse.** Large values reuse arrays a careful hand-written step would: a bias add
-  goes into the matmul's fresh result (`z1 = x @ W1; z1 += b1`), an activation into
-  a temporary that dies there (`np.maximum(z1, 0, out=z1)`), and `W -= lr * g` scales
-  a dying `g` in place first (`g *= lr; W -= g`).
+- **Reuse.** Values from `MIN_IN_PLACE_SIZE` elements reuse arrays a careful
+  hand-written step would: a bias add goes into the matmul's fresh result
+  (`z1 = x @ W1; z1 += b1`), an activation or a mask into a temporary that dies there
+  (`np.maximum(z1, 0, out=z1)`, `np.multiply(g, a > 0, out=g)`), and `W -= lr * g`
+  scales a dying `g` in place first (`g *= lr; W -= g`).
+- **Kept arrays** (a training step, `workspace=True`). Large values go into arrays
+  the module keeps between calls (`out=ws1`), shared by values never alive at once
+  (as views when their shapes differ), so a step allocates no large array after its
+  first call; never a value that is returned, or whose view is.
 - **Release.** A large temporary is deleted right after the statement that reads
   it last, so peak memory stays where a careful hand-written function keeps it.
 """
