@@ -240,11 +240,10 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
     ]
     body = _quiet_discarded_lanes(em.lines) if _masks_discarded_lanes(graph) and not debug_nans else em.lines
     kept = em.workspace.module_lines()
-    if kept:
-        kept = ["", "# arrays the step computes into and keeps between calls (not thread-safe by itself)"] + kept
-    if em.made:
-        kept = [""] + em.made + kept
-    source = "\n".join(imports + bound + kept + ["", "", header] + body) + "\n"
+    module_level = ([""] + em.made if em.made else []) + (
+        ["", "# arrays the step computes into and keeps between calls (not thread-safe by itself)"] + kept
+        if kept else [])
+    source = "\n".join(imports + bound + module_level + ["", "", header] + body) + "\n"
     return Generated(fn_name, source, _load(fn_name, source, em.constants), em.constants, bool(kept))
 
 

@@ -421,3 +421,12 @@ def test_softmax_cross_entropy_gradient_keeps_float32_under_a_float64_cotangent(
     p /= p.sum(axis=1, keepdims=True)
     assert g.dtype == np.float32
     np.testing.assert_allclose(g, 3.0 * (p - onehot) / 4, rtol=2e-6, atol=1e-7)
+
+
+def test_constants_made_at_load_are_not_kept_arrays():
+    """`rows = np.arange(n)` is made once when the module loads and only read: a
+    function with it but no kept arrays takes no lock per call."""
+    z, y = np.ones((3, 4)), np.array([0, 1, 2])
+    f = value_and_grad(lambda z: nn.softmax_cross_entropy(z, y))
+    assert "rows = np.arange(3)" in f.source(z)
+    assert not f._lookup((z,), {})[0].generated.keeps_arrays
