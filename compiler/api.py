@@ -39,6 +39,18 @@ _LOG = logging.getLogger("adjoint")
 INSPECTORS: dict[str, Callable[..., Any]] = {}
 
 
+def call_generated(fn: Callable, lock: Any, leaves: list) -> Any:
+    """`fn(*leaves)` under `lock` when there is one (one call at a time uses the kept
+    arrays), with a debug_nans check's FloatingPointError raised as NonFiniteError."""
+    try:
+        if lock is None:
+            return fn(*leaves)
+        with lock:
+            return fn(*leaves)
+    except FloatingPointError as err:
+        raise NonFiniteError(str(err)).with_traceback(None) from None
+
+
 @dataclass
 class Compiled:
     """One signature's generated function and how to rebuild its results."""
@@ -54,6 +66,11 @@ class Compiled:
 
     def __post_init__(self) -> None:
         self.check = self.guards.freeze()
+
+    @property
+    def kept_arrays_lock(self) -> Any:
+        """The lock a call holds while it uses the kept arrays; None when there are none."""
+        return self.lock if self.generated.keeps_arrays else None
 
     def current(self) -> bool:
         """Whether every global and closure value the trace read is still the same."""
@@ -140,13 +157,7 @@ class Transformed:
         return compiled.rebuild(self._run(compiled, leaves))
 
     def _run(self, compiled: Compiled, leaves: list) -> Any:
-        try:
-            if compiled.generated.keeps_arrays:  # one call at a time uses the kept arrays
-                with compiled.lock:
-                    return compiled.generated.fn(*leaves)
-            return compiled.generated.fn(*leaves)
-        except FloatingPointError as err:  # raised by debug_nans checks in generated code
-            raise NonFiniteError(str(err)).with_traceback(None) from None
+        return call_generated(compiled.generated.fn, compiled.kept_arrays_lock, leaves)
 
     def _entry(self, args: tuple, kwargs: dict) -> tuple[Compiled, list, bool]:
         """The compiled function for these arguments, the leaves it takes, and whether

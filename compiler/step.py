@@ -12,9 +12,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from compiler.api import Compiled, Transformed, _scalar_output, refill, split_aux, traced_args
+from compiler.api import Compiled, Transformed, _scalar_output, call_generated, refill, split_aux, traced_args
 from compiler.prediction import Prediction
-from compiler.errors import AdjointError, GradError, NonFiniteError, UnsupportedError, api_boundary, at_user_line
+from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
 from compiler import step_call
 from compiler.config import debug_nans_enabled
@@ -52,14 +52,7 @@ class Step(Transformed):
             leaves = step_call.arguments(last, params, self.state, batch, structure, debug_nans_enabled(), hyper)
         if leaves is not None:  # the fast path: the generated function, called directly
             self._labels = batch[-1] if batch else None
-            try:
-                if last.lock is None:
-                    out = last.fn(*leaves)
-                else:
-                    with last.lock:  # one call at a time uses the kept arrays
-                        out = last.fn(*leaves)
-            except FloatingPointError as err:  # raised by debug_nans checks in generated code
-                raise NonFiniteError(str(err)).with_traceback(None) from None
+            out = call_generated(last.fn, last.lock, leaves)
             self.steps += 1
             return out if last.plain else last.compiled.rebuild(out)
         try:

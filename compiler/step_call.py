@@ -36,8 +36,7 @@ class LastCall:
     plain: bool = False  # the function returns the loss itself (no aux to rebuild)
 
     def __post_init__(self) -> None:
-        self.fn = self.compiled.generated.fn
-        self.lock = self.compiled.lock if self.compiled.generated.keeps_arrays else None
+        self.fn, self.lock = self.compiled.generated.fn, self.compiled.kept_arrays_lock
 
 
 def batch_key(batch: tuple) -> Optional[tuple]:
