@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 import math
 import os
 from dataclasses import dataclass, field
@@ -193,22 +194,30 @@ def _reach(ids: Iterable[int], adjacency: dict) -> set[int]:
     return seen
 
 
-def topological_order(dag: nx.DiGraph, key: Optional[Callable[[int], Any]] = None) -> list[int]:
+def topological_order(dag: nx.DiGraph, key: Optional[Callable[[int], Any]] = None,
+                      after: Optional[dict[int, set[int]]] = None) -> list[int]:
     """The node ids of `dag` in topological order, ties broken by smallest id first
     (or smallest `key(id)`, then id): exactly what
     `nx.lexicographical_topological_sort(dag, key=key or (lambda i: i))` yields, in
-    O(V log V + E) without networkx's per-node views. Raises
+    O(V log V + E) without networkx's per-node views. `after` adds ordering
+    constraints that are not edges: node -> nodes that must come before it. Raises
     `nx.NetworkXUnfeasible` on a cycle."""
     succ, pred = dag._succ, dag._pred
     indegree = {v: len(p) for v, p in pred.items() if p}
+    extra_succ: dict[int, list[int]] = {}
+    for v, earlier in (after or {}).items():
+        for u in earlier:
+            if v not in succ[u]:
+                extra_succ.setdefault(u, []).append(v)
+                indegree[v] = indegree.get(v, 0) + 1
     rank = key if key is not None else (lambda v: v)
-    ready = [(rank(v), v) for v, p in pred.items() if not p]
+    ready = [(rank(v), v) for v in pred if v not in indegree]
     heapq.heapify(ready)
     order = []
     while ready:
         v = heapq.heappop(ready)[1]
         order.append(v)
-        for child in succ[v]:
+        for child in itertools.chain(succ[v], extra_succ.get(v, ())):
             d = indegree[child] - 1
             if d:
                 indegree[child] = d

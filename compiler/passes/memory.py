@@ -238,14 +238,11 @@ def _schedule(graph: Graph, returned: list[int], updates: list[tuple[int, int]])
     for i in reversed(graph.order()):
         demand[i] = min([i] + [demand[u] for u in graph.users(i)])
     after = _buffer_reads_before_updates(graph, updates)
-    early = {node for node, _ in after.items()}
     if len(needed) == graph.dag.number_of_nodes() and not after:
         order = topological_order(graph.dag, key=lambda i: (demand[i], i))
     else:
-        dag = graph.dag.copy() if after else graph.dag
-        for node, readers in after.items():
-            dag.add_edges_from((r, node) for r in readers)
-        order = topological_order(dag, key=lambda i: (i not in needed, i not in early, demand[i], i))
+        order = topological_order(graph.dag, key=lambda i: (i not in needed, i not in after, demand[i], i),
+                                  after=after)
     return [i for i in order if i not in inputs]
 
 
