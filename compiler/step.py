@@ -168,21 +168,20 @@ class Step(Transformed):
         param_leaves, param_def = tree.flatten(params)
         state_leaves, state_def = tree.flatten(state)
 
-        def backward_and_update(seed: Any = None) -> tuple[Graph, list[int], Any, Any]:
-            joint, grads = reverse(graph, [p.id for p in param_leaves], loss, seed=seed)
-            grad_tree = tree.unflatten(param_def, [Tracer(joint, g) for g in grads])
-            on_joint = lambda t: Tracer(joint, t.id) if isinstance(t, Tracer) else t  # noqa: E731
+        def update(target: Graph, grads: list[int]) -> tuple[Any, Any]:
+            """Trace the optimizer's update into `target`, reading these gradient nodes."""
+            grad_tree = tree.unflatten(param_def, [Tracer(target, g) for g in grads])
+            on_target = lambda t: Tracer(target, t.id) if isinstance(t, Tracer) else t  # noqa: E731
             # An optimizer without `hyperparams` (any object with init/update) keeps its own.
-            extra = (tree.tree_map(on_joint, hyper),) if hasattr(self.optimizer, "hyperparams") else ()
-            new_params, new_state = extend(joint, lambda: self.optimizer.update(
-                tree.tree_map(on_joint, params), grad_tree, tree.tree_map(on_joint, state), *extra
+            extra = (tree.tree_map(on_target, hyper),) if hasattr(self.optimizer, "hyperparams") else ()
+            return extend(target, lambda: self.optimizer.update(
+                tree.tree_map(on_target, params), grad_tree, tree.tree_map(on_target, state), *extra
             ))
-            return joint, grads, new_params, new_state
 
-        joint, grads, new_params, new_state = backward_and_update()
-        step_size = _uniform_step_size(joint, graph, grads)
+        step_size = _uniform_step_size(graph, [p.id for p in param_leaves], update)
+        joint, grads = reverse(graph, [p.id for p in param_leaves], loss, seed=step_size)
+        new_params, new_state = update(joint, grads)
         if step_size is not None:
-            joint, grads, new_params, new_state = backward_and_update(seed=step_size)
             _drop_step_size(joint, grads, step_size)
         updates = _pair_updates(joint, param_leaves, tree.flatten(new_params)[0], "parameter")
         updates += _pair_updates(joint, state_leaves, tree.flatten(new_state)[0], "optimizer state")
@@ -206,28 +205,33 @@ class Step(Transformed):
         return self._predict
 
 
-def _uniform_step_size(joint: Graph, forward: Graph, grads: list[int]) -> Optional[int]:
+def _uniform_step_size(forward: Graph, params: list[int],
+                       update: Callable[[Graph, list[int]], Any]) -> Optional[int]:
     """The Python-number node c (a learning rate) when the optimizer reads every
     gradient only as c * g (plain SGD), else None. Then the backward pass can be seeded
     with c instead of 1: every cotangent comes out scaled, and the update needs no
     multiplication per parameter (a careful hand-written step folds the learning rate
-    the same way). Not through a user's custom_vjp, whose rule may not be linear."""
+    the same way). Decided on a scratch copy of the forward graph, the update traced
+    on stand-in gradients, so the backward pass is traced once. Not through a user's
+    custom_vjp, whose rule may not be linear."""
     if any(node.op == "custom_rule" for node in forward.nodes()):
         return None
+    probe = forward.copy()
+    grads = [probe.add_input(probe.node(p).aval) for p in params]
+    update(probe, grads)
     scales = set()
     for g in grads:
-        users = joint.users(g)
-        if not users or g in joint.outputs:
+        users = probe.users(g)
+        if not users:
             return None
         for user in users:
-            node = joint.node(user)
+            node = probe.node(user)
             if node.op != "multiply" or node.inputs.count(g) != 1:
                 return None
-            c = node.inputs[1] if node.inputs[0] == g else node.inputs[0]
-            scales.add(c)
+            scales.add(node.inputs[1] if node.inputs[0] == g else node.inputs[0])
     if len(scales) != 1:
         return None
-    c = joint.node(scales.pop())
+    c = probe.node(scales.pop())
     if not (c.is_input or c.is_const) or not c.aval.weak or c.shape != () or c.id not in forward:
         return None
     return c.id
