@@ -180,9 +180,10 @@ class Step(Transformed):
 
         step_size = _uniform_step_size(graph, [p.id for p in param_leaves], update)
         joint, grads = reverse(graph, [p.id for p in param_leaves], loss, seed=step_size)
+        first_update = joint.next_id
         new_params, new_state = update(joint, grads)
         if step_size is not None:
-            _drop_step_size(joint, grads, step_size)
+            _drop_step_size(joint, grads, step_size, first_update)
         updates = _pair_updates(joint, param_leaves, tree.flatten(new_params)[0], "parameter")
         updates += _pair_updates(joint, state_leaves, tree.flatten(new_state)[0], "optimizer state")
         aux_leaves, aux_def = tree.flatten(aux)
@@ -237,13 +238,16 @@ def _uniform_step_size(forward: Graph, params: list[int],
     return c.id
 
 
-def _drop_step_size(joint: Graph, grads: list[int], c: int) -> None:
+def _drop_step_size(joint: Graph, grads: list[int], c: int, first_update: int) -> None:
     """After a backward pass seeded with c: each gradient already holds c * g, so the
-    optimizer's c * g reads it directly; cotangents print as `<c>_g_<name>`."""
+    optimizer's c * g (a node from `first_update` on) reads it directly. Backward
+    nodes that read a gradient (one parameter's cotangent is part of another's) keep
+    reading it: they are scaled with the rest. Cotangents print as `<c>_g_<name>`."""
     for g in grads:
         for user in joint.users(g):
-            joint.replace_uses(user, g)
-            joint.remove(user)
+            if user >= first_update and joint.node(user).op == "multiply" and c in joint.node(user).inputs:
+                joint.replace_uses(user, g)
+                joint.remove(user)
     joint.cotangent_scale = joint.node(c).name
 
 

@@ -652,3 +652,21 @@ def test_a_parameter_the_loss_does_not_read_is_left_alone():
     np.testing.assert_array_equal(params["W"], np.ones((2, 3)))
     source = step.source(params, 3.0)
     assert "W[...]" not in source and "W -=" not in source, source
+
+
+def test_seeding_keeps_a_gradient_that_is_part_of_another():
+    """x1's gradient (lr * W0 once seeded) is also a term of x0's (x0 feeds v1 too):
+    only the optimizer's lr * g is dropped, never the backward pass's own read of it."""
+    w0, w1 = np.array(0.64), np.array(0.1)
+
+    def loss(p):
+        v1 = p["x1"] + p["x0"]
+        return np.sum(v1 * w0) + np.sum(np.log(p["x0"] * p["x0"] + 0.5) * w1)
+
+    params = {"x0": np.array(0.12573022), "x1": np.array(-0.13210486)}
+    g = grad(loss)(params)
+    expected = {k: params[k] - 0.1 * g[k] for k in params}
+    step = compile_step(loss, optim.SGD(lr=0.1))
+    step(params)
+    assert "lr_g_x0" in step.source(params)
+    assert_tree_close(params, expected, rtol=1e-13, atol=1e-15)
