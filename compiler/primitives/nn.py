@@ -184,7 +184,6 @@ def _sce_grad_stmts(target: ast.Name, exps, sums, labels, *rest, n: int, sparse:
     """`t = exps * (mass * s / sums); t -= labels * s` with s = g / n, in place in t:
     for integer labels `t = exps / (sums * n); t[rows, labels] -= 1 / n`."""
     rows, g = _split(rest, sparse)
-    store = lambda: ast.Name(target.id, ast.Store())  # noqa: E731
     scale = literal(1 / n) if g is None else ast.BinOp(g, ast.Div(), literal(n))
     if sparse:
         factor = ast.BinOp(sums, ast.Mult(), literal(n))
@@ -196,7 +195,8 @@ def _sce_grad_stmts(target: ast.Name, exps, sums, labels, *rest, n: int, sparse:
     if g is not None:
         factor = ast.BinOp(g, ast.Mult(), factor)
     onehot = ast.BinOp(labels, ast.Div(), literal(n)) if g is None else ast.BinOp(labels, ast.Mult(), scale)
-    return [_assign(target, ast.BinOp(exps, ast.Mult(), factor)), ast.AugAssign(store(), ast.Sub(), onehot)]
+    return [_assign(target, ast.BinOp(exps, ast.Mult(), factor)),
+            ast.AugAssign(ast.Name(target.id, ast.Store()), ast.Sub(), onehot)]
 
 
 # softmax_cross_entropy_grad(exps, sums, labels[, rows][, g]) = (p * mass - labels) * s,
@@ -216,11 +216,17 @@ def _sce_grad_p_scale(labels, s, sparse):
     return s if sparse else np.sum(labels, axis=1, keepdims=True) * s
 
 
+def _sce_grad_unscaled(exps, sums, labels, rest, *, n, sparse):
+    """(p * mass - labels) / n: the result's derivative in its cotangent g (the last
+    of `rest`, left out)."""
+    return exps.apply("softmax_cross_entropy_grad", sums, labels, *rest[:-1], n=n, sparse=sparse)
+
+
 def _sce_grad_vjp(gg, out, exps, sums, labels, *rest, n, sparse):
     """With c = mass * s: gg c / sums for exps, -sum(gg exps, axis=1) c / sums^2 for
     sums, s (sum(gg p, axis=1) - gg) for float labels, sum(gg (p mass - labels)) / n
     for g."""
-    rows, g = _split(rest, sparse)
+    _, g = _split(rest, sparse)
     s = _sce_grad_scale(g, n)
     c_over_sums = _sce_grad_p_scale(labels, s, sparse) / sums
     weighted = np.sum(gg * exps, axis=1, keepdims=True)
@@ -228,26 +234,24 @@ def _sce_grad_vjp(gg, out, exps, sums, labels, *rest, n, sparse):
     cts = (gg * c_over_sums, -weighted * c_over_sums / sums, g_labels) + ((None,) if sparse else ())
     if g is None:
         return cts
-    unscaled = exps.apply("softmax_cross_entropy_grad", sums, labels, *rest[:-1], n=n, sparse=sparse)
-    return cts + (np.sum(gg * unscaled),)
+    return cts + (np.sum(gg * _sce_grad_unscaled(exps, sums, labels, rest, n=n, sparse=sparse)),)
 
 
 def _sce_grad_jvp(tangents, out, exps, sums, labels, *rest, n, sparse):
     """d = c (dexps - p dsums) / sums + s (p dmass - dlabels) + dg (p mass - labels) / n,
     with p = exps / sums and c = mass * s."""
-    rows, g = _split(rest, sparse)
+    _, g = _split(rest, sparse)
     t_exps, t_sums, t_labels = tangents[:3]
     s = _sce_grad_scale(g, n)
     c_over_sums = _sce_grad_p_scale(labels, s, sparse) / sums
     terms = []
-    shift = _difference(t_exps, None if t_sums is None else exps / sums * t_sums)
-    if shift is not None:
-        terms.append(shift * c_over_sums)
+    d_exps = _difference(t_exps, None if t_sums is None else exps / sums * t_sums)  # sums * d(exps / sums)
+    if d_exps is not None:
+        terms.append(d_exps * c_over_sums)
     if t_labels is not None:
         terms.append((exps / sums * np.sum(t_labels, axis=1, keepdims=True) - t_labels) * s)
     if g is not None and tangents[-1] is not None:
-        unscaled = exps.apply("softmax_cross_entropy_grad", sums, labels, *rest[:-1], n=n, sparse=sparse)
-        terms.append(tangents[-1] * unscaled)
+        terms.append(tangents[-1] * _sce_grad_unscaled(exps, sums, labels, rest, n=n, sparse=sparse))
     return _total(terms)
 
 
