@@ -165,12 +165,31 @@ _det_abstract = _square_abstract("det", lambda a: a.shape[:-2])
 register(Primitive("det", abstract=_det_abstract, emit=_linalg("det"),
                    vjp=lambda g, out, a: (_as_matrix_scale(g * conj_if_complex(out)) * _mH(np.linalg.inv(a)),),
                    jvp=lambda t, out, a: out * _trace_product(np.linalg.inv(a), t[0])))
-register(Primitive("slogdet_sign", abstract=_det_abstract, emit=_linalg("slogdet", 0), differentiable=False))
+
+
+def _logabsdet_jvp(tangents, out, a):
+    """d log|det A| = tr(A^-1 dA), of which a complex A's logabsdet takes the real part."""
+    d = _trace_product(np.linalg.inv(a), tangents[0])
+    return np.real(d) if d.dtype.kind == "c" else d
+
+
+def _sign_jvp(tangents, out, a):
+    """A real determinant's sign is piecewise constant (the primitive is not
+    differentiable); a complex one's, det / |det|, turns with the determinant's
+    phase: d sign = sign * 1j * Im tr(A^-1 dA) (forward mode only, see
+    registry.COMPLEX_JVPS)."""
+    if out.dtype.kind != "c":
+        return None
+    return out * (1j * np.imag(_trace_product(np.linalg.inv(a), tangents[0])))
+
+
+register(Primitive("slogdet_sign", abstract=_det_abstract, emit=_linalg("slogdet", 0), differentiable=False,
+                   jvp=_sign_jvp))
 register(Primitive("slogdet_logabsdet", abstract=_square_abstract("det", lambda a: a.shape[:-2], real_dtype),
                    emit=_linalg("slogdet", 1),
                    # of a complex A, d log|det A| = Re tr(A^-1 dA): g_A = g A^-H
                    vjp=lambda g, out, a: (_as_matrix_scale(g) * _mH(np.linalg.inv(a)),),
-                   jvp=lambda t, out, a: _trace_product(np.linalg.inv(a), t[0])))
+                   jvp=_logabsdet_jvp))
 
 
 # --- cholesky, eigh -----------------------------------------------------------

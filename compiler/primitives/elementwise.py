@@ -19,7 +19,7 @@ import numpy as np
 
 from compiler.errors import ShapeError
 from compiler.ir import Aval
-from compiler.primitives.registry import Primitive, call, literal, np_call, register
+from compiler.primitives.registry import Primitive, call, conjugating, literal, np_call, register
 
 _WEAK_TYPES = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
 
@@ -66,16 +66,20 @@ def compare(op: ast.cmpop):
 
 
 def _ufunc(name: str, vjp, emit=None, augmented=None, commutative=False, foldable=False, linear=False,
-           spelling: Optional[str] = None) -> None:
+           spelling: Optional[str] = None, jvp=None, builtin: Optional[str] = None) -> None:
     """Register NumPy's ufunc `name`, printed as the Python operator `emit` or as
-    `np.<spelling>(...)` (default `np.<name>`); `vjp=None` for one that carries no
+    `np.<spelling>(...)` (default `np.<name>`), and as Python's `builtin` function
+    on Python numbers (`abs(a)`: a Python float, as NumPy's ufunc would not give); `vjp=None` for one that carries no
     gradient (an integer or boolean result, or a piecewise-constant one such as
-    np.floor, whose gradient is 0 wherever it exists)."""
+    np.floor, whose gradient is 0 wherever it exists). `jvp`, for a unary ufunc whose
+    forward rule cannot be derived from `vjp` (one not holomorphic on complex values),
+    broadcasts, so it also serves tangents with a leading batch axis."""
     register(
         Primitive(
             name,
-            abstract=elementwise_abstract(name, python_op=emit is not None),
+            abstract=elementwise_abstract(name, python_op=emit is not None or builtin is not None),
             emit=emit or call(spelling or name),
+            emit_weak=(lambda *args: ast.Call(ast.Name(builtin, ast.Load()), list(args), [])) if builtin else None,
             vjp=vjp,
             differentiable=vjp is not None,
             augmented=augmented,
@@ -85,6 +89,8 @@ def _ufunc(name: str, vjp, emit=None, augmented=None, commutative=False, foldabl
             takes_out=emit is None,
             foldable=foldable,
             linear=linear,
+            jvp=jvp,
+            batched_jvp=jvp,
         )
     )
 
@@ -95,8 +101,9 @@ def conj_if_complex(x):
     VJP rules conjugate partial derivatives with it: under the convention of
     compiler/transforms/reverse.py, w = f(z) sends g_z = g_w * conj(f'(z)). A Python
     complex is conjugated at compile time (np.conj of it would be a strong
-    complex128 and widen complex64 values)."""
-    if x.dtype.kind != "c":
+    complex128 and widen complex64 values). Under `registry.conjugation_suspended`
+    (a VJP rule built as its JVP) it returns `x` itself."""
+    if x.dtype.kind != "c" or not conjugating():
         return x
     value = x.graph.python_scalar(x.id)
     if isinstance(value, complex):
@@ -187,6 +194,14 @@ def _abs_vjp(g, out, x):
     return (g * (x / np.where(out == 0, 1, out)),)
 
 
+def _abs_jvp(tangents, out, x):
+    """d|x| = sign(x) dx; of a complex z, d|z| = Re(conj(z) dz) / |z|, 0 at z == 0."""
+    t = tangents[0]
+    if x.dtype.kind != "c":
+        return t * np.sign(x)
+    return np.real(np.conjugate(x) * t) / np.where(out == 0, 1, out)
+
+
 def _arctan2_vjp(g, out, y, x):
     """d atan2(y, x) = (x dy - y dx) / (x² + y²); NaN at the origin, as in JAX."""
     scale = g / (x**2 + y**2)
@@ -243,7 +258,7 @@ _ufunc("sqrt", lambda g, out, x: (0.5 * g / conj_if_complex(out),))
 _ufunc("cbrt", lambda g, out, x: (g / (3 * out**2),))
 _ufunc("square", lambda g, out, x: (g * (2 * conj_if_complex(x)),))
 _ufunc("reciprocal", lambda g, out, x: (-(g * conj_if_complex(out)**2),))
-_ufunc("absolute", _abs_vjp, spelling="abs")
+_ufunc("absolute", _abs_vjp, spelling="abs", jvp=_abs_jvp, builtin="abs")
 # conj is linear over the reals: w = conj(z) sends g_z = conj(g_w); the identity on real x
 _ufunc("conjugate", lambda g, out, x: (conj_if_complex(g),), linear=True, spelling="conj")
 _ufunc("fabs", lambda g, out, x: (g * np.sign(x),))
@@ -332,6 +347,12 @@ def _angle_emit(x: ast.expr, *, deg: bool) -> ast.expr:
     return np_call("angle", x, deg=True) if deg else np_call("angle", x)
 
 
+def _safe_modulus(x):
+    """|x|, taken as 1 where x == 0 (where angle's derivatives are taken as 0)."""
+    size = np.abs(x)
+    return np.where(size == 0, 1, size)
+
+
 def _angle_vjp(g, out, x, *, deg):
     """angle(z) = atan2(Im z, Re z): d angle = (Re z dIm z - Im z dRe z) / |z|², so
     g_z = g * 1j * z / |z|², and 0 at z == 0 (PyTorch's choice there). Of a real x
@@ -340,12 +361,22 @@ def _angle_vjp(g, out, x, *, deg):
         return (None,)
     if deg:
         g = g * _RADIAN
-    size = np.abs(x)
-    safe = np.where(size == 0, 1, size)
+    safe = _safe_modulus(x)
     return (g * ((1j * x) / safe / safe),)
 
 
-register(Primitive("angle", abstract=_angle_abstract, emit=_angle_emit, vjp=_angle_vjp, lanewise=True))
+def _angle_jvp(tangents, out, x, *, deg):
+    """d angle(z) = Im(conj(z) dz) / |z|², 0 at z == 0; of a real x, 0. Broadcasts
+    (its own batched rule)."""
+    if x.dtype.kind != "c":
+        return None
+    safe = _safe_modulus(x)
+    t = np.imag(np.conjugate(x) * tangents[0]) / safe / safe
+    return t * _RADIAN if deg else t
+
+
+register(Primitive("angle", abstract=_angle_abstract, emit=_angle_emit, vjp=_angle_vjp, jvp=_angle_jvp,
+                   batched_jvp=_angle_jvp, lanewise=True))
 
 
 def _round_abstract(x: Aval, decimals: int) -> Aval:

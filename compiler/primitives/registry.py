@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from compiler.ir import Aval
 
@@ -50,7 +52,10 @@ class Primitive:
     `jvp` is the forward-mode rule. Where it is not given, the forward transform
     derives one (`compiler.transforms.forward.jvp_rule`): a `linear` primitive's
     tangent is the primitive applied to its operand's tangent, and a `lanewise`
-    one's Jacobian is diagonal, so its VJP applied to a tangent is its JVP.
+    one's Jacobian is diagonal, so its VJP applied to a tangent, built with
+    `conjugation_suspended`, is its JVP. That holds for primitives holomorphic in
+    each operand (real functions of real values included); a lanewise primitive
+    that is not (np.abs and np.angle of complex values) writes its own `jvp`.
     `batched_jvp` is the same rule for tangents that carry a leading batch axis (a
     Jacobian pushes every basis direction at once); without it the transform
     applies `jvp` to each batch element, or, for a lanewise primitive with a derived
@@ -76,6 +81,7 @@ class Primitive:
     linear: bool = False
     jvp: Optional[JvpRule] = None
     batched_jvp: Optional[JvpRule] = None
+    bound: tuple[str, ...] = ()  # params holding Python objects the generated module binds to names (host_call)
 
     def __post_init__(self) -> None:
         if (self.emit is None) == (self.emit_stmts is None):
@@ -113,15 +119,16 @@ def registered() -> dict[str, Primitive]:
     return dict(_REGISTRY)
 
 
-# The primitives whose VJP rules are verified for complex values (reverse mode, a
-# real loss, PyTorch's convention: a complex value's cotangent is dL/dRe + i dL/dIm,
-# so a holomorphic w = f(z) sends g_z = g_w * conj(f'(z)); see
-# compiler/transforms/reverse.py). The value is None when every operand may be
-# differentiated on a complex path, else the positions of the operands that may be.
-# The reverse transform refuses every other primitive that reads or makes a complex
-# value on a differentiated path: a rule written for real numbers would be silently
-# wrong there. Add a name only with finite-difference tests along the real and the
-# imaginary direction (tests/test_complex.py).
+# The primitives whose VJP and JVP rules are verified for complex values (reverse
+# mode, a real loss, PyTorch's convention: a complex value's cotangent is dL/dRe +
+# i dL/dIm, so a holomorphic w = f(z) sends g_z = g_w * conj(f'(z)); see
+# compiler/transforms/reverse.py; forward mode: w = f(z) has the tangent
+# t_w = f'(z) t_z). The value is None when every operand may be differentiated on a
+# complex path, else the positions of the operands that may be. Both transforms
+# refuse every other primitive that reads or makes a complex value on a
+# differentiated path: a rule written for real numbers would be silently wrong
+# there. Add a name only with finite-difference tests along the real and the
+# imaginary direction (tests/test_complex.py, tests/test_forward_complex.py).
 COMPLEX_VJPS: dict[str, Optional[tuple[int, ...]]] = {
     # arithmetic
     "negative": None, "add": None, "subtract": None, "multiply": None, "divide": None,
@@ -145,6 +152,37 @@ COMPLEX_VJPS: dict[str, Optional[tuple[int, ...]]] = {
     # holomorphic matrix functions: transposes in the rules become conjugate transposes
     "inv": None, "solve": None, "det": None, "slogdet_logabsdet": None,
 }
+
+
+# Primitives that forward mode also differentiates on complex values, though reverse
+# mode takes them as non-differentiable: slogdet's sign is piecewise constant for a
+# real matrix but det / |det| for a complex one (np.linalg.slogdet binds it beside
+# logabsdet, so refusing it would refuse every complex slogdet).
+COMPLEX_JVPS: dict[str, Optional[tuple[int, ...]]] = {"slogdet_sign": None}
+
+
+_CONJUGATING: ContextVar[bool] = ContextVar("conjugating", default=True)
+
+
+def conjugating() -> bool:
+    """Whether derivative rules conjugate complex partial derivatives
+    (`elementwise.conj_if_complex`): always, except under `conjugation_suspended`."""
+    return _CONJUGATING.get()
+
+
+@contextlib.contextmanager
+def conjugation_suspended() -> Iterator[None]:
+    """Rules built inside conjugate nothing. A lanewise VJP rule sends operand k the
+    cotangent g * conj(d_k), d_k its partial derivative, conjugated only through
+    `conj_if_complex`; built here from a tangent t it is t * d_k, the JVP of a
+    primitive holomorphic in that operand. This is jvp(t) = conj(vjp(conj(t))) with
+    the conjugations cancelled symbolically, so the tangent prints as
+    `t_z * np.exp(z)`, not `np.conj(np.conj(t_z) * np.conj(np.exp(z)))`."""
+    token = _CONJUGATING.set(False)
+    try:
+        yield
+    finally:
+        _CONJUGATING.reset(token)
 
 
 def product_rule(op: str) -> JvpRule:

@@ -151,6 +151,15 @@ def _astype_vjp(g, out, x, *, dtype):
     return (g.astype(x.dtype),)
 
 
+def _astype_jvp(ts, out, x, *, dtype):
+    """The tangent cast to the result's dtype (the derived rule would cast to x's);
+    a complex value cast to real keeps its real part, and so does its tangent."""
+    t = ts[0]
+    if t.dtype.kind == "c" and out.dtype.kind != "c":
+        t = np.real(t)
+    return t.astype(out.dtype)
+
+
 def _astype_emit(x: ast.expr, *, dtype) -> ast.expr:
     return ast.Call(ast.Attribute(x, "astype", ast.Load()), [literal(np.dtype(dtype))], [])
 
@@ -167,8 +176,8 @@ register(
         emit=_astype_emit,
         emit_weak=_scalar_cast_emit,
         vjp=_astype_vjp,
-        jvp=lambda ts, out, x, *, dtype: ts[0].astype(out.dtype),  # the derived rule would cast to x's dtype
-        batched_jvp=lambda ts, out, x, *, dtype: ts[0].astype(out.dtype),
+        jvp=_astype_jvp,
+        batched_jvp=_astype_jvp,
         lanewise=True,
     )
 )

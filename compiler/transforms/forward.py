@@ -13,6 +13,17 @@ Where a primitive has no rule of its own, `jvp_rule` derives one: a `linear`
 primitive applied to its first operand's tangent, or, for a `lanewise` one, its
 VJP rule applied to each operand's tangent (a lanewise primitive's Jacobian is
 diagonal, so it is its own transpose). Primitives with neither are refused.
+
+Complex values: w = f(z) has the tangent t_w = f'(z) t_z, not conjugated. A VJP
+rule sends g * conj(f'(z)) (the convention of compiler/transforms/reverse.py), so
+the lanewise derivation builds it under `registry.conjugation_suspended`, which
+makes it t * f'(z) for every primitive holomorphic in each operand; np.abs and
+np.angle, which are not, have rules of their own, and conj, np.real and np.imag
+are linear. As in reverse mode, only the primitives of `registry.COMPLEX_VJPS`
+(and `COMPLEX_JVPS`, slogdet's sign) may read or make a complex value on a
+differentiated path; others are refused at the user's line. A real value's tangent is real: a real input seeded with a
+complex tangent is refused, and so is a Jacobian with respect to a complex input
+(its basis spans only the real directions).
 """
 from __future__ import annotations
 
@@ -20,11 +31,12 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from compiler.errors import UnsupportedError
+from compiler.errors import GradError, UnsupportedError, at_user_line
 from compiler.ir import Graph, Node
 from compiler.primitives import registry
 from compiler.primitives.registry import Primitive
 from compiler.tracing import Tracer, bind, rule_mode
+from compiler.transforms.reverse import _SPELLED
 
 
 def jvp_rule(prim: Primitive) -> Optional[Callable[..., Any]]:
@@ -54,7 +66,8 @@ def _lanewise_rule(prim: Primitive) -> Callable[..., Any]:
         for k, t in enumerate(tangents):
             if t is None:
                 continue
-            term = prim.vjp(t, out, *operands, **params)[k]
+            with registry.conjugation_suspended():
+                term = prim.vjp(t, out, *operands, **params)[k]
             if term is not None:
                 total = term if total is None else total + term
         return total
@@ -77,6 +90,7 @@ def forward(graph: Graph, seeds: dict[int, int], nodes: Optional[list[Node]] = N
     where a batched form exists: a primitive's own `batched_jvp`, or the derived
     rule of a lanewise primitive, whose operands broadcast against the batch axis.
     """
+    _check_seeds(graph, seeds, batch)
     tangents: dict[int, Optional[int]] = {}
     nodes = graph.nodes() if nodes is None else nodes
     with rule_mode(graph) as mode:
@@ -90,18 +104,35 @@ def forward(graph: Graph, seeds: dict[int, int], nodes: Optional[list[Node]] = N
     return tangents
 
 
+def _check_seeds(graph: Graph, seeds: dict[int, int], batch: Optional[int]) -> None:
+    """A real value's tangent is real; a Jacobian's basis (the identity) spans only
+    a complex input's real directions, so its derivatives along the imaginary ones
+    would be missing."""
+    for primal, seed in seeds.items():
+        node = graph.node(primal)
+        if node.dtype.kind != "c" and graph.node(seed).dtype.kind == "c":
+            raise at_user_line(GradError, f"a complex tangent ({graph.node(seed).aval}) for the real value "
+                               f"{node.aval}; the tangent of a real value is real (make the value complex to "
+                               "move it off the real axis)")
+        if batch is not None and node.dtype.kind == "c":
+            raise at_user_line(UnsupportedError, f"forward-mode Jacobians (jacfwd, hessian) with respect to complex "
+                               f"values ({node.aval}) are not supported: the basis would span only the real "
+                               "directions. Use jacrev for a real function, or take the real and imaginary parts "
+                               "as separate float arguments.")
+
+
 def _batched_rule(prim: Primitive, batch: int) -> Callable[..., Any]:
     """The rule for tangents with a leading batch axis of length `batch`."""
     if prim.batched_jvp is not None:
         return prim.batched_jvp
     if prim.lanewise and prim.jvp is None:
-        lanewise = _lanewise_rule(prim)
+        derived = jvp_rule(prim)  # a linear one's rule first: np.real's VJP (g) is not its JVP (Re t)
 
         def jvp(tangents: tuple, out: Tracer, *operands: Tracer, **params: Any) -> Optional[Tracer]:
             # (batch, 1, ..., 1, *x.shape): every operand broadcasts against it from the right
             padded = tuple(None if t is None else np.reshape(t, (batch,) + (1,) * (out.ndim - x.ndim) + x.shape)
                            for t, x in zip(tangents, operands))
-            return lanewise(padded, out, *operands, **params)
+            return derived(padded, out, *operands, **params)
 
         return jvp
     return _per_element(jvp_rule(prim), batch)
@@ -123,14 +154,10 @@ def _per_element(rule: Callable[..., Any], batch: int) -> Callable[..., Any]:
 def _tangent(graph: Graph, node: Node, tangents: dict[int, Optional[int]], mode: rule_mode,
              batch: Optional[int] = None) -> Optional[int]:
     prim = registry.get(node.op)
-    if not prim.differentiable or node.dtype.kind not in "fc":
-        return None  # comparisons, integer results, piecewise constants: zero tangent
+    if node.dtype.kind not in "fc" or not (prim.differentiable or node.dtype.kind == "c"):
+        return None  # comparisons, integer results, piecewise constants of real values: zero tangent
     where = f"{node.loc.user}: " if node.loc is not None else ""
-    if node.dtype.kind == "c" or any(graph.node(i).dtype.kind == "c" for i in node.inputs if tangents.get(i) is not None):
-        raise UnsupportedError(
-            f"{where}forward-mode derivatives through complex values ({node.aval}) are not supported yet; "
-            "differentiate with respect to the real and imaginary parts as separate float arrays."
-        )
+    _refuse_complex(graph, node, tangents, where)
     rule = jvp_rule(prim)
     if rule is None:
         raise UnsupportedError(f"{where}{node.op} has no forward-mode (JVP) rule yet; use reverse mode (grad, vjp, jacrev).")
@@ -154,6 +181,34 @@ def _tangent(graph: Graph, node: Node, tangents: dict[int, Optional[int]], mode:
     if t.id >= first_new and fresh.tangent_of is None and fresh.cotangent_of is None:
         fresh.tangent_of = node.id
     return t.id
+
+
+def _refuse_complex(graph: Graph, node: Node, tangents: dict[int, Optional[int]], where: str) -> None:
+    """A node that makes a complex value, or reads one that carries a tangent, must
+    be a primitive whose rules are verified for complex values (`registry.COMPLEX_VJPS`
+    and `COMPLEX_JVPS`), differentiated only in the operands listed there. np.sign(z)
+    is z / |z|, not a piecewise constant: other non-differentiable primitives are
+    refused too."""
+    moving = [k for k, i in enumerate(node.inputs) if tangents.get(i) is not None]
+    complex_ = [graph.node(node.inputs[k]) for k in moving if graph.node(node.inputs[k]).dtype.kind == "c"]
+    if node.dtype.kind != "c" and not complex_:
+        return
+    detail = ""
+    verified_ops = {**registry.COMPLEX_VJPS, **registry.COMPLEX_JVPS}
+    if node.op in verified_ops:
+        verified = verified_ops[node.op]
+        blocked = [k for k in moving if verified is not None and k not in verified]
+        if not blocked:
+            return
+        allowed = ", ".join(str(k + 1) for k in verified)
+        detail = f" differentiated in operand {blocked[0] + 1} (only in operand {allowed})"
+    spelled = _SPELLED.get(node.op) or (node.op if "." in node.op else f"np.{node.op}")
+    value = node if node.dtype.kind == "c" else complex_[0]
+    raise UnsupportedError(
+        f"{where}forward-mode derivatives through {spelled} of complex values ({value.aval}){detail} are not "
+        "supported; split the complex value into its real and imaginary parts (np.real(z), np.imag(z)) and "
+        "differentiate those float arrays, or write it with operations that support complex derivatives."
+    )
 
 
 def zeros_like_node(graph: Graph, i: int) -> int:
