@@ -2,7 +2,9 @@
 cache key that says when a compiled function can be reused.
 
 Floats and arrays are traced (by shape and dtype), and so are Python ints until a
-trace needs one's value; bools, strings, None and such ints are static (by value).
+trace needs one's value; bools, strings, None, Ellipsis, slices and such ints are
+static (by value: a slice by its start, stop and step, since slices are not hashable
+before Python 3.12).
 Pytrees of dicts, lists and tuples are flattened with `runtime.tree`.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ from compiler.naming import sanitize
 from compiler.tracing import Tracer
 from runtime import tree
 
-STATIC_TYPES = (bool, int, str, type(None))
+STATIC_TYPES = (bool, int, str, type(None), type(Ellipsis))
 
 
 @dataclass
@@ -76,11 +78,22 @@ def _leaf_key(leaf: Any, static: bool) -> tuple[Hashable, Aval | None]:
         return ("traced", aval), aval
     if isinstance(leaf, STATIC_TYPES):
         return ("static", type(leaf).__name__, leaf), None
+    if isinstance(leaf, slice):
+        return ("static", "slice", _slice_key(leaf)), None
     raise at_user_line(
         UnsupportedError,
         f"cannot pass a {type(leaf).__name__} as an argument; use NumPy arrays, floats, "
         "static ints/bools/strings, or dicts/lists/tuples of them",
     )
+
+
+def _slice_key(leaf: slice) -> tuple:
+    """A static slice argument's (start, stop, step): ints or None, as in an index."""
+    bounds = (leaf.start, leaf.stop, leaf.step)
+    if not all(b is None or (isinstance(b, (int, np.integer)) and not isinstance(b, bool)) for b in bounds):
+        raise at_user_line(UnsupportedError, f"cannot pass {leaf!r} as an argument: "
+                           "a slice argument needs int or None bounds")
+    return tuple(None if b is None else int(b) for b in bounds)
 
 
 def arg_names(fn: Callable, count: int) -> list[str]:

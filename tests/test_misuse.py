@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from numpy import array
 import pytest
 
 from compiler import (
@@ -319,9 +320,12 @@ def test_builtin_max_on_a_traced_value():
 
 
 def test_np_array_of_traced_values():
+    """np.array([a, b]) traces (it is stacked); a name bound by `from numpy import
+    array` is NumPy's own constructor, which cannot take traced values."""
+    assert grad(lambda a, b: np.sum(np.array([a, b]) ** 2), argnums=(0, 1))(1.0, 2.0) == (2.0, 4.0)
     with pytest.raises(TracingError) as excinfo:
-        grad(lambda a, b: np.sum(np.array([a, b]) ** 2), argnums=(0, 1))(1.0, 2.0)  # <- np.array of traced
-    check(excinfo, TracingError, "np.array of traced", "is traced", "np.stack")
+        grad(lambda a, b: np.sum(array([a, b]) ** 2), argnums=(0, 1))(1.0, 2.0)  # <- bound array of traced
+    check(excinfo, TracingError, "bound array of traced", "is traced", "np.stack")
 
 
 def test_formatting_a_traced_value():
@@ -366,9 +370,9 @@ def test_if_on_a_traced_value_inside_a_helper():
 # --- NumPy that adjoint does not support ------------------------------------------------
 
 @pytest.mark.parametrize("fn, marker, name", [
-    (lambda x: np.fft.fft(x), "fft", "np.fft.fft"),  # <- fft
+    (lambda x: np.linalg.matrix_rank(x), "matrix_rank", "np.linalg.matrix_rank"),  # <- matrix_rank
     (lambda x: np.linalg.qr(x), "qr", "np.linalg.qr"),  # <- qr
-], ids=["fft", "qr"])
+], ids=["matrix_rank", "qr"])
 def test_unsupported_function_is_named_in_full(fn, marker, name):
     with pytest.raises(UnsupportedError) as excinfo:
         jit(fn)(np.ones((2, 2)))

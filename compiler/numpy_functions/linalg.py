@@ -103,6 +103,19 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Tracer:
     return _einsum(f"{a_labels},{''.join(b_labels)}->{''.join(kept)}", a, b)
 
 
+@implements(np.dot)
+def dot(a: Any, b: Any, out: Any = None) -> Tracer:
+    """NumPy's dot: a product with a scalar, `@` of vectors and matrices, and above
+    2-D the sum over the last axis of `a` and the second-to-last of `b` (its only
+    one when 1-D), a tensordot."""
+    _no_extras("dot", out=out)
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        return np.multiply(a, b)
+    if np.ndim(a) <= 2 and np.ndim(b) <= 2:
+        return bind("matmul", a, b)
+    return tensordot(a, b, axes=([-1], [max(np.ndim(b) - 2, 0)]))
+
+
 @implements(np.inner)
 def inner(a: Any, b: Any) -> Tracer:
     a, b = as_tracer(a), as_tracer(b)

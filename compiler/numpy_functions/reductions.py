@@ -4,6 +4,7 @@ written with other reductions, as a person would write them; the rest bind primi
 of compiler/primitives/reduce.py."""
 from __future__ import annotations
 
+import operator
 from typing import Any, Optional
 
 import numpy as np
@@ -108,8 +109,18 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
 
 @implements(np.std)
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None, mean=None, correction=None):
+    """The square root of the variance, except over one element per lane with the
+    lane's own mean (ddof 0): every deviation is then exactly 0, and so is the
+    variance (NaN for a non-finite element, as NumPy gives). It is returned as it
+    is: sqrt's derivative at 0 is infinite, and times the variance's zero
+    derivative it would make the gradient NaN, where std is constant."""
     _no_extras("std", dtype=dtype, out=out, where=where)
-    return np.sqrt(_variance("std", a, axis, ddof, keepdims, _given(mean), _given(correction)))
+    mean, correction = _given(mean), _given(correction)
+    variance = _variance("std", a, axis, ddof, keepdims, mean, correction)
+    single = reduced_count(np.shape(a), axes(axis, np.ndim(a))) == 1
+    if single and mean is None and ddof == 0 and not correction:
+        return variance
+    return np.sqrt(variance)
 
 
 def _given(value: Any) -> Any:
@@ -189,6 +200,29 @@ def _sort(fn: str):
 
 implements(np.sort)(_sort("sort"))
 implements(np.argsort, differentiable=False)(_sort("argsort"))
+
+
+def _partition(fn: str, sort: str):
+    def partition(a, kth, axis=-1, kind="introselect", order=None):
+        """np.partition / np.argpartition as np.sort / np.argsort: a sorted array is
+        a valid partition for every kth (each kth element in its sorted place, none
+        larger before it, none smaller after), so the gradient flows back through
+        the sorting permutation. Which valid partition NumPy returns is not
+        specified; this returns the sorted one."""
+        _no_extras(fn, order=order)
+        a, axis = _along_axis(a, axis)
+        length = a.shape[axis]
+        for k in np.ravel(kth):
+            if isinstance(k, Tracer) or not -length <= operator.index(k) < length:
+                raise at_user_line(ShapeError, f"np.{fn}: kth {kth!r} must be static ints "
+                                   f"within an axis of length {length}")
+        return bind(sort, a, axis=axis, kind=None, stable=None)
+
+    return partition
+
+
+implements(np.partition)(_partition("partition", "sort"))
+implements(np.argpartition, differentiable=False)(_partition("argpartition", "argsort"))
 
 
 def _arg_extremum(fn: str):

@@ -51,6 +51,21 @@ def copy(a, order="K", subok=False) -> Tracer:
     return bind("copy", as_tracer(a))
 
 
+@implements(np.real_if_close)
+def real_if_close(a, tol=100) -> Tracer:
+    """A real array is returned as it is. Of a complex one NumPy returns the real
+    part or the array itself depending on the values, so even the result's dtype
+    is unknown at compile time: refused."""
+    a = _operand(a)
+    if a.dtype.kind == "c":
+        raise at_user_line(
+            UnsupportedError, f"np.real_if_close of a traced complex array ({a.aval}) returns a real or a complex "
+            "array depending on its values, unknown at compile time; use np.real(z) when the imaginary part is "
+            "negligible, or keep the complex array."
+        )
+    return a
+
+
 # splits: one slice per piece
 
 
@@ -283,6 +298,72 @@ def diff(a, n=1, axis=-1, prepend=np._NoValue, append=np._NoValue) -> Tracer:
         later, earlier = along(a, axis, slice(1, None)), along(a, axis, slice(None, -1))
         a = np.not_equal(later, earlier) if a.dtype == bool else later - earlier
     return a
+
+
+@implements(np.gradient)
+def gradient(f, *varargs, axis=None, edge_order=1) -> Tracer | tuple[Tracer, ...]:
+    """NumPy's recipe per axis: second-order central differences inside, one-sided
+    differences of order `edge_order` at the two ends, concatenated. It is linear in
+    `f`, so its derivatives are those of the slices and sums it is written with. A
+    spacing is a number (traced or not) or the axis' coordinates; coordinates known
+    at compile time and evenly spaced use the evenly spaced formulas, as NumPy does."""
+    f = _operand(f)
+    dtype = f.dtype if f.dtype.kind in "fc" else np.dtype(np.float64)
+    chosen = tuple(range(f.ndim)) if axis is None else tuple(_distinct_axes("gradient", axis, f.ndim))
+    (order,) = _static_ints("gradient", "edge_order", edge_order)
+    if order not in (1, 2):
+        raise at_user_line(ShapeError, f"np.gradient: edge_order must be 1 or 2, got {order}")
+    if not varargs:
+        varargs = (1.0,)
+    if len(varargs) == 1 and np.ndim(varargs[0]) == 0:
+        varargs = varargs * len(chosen)
+    if len(varargs) != len(chosen):
+        raise at_user_line(ShapeError, f"np.gradient: {len(varargs)} spacings for {len(chosen)} axes; "
+                           "give one, or one per axis")
+    out = tuple(_derivative(f.astype(dtype) if f.dtype != dtype else f, d, h, order) for d, h in zip(chosen, varargs))
+    out = tuple(g.astype(dtype) if g.dtype != dtype else g for g in out)
+    return out[0] if len(out) == 1 else out
+
+
+def _derivative(f: Tracer, axis: int, spacing: Any, order: int) -> Tracer:
+    """np.gradient of `f` along one axis, with a number or the coordinates as spacing."""
+    n = f.shape[axis]
+    if n < order + 1:
+        raise at_user_line(ShapeError, f"np.gradient: an axis of length {n} is too short for edge_order {order}; "
+                           f"at least {order + 1} elements are required")
+    at = lambda start, stop: along(f, axis, slice(start, stop))  # noqa: E731
+    if np.ndim(spacing) == 0:
+        h = spacing
+    else:
+        coordinates = spacing if isinstance(spacing, Tracer) else np.asarray(spacing)
+        if coordinates.ndim != 1 or coordinates.shape[0] != n:
+            raise at_user_line(ShapeError, f"np.gradient: coordinates of shape {coordinates.shape} "
+                               f"for an axis of length {n}")
+        dx = np.diff(coordinates)
+        uniform = isinstance(dx, np.ndarray) and bool(np.all(dx == dx[0]))
+        h = dx[0] if uniform else None
+    if h is not None:
+        inner = [(at(2, None) - at(None, -2)) / (2 * h)] if n > 2 else []
+        if order == 1:
+            first, last = (at(1, 2) - at(0, 1)) / h, (at(-1, None) - at(-2, -1)) / h
+        else:
+            first = (-1.5 * at(0, 1) + 2 * at(1, 2) - 0.5 * at(2, 3)) / h
+            last = (0.5 * at(-3, -2) - 2 * at(-2, -1) + 1.5 * at(-1, None)) / h
+        return concatenate([first, *inner, last], axis=axis)
+    lay = lambda v: np.reshape(v, (-1,) + (1,) * (f.ndim - axis - 1))  # noqa: E731
+    before, after = lay(dx[:-1]), lay(dx[1:])
+    inner = (-after / (before * (before + after)) * at(None, -2) + (after - before) / (before * after) * at(1, -1)
+             + before / (after * (before + after)) * at(2, None))
+    if order == 1:
+        first, last = (at(1, 2) - at(0, 1)) / dx[0], (at(-1, None) - at(-2, -1)) / dx[-1]
+    else:
+        d1, d2 = dx[0], dx[1]
+        first = (-(2 * d1 + d2) / (d1 * (d1 + d2)) * at(0, 1) + (d1 + d2) / (d1 * d2) * at(1, 2)
+                 - d1 / (d2 * (d1 + d2)) * at(2, 3))
+        d1, d2 = dx[-2], dx[-1]
+        last = (d2 / (d1 * (d1 + d2)) * at(-3, -2) - (d1 + d2) / (d1 * d2) * at(-2, -1)
+                + (2 * d2 + d1) / (d2 * (d1 + d2)) * at(-1, None))
+    return concatenate([first, inner, last], axis=axis)
 
 
 @implements(np.select)

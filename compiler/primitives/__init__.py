@@ -6,3 +6,5 @@ every rule builds IR. Importing this package registers every family.
 """
 from compiler.primitives.registry import Primitive, get, register, registered  # noqa: F401
 from compiler.primitives import elementwise, reduce, shape, indexing, linalg, decompositions, nn, random, scipy_special, custom  # noqa: F401,E402
+from compiler.primitives import fft  # noqa: F401,E402
+from compiler.primitives import scipy_linalg  # noqa: F401,E402
