@@ -12,9 +12,10 @@ from compiler.step import compile_step
 from compiler.derivatives import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vjp
 from compiler.custom import custom_jvp, custom_vjp, stop_gradient
 from compiler import pictures as _pictures, standalone as _standalone  # noqa: F401  (register .graph and .save)
+from compiler import ode as _ode  # noqa: F401  (scipy.integrate's solvers on traced values)
 from compiler.config import clear_cache, debug_nans, explain_retraces, set_cache_size
 from compiler.errors import (
-    AdjointError, ArgumentError, GradError, NonFiniteError, ShapeError, TracingError, UnsupportedError,
+    AdjointError, ArgumentError, GradError, NonFiniteError, ShapeError, SolverError, TracingError, UnsupportedError,
 )
 from runtime import check as _check
 
@@ -28,5 +29,6 @@ def __dir__() -> list[str]:
 __all__ = [
     "grad", "value_and_grad", "jit", "compile_step", "jvp", "vjp", "linearize", "jacfwd", "jacrev", "jacobian",
     "hessian", "hvp", "custom_vjp", "custom_jvp", "stop_gradient", "clear_cache", "set_cache_size", "debug_nans", "explain_retraces",
-    "AdjointError", "ArgumentError", "GradError", "NonFiniteError", "ShapeError", "TracingError", "UnsupportedError",
+    "AdjointError", "ArgumentError", "GradError", "NonFiniteError", "ShapeError", "SolverError", "TracingError",
+    "UnsupportedError",
 ]

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import gc
 import logging
+import operator
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import numpy as np
 from compiler.codegen import Generated, flat_ids
 from compiler.config import cache_size, debug_nans_enabled, explain_retraces_enabled, register_cache
 from compiler.errors import (
-    AdjointError, GradError, NonFiniteError, UnsupportedError, api_boundary, at_user_line, definition_site,
+    AdjointError, GradError, NonFiniteError, TracingError, UnsupportedError, api_boundary, at_user_line, definition_site,
 )
 from compiler.guards import Check, Guards
 from compiler.ir import Graph, Loc
@@ -28,7 +29,10 @@ from compiler.naming import sanitize
 from compiler.lowering import lower
 from compiler.signature import STATIC_TYPES, Signature, check_call, retrace_reason, signature
 from compiler.aliasing import aliases_argument
-from compiler.tracing import StaticArgument, Tracer, bind, current_guards, rule_mode, trace
+from compiler.captures import Capture, holders, traced_callee
+from compiler.tracing import (
+    StaticArgument, TracedCapture, Tracer, bind, current_guards, keeping_interrupts, rule_mode, trace,
+)
 from compiler.transforms.reverse import reverse
 from runtime import tree
 
@@ -137,6 +141,7 @@ class Transformed:
         self.cache: OrderedDict[Any, Compiled] = OrderedDict()
         self.fast: dict[Any, tuple[Compiled, tuple[int, ...]]] = {}
         self.static_ints: dict[Any, frozenset[int]] = {}  # per structure: int leaves that decide the trace
+        self.captures: frozenset[Capture] = frozenset()  # global and closure arrays traced (indexed by tracers)
         self.trace_count = 0
         self._lock = threading.RLock()
         register_cache(self)
@@ -218,11 +223,14 @@ class Transformed:
                     self.cache.move_to_end(key)
                     return compiled, sig
                 try:
-                    with _collection_paused():
+                    with _collection_paused(), keeping_interrupts():
                         compiled = self._compile(sig)
                 except StaticArgument as needed:
                     self._make_static(sig, needed.inputs)
-                    continue
+                    continue  # each restart makes at least one more int static: at most one per int leaf
+                except TracedCapture as needed:
+                    self._trace_captured(needed)
+                    continue  # each restart traces at least one more global or closure name
                 if self.trace_count and explain_retraces_enabled():
                     self._explain(sig, stale=self.cache.get(key))
                 compiled.signature = sig
@@ -242,9 +250,34 @@ class Transformed:
 
     def _make_static(self, sig: Signature, inputs: tuple[int, ...]) -> None:
         """Int arguments whose value the trace needed (a range, a shape, an index, an
-        `if`) become static for this structure: part of the cache key from now on."""
+        `if`) become static for this structure: part of the cache key from now on.
+
+        An int that is itself a value of an enclosing trace (`grad(K)` where K calls
+        this function with its own traced `n`) can only become static there: asking
+        the enclosing tracer for its value restarts that trace with `n` static (or
+        says why it cannot). An int already static means the trace would restart the
+        same way forever: that is refused, never looped on."""
         positions = frozenset(sig.traced[k] for k in inputs)
-        self.static_ints[sig.treedef] = self.static_ints.get(sig.treedef, frozenset()) | positions
+        for position in sorted(positions):
+            leaf = sig.leaves[position]
+            if isinstance(leaf, Tracer):
+                operator.index(leaf)  # raises StaticArgument for the enclosing trace, or its TracingError
+        static = self.static_ints.get(sig.treedef, frozenset())
+        if positions <= static:
+            names = ", ".join(f"`{sig.names[k]}`" for k in inputs)
+            raise at_user_line(TracingError, f"{self._name('')} needs the value of {names} to trace, but that "
+                               "argument is already static and the trace asked again; please report this as a bug "
+                               "(with the function), and pass the value as a static Python int meanwhile.")
+        self.static_ints[sig.treedef] = static | positions
+        self.fast = {}
+
+    def _trace_captured(self, needed: TracedCapture) -> None:
+        """A global or closure array of the function, indexed with traced values, is
+        traced from now on (compiler/captures.py); or the trace's error is raised."""
+        found = holders(self.fun, needed.array)
+        if found is None or found <= self.captures:
+            raise needed.error
+        self.captures |= found
         self.fast = {}
 
     def _store(self, key: Any, compiled: Compiled) -> None:
@@ -256,7 +289,7 @@ class Transformed:
     def _trace(self, sig: Signature, guards: Guards) -> tuple[Graph, Any]:
         def call(tracers: list[Tracer]) -> Any:
             args, kwargs = traced_args(sig, tracers)
-            return self.fun(*args, **kwargs)
+            return traced_callee(self.fun, self.captures, guards)(*args, **kwargs)
 
         return trace(self.fun, sig.avals, sig.names, call, guards)
 
@@ -271,7 +304,7 @@ class Transformed:
         return f"<{self.kind} of {self.fun!r}>"
 
 
-_GC_LOCK = threading.Lock()
+_GC_LOCK = threading.RLock()  # reentrant: a finalizer or signal handler that compiles while it is held
 _GC_PAUSES = [0, False]  # active compiles, whether collection was on before the first
 
 
@@ -392,7 +425,7 @@ class GradTransform(Transformed):
         result, aux = split_aux(result, self.has_aux, self._name(""))
         value = _scalar_output(graph, result, self._name(""))
         wrt_nodes = [graph.inputs[k] for group in groups for k in group]
-        joint, grads = reverse(graph, wrt_nodes, value)
+        joint, grads = reverse(graph, wrt_nodes, differentiated_element(graph, value))
         aux_leaves, aux_def = tree.flatten(aux)
         check_result_leaves(aux_leaves, self.fun, "aux")
         aux_traced = [leaf.id for leaf in aux_leaves if isinstance(leaf, Tracer)]
@@ -555,11 +588,11 @@ def _scalar_output(graph: Graph, result: Any, name: str) -> int:
             f"({node.aval}); the gradient is taken of a real loss. Return a real value instead, e.g. np.abs(z) ** 2 "
             "or np.real(...)."
         )
-    if node.shape != () or node.dtype.kind not in "fc":
+    if node.aval.size != 1 or node.dtype.kind not in "fc":
         where = f"{node.loc.user}: " if isinstance(node.loc, Loc) else ""
         raise GradError(
-            f"{where}grad needs a scalar float output, but {name} returned {node.aval}. "
-            "Reduce it first (e.g. np.sum or np.mean), or differentiate one element."
+            f"{where}grad needs a scalar float output (or one with a single element), but {name} returned "
+            f"{node.aval}. Reduce it first (e.g. np.sum or np.mean), or differentiate one element."
         )
     if node.is_call and node.name is None:
         node.name = "loss"  # what the value being differentiated is, when the user left it unnamed
@@ -568,6 +601,18 @@ def _scalar_output(graph: Graph, result: Any, name: str) -> int:
             mode.at(loc=node.loc)
             return as_numpy_result(graph, result).id
     return result.id
+
+
+def differentiated_element(graph: Graph, output: int) -> int:
+    """The scalar a gradient is taken of: `output` itself, or the one element of a
+    single-element array (`x @ A` with A of shape (3, 1)), as autograd and PyTorch's
+    `backward()` take it."""
+    node = graph.node(output)
+    if node.shape == ():
+        return output
+    with rule_mode(graph) as mode:
+        mode.at(loc=node.loc)
+        return np.reshape(Tracer(graph, output), ()).id
 
 
 class _TransformMemo:
@@ -634,6 +679,9 @@ def grad(fun: Optional[Callable] = None, argnums: Argnums = 0, has_aux: bool = F
     Also `@grad`, `@grad(argnums=1)`. An int `argnums` gives one gradient shaped like
     that argument (pytrees of dicts, lists and tuples included); a tuple gives a tuple.
     With `has_aux=True`, `fun` returns `(loss, aux)` and the result is `(gradient, aux)`.
+    The output may be any float value with exactly one element (a shape (1,) or
+    (1, 1) result, as autograd and PyTorch's `backward()` accept): the gradient is
+    that element's.
 
     What is traced and what is static: arrays and Python floats are traced (by shape
     and dtype: new values reuse the compiled code); Python ints are traced until the

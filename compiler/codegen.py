@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import linecache
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -23,6 +24,8 @@ from compiler.naming import Namespace
 from compiler.passes.memory import MemoryPlan, plan_memory
 from compiler.primitives import registry
 from compiler.primitives.registry import literal, np_attr, np_call
+
+_SCIPY_MODULE = re.compile(r"\bscipy\.(\w+)\.")  # in a printed line: an import it needs
 
 
 @dataclass
@@ -48,7 +51,7 @@ class _Emitter:
         self.captured: set[str] = set()
         self.lines: list[str] = []
         self.group: Optional[tuple] = None
-        self.names_scipy = False  # a scipy.special ufunc without a NumPy spelling is used
+        self.scipy_modules: set[str] = set()  # scipy submodules named (scipy.special.erf, scipy.linalg.sqrtm)
         self.workspace = _WorkspaceArrays(graph, plan.workspace)  # arrays the module keeps between calls
         self.made: list[str] = []  # `rows = np.arange(128)`: constants the module makes when it loads
 
@@ -87,9 +90,13 @@ class _Emitter:
             self.write(node, [ast.AugAssign(ast.Name(self.names[target], ast.Store()), op, self.ref(operand))
                               for target, op, operand in steps])
             return
+        numbers = [arg for arg, i in zip(args, node.inputs) if self.graph.node(i).aval.weak]
+        params = {**node.params, **{key: self.bind(node.params[key]) for key in prim.bound}}
         if prim.emit is not None:
-            weak = prim.emit_weak is not None and all(self.graph.node(i).aval.weak for i in node.inputs)
-            expr = (prim.emit_weak if weak else prim.emit)(*args, **node.params)
+            weak = prim.emit_weak is not None and len(numbers) == len(args)
+            expr = (prim.emit_weak if weak else prim.emit)(*args, **params)
+            if numbers and not weak:
+                expr = functions_for_methods(expr, numbers, args)
             if node.id in self.plan.inlined:
                 self.exprs[node.id] = expr
                 return
@@ -109,7 +116,9 @@ class _Emitter:
                 stmts = [ast.Assign([ast.Name(name, ast.Store())], expr)]
         else:
             name = self.names[node.id] = self.name_for(node)
-            stmts = prim.emit_stmts(ast.Name(name, ast.Load()), *args, **node.params)
+            stmts = prim.emit_stmts(ast.Name(name, ast.Load()), *args, **params)
+            if numbers:
+                stmts = [functions_for_methods(stmt, numbers, args) for stmt in stmts]
         self.write(node, stmts)
 
     def into_workspace(self, node: Node, name: str, prim: Any, args: list[ast.expr]) -> list[ast.stmt]:
@@ -132,6 +141,16 @@ class _Emitter:
         first, other = args[k], args[1 - k]
         return [ast.Assign([ast.Name(name, ast.Store())], first),
                 ast.AugAssign(ast.Name(name, ast.Store()), prim.augmented, other)]
+
+    def bind(self, value: Any) -> ast.Name:
+        """A module-level name for a Python object the code calls (a host function):
+        one name per object, named after its `name`."""
+        for name, bound in self.constants.items():
+            if bound is value.fn:
+                return ast.Name(name, ast.Load())
+        name = self.ns.fresh(value.name)
+        self.constants[name] = value.fn
+        return ast.Name(name, ast.Load())
 
     def visit_const(self, node: Node) -> None:
         """A Python number prints as a literal, a NumPy scalar as `np.float32(0.5)`;
@@ -165,10 +184,10 @@ class _Emitter:
         else:
             self.group = ("forward", loc)
             suffix = f"  # {loc}" if loc is not None else ""
-        printed = ["    " + _unparse(s) + suffix for s in stmts]
-        self.lines.extend(printed)
-        # a false positive (the text in a comment or string) only adds an unused import
-        self.names_scipy = self.names_scipy or any("scipy.special." in line for line in printed)
+        code = [_unparse(s) for s in stmts]
+        self.lines.extend("    " + line + suffix for line in code)
+        # a false positive (the text in a string) only adds an unused import
+        self.scipy_modules.update(name for line in code for name in _SCIPY_MODULE.findall(line))
         if self.debug_nans and node.dtype.kind in "fc":
             self.lines.extend("    " + line for line in _unparse(_finite_check(self.names[node.id], node)).splitlines())
         released = self.plan.release.get(node.id)
@@ -232,10 +251,11 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
     arguments = ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[], defaults=[])
     header = _unparse(ast.FunctionDef(name=fn_name, args=arguments, body=[ast.Pass()], decorator_list=[]))
     header = header.splitlines()[0]
-    imports = ["import numpy as np"] + (["import scipy.special"] if em.names_scipy else [])
+    imports = ["import numpy as np"] + [f"import scipy.{name}" for name in sorted(em.scipy_modules)]
     bound = [
         f"# {name}: {value.dtype}{list(value.shape)} array, "
         + ("the caller's own (read when the function runs)" if name in em.captured else "bound at compile time")
+        if isinstance(value, np.ndarray) else f"# {name}: {_python_name(value)}, called as Python code"
         for name, value in em.constants.items()
     ]
     body = _quiet_discarded_lanes(em.lines) if _masks_discarded_lanes(graph) and not debug_nans else em.lines
@@ -312,3 +332,40 @@ def _load(fn_name: str, source: str, constants: dict[str, np.ndarray]) -> Callab
     namespace: dict[str, Any] = dict(constants)
     exec(compile(source, filename, "exec"), namespace)
     return namespace[fn_name]
+
+
+def functions_for_methods(tree: Any, numbers: list[ast.expr], operands: list[ast.expr] = ()) -> Any:
+    """`tree` with NumPy functions for the array methods it calls on `numbers`,
+    operand expressions that are Python numbers at run time (a Python float argument,
+    `a * 2.0`), which have no methods: `a.max(axis=0)` -> `np.max(a, axis=0)`,
+    `a.T` -> `np.transpose(a)`. The `operands` the tree was built around were
+    rewritten when they were made, and are not walked again."""
+    return _MethodsAsFunctions(numbers, operands).visit(tree)
+
+
+class _MethodsAsFunctions(ast.NodeTransformer):
+    """The rewrite of `functions_for_methods`."""
+
+    def __init__(self, numbers: list[ast.expr], operands: list[ast.expr]):
+        self.receivers = {id(expr) for expr in numbers}
+        self.done = {id(expr) for expr in operands}
+
+    def visit(self, node: ast.AST) -> Any:
+        return node if id(node) in self.done else super().visit(node)
+
+    def visit_Call(self, call: ast.Call) -> ast.expr:
+        func = call.func
+        if isinstance(func, ast.Attribute) and id(func.value) in self.receivers:
+            return ast.Call(np_attr(func.attr), [func.value, *map(self.visit, call.args)],
+                            [self.visit(k) for k in call.keywords])
+        return self.generic_visit(call)
+
+    def visit_Attribute(self, attr: ast.Attribute) -> ast.expr:
+        if attr.attr == "T" and id(attr.value) in self.receivers:
+            return np_call("transpose", attr.value)
+        return self.generic_visit(attr)
+
+
+def _python_name(fn: Any) -> str:
+    """`module.qualname` of a Python function, as its definition names it."""
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"

@@ -27,6 +27,22 @@ Namer = Callable[[FrameType], None]
 Advisor = Callable[[Optional[FrameType], Any], Optional[tuple[str, str]]]
 ADVISORS: list[Advisor] = []
 
+# Finders a higher module registers for the NumPy array a user's line indexes with a
+# traced value (compiler.numpy_dispatch: `a[i]` with `a` a NumPy array):
+# finder(user frame, traced value) -> the array, or None.
+IndexedArrayFinder = Callable[[Optional[FrameType], Any], Optional[np.ndarray]]
+INDEXED_ARRAY_FINDERS: list[IndexedArrayFinder] = []
+
+
+def indexed_array(frame: Optional[FrameType], value: Any) -> Optional[np.ndarray]:
+    """The NumPy array the user's line indexes with traced `value`, if that is what
+    asked for its concrete value."""
+    for finder in INDEXED_ARRAY_FINDERS:
+        found = finder(frame, value)
+        if found is not None:
+            return found
+    return None
+
 
 def _advised(frame: Optional[FrameType], value: Any) -> Optional[tuple[str, str]]:
     for advisor in ADVISORS:
@@ -92,8 +108,9 @@ def better_advice(frame: Optional[FrameType], advice: str) -> str:
     call = re.search(r"\bmath\.(\w+)\(", text)
     if call:
         return f"Use np.{call.group(1)} instead of math.{call.group(1)}: the math module needs Python floats."
-    if re.search(r"\bnp\.(array|asarray)\(\s*[\[(]", text):
-        return "Build arrays from traced values with np.stack([...]) or np.concatenate instead of np.array([...])."
+    if re.search(r"(?<![\w.])(?:np\.|numpy\.)?(array|asarray)\(\s*[\[(]", text):
+        return ("Build arrays from traced values with np.stack([...]) or np.concatenate, or call np.array([...]) "
+                "through the numpy module (a name bound by `from numpy import array` cannot be traced).")
     return advice
 
 
@@ -159,7 +176,7 @@ def array_advice(frame: Optional[FrameType], value: Any) -> tuple[str, str]:
     target = frame.f_locals.get(store.group(1)) if store else None
     if isinstance(target, np.ndarray):
         return _into_numpy_array(frame, store.group(1), target, value)
-    call = re.search(r"\bnp\.(array|asarray|asanyarray)\(", text)
+    call = re.search(r"(?<![\w.])(?:np\.|numpy\.)?(array|asarray|asanyarray)\(", text)
     if call is None:
         return "a concrete array", "Use the traced value directly in NumPy operations."
     return _conversion_advice(call.group(1), text[call.end():])

@@ -9,17 +9,28 @@ applies it. Reverse mode through a `custom_jvp` function transposes the user's
 JVP rule (the gradient of `<jvp(x, t), g>` in `t`, compiled like any gradient);
 forward mode through a `custom_vjp` function differentiates the traced body, as
 JAX's `custom_vjp` has no forward rule.
+
+A body that cannot be traced (it needs concrete values: `np.asarray`, C code, an
+ODE solver, a simulator) becomes a call of the user's function when the generated
+code runs (a `host_call` node, like JAX's `pure_callback`), and so do its rules:
+the generated backward pass calls `fwd` and `bwd` on the run's values. The
+result's shape and dtype are learnt by running the function once on stand-in
+values (ones shaped like the traced arguments) when it is compiled; the function
+must be pure. Forward mode through such a `custom_vjp`, and reverse mode through
+such a `custom_jvp` (whose rule would need transposing), are refused.
 """
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from compiler.api import GradTransform
-from compiler.errors import GradError, definition_site
-from compiler.primitives.custom import Rules
+from compiler.errors import GradError, TracingError, UnsupportedError, definition_site
+from compiler.ir import Aval
+from compiler.primitives.custom import HostFunction, Rules
 from compiler.tracing import Tracer, bind
 from runtime import tree
 
@@ -86,6 +97,7 @@ class custom_vjp:
         self.fun = fun
         self.fwd: Optional[Callable] = None
         self.bwd: Optional[Callable] = None
+        self._tracing_fwd = threading.local()
 
     def defvjp(self, fwd: Callable, bwd: Callable) -> "custom_vjp":
         self.fwd, self.bwd = fwd, bwd
@@ -97,7 +109,15 @@ class custom_vjp:
         if self.fwd is None or self.bwd is None:
             raise GradError(f"{definition_site(self.fun)}: {self.fun.__name__} is a custom_vjp without rules; "
                             "call .defvjp(fwd, bwd) before using it")
-        pair = self.fwd(*args)
+        if getattr(self._tracing_fwd, "active", False):
+            return self.fun(*args)  # `fwd` calling the function itself, as JAX's examples do
+        self._tracing_fwd.active = True
+        try:
+            pair = self.fwd(*args)
+        except (TracingError, UnsupportedError):  # the forward rule leaves NumPy: run it when the code runs
+            return self._host_call(args)
+        finally:
+            self._tracing_fwd.active = False
         if not isinstance(pair, tuple) or len(pair) != 2:
             raise GradError(f"{definition_site(self.fwd)}: {self.fwd.__name__} must return (value, residuals), "
                             f"got {type(pair).__name__}")
@@ -118,6 +138,31 @@ class custom_vjp:
 
         rules = Rules(self.fun.__name__, vjp, lambda tangents, y, *operands: tangents[0])
         return bind("custom_rule", y, *(leaves[k] for k in traced), *(res_leaves[k] for k in res_traced), rules=rules)
+
+    def _host_call(self, args: tuple) -> Tracer:
+        """The call, and its VJP, as calls of the user's functions at run time."""
+        opaque = _Opaque(args)
+        fun, fwd, bwd = self.fun, self.fwd, self.bwd
+        name = fun.__name__
+
+        def cotangents(*values: Any) -> np.ndarray:
+            """bwd's cotangents of the traced float arguments, raveled into one array."""
+            concrete = opaque.arguments(values[:-1])
+            residuals = fwd(*concrete)[1]
+            flat = tree.flatten(concrete)[0]
+            cts = _cotangents(bwd(residuals, values[-1]), concrete, bwd)
+            return opaque.pack([cts[k] for k in opaque.floats], [flat[k] for k in opaque.floats])
+
+        def vjp(g: Tracer, out: Tracer, *operands: Tracer) -> tuple:
+            backward = HostFunction(f"{name}_vjp", _named(cotangents, bwd), opaque.packed_aval(),
+                                    why="differentiating a custom_vjp rule whose functions run as Python code "
+                                        "(second order) needs their bodies traced")
+            return opaque.unpack(bind("host_call", *operands, g, call=backward))
+
+        forward = HostFunction(name, *opaque.caller(fun), vjp=vjp,
+                               why=f"{definition_site(fun)}: forward mode through the custom_vjp {name}, whose body runs as Python "
+                                   "code, needs a custom_jvp rule")
+        return _named_result(bind("host_call", *opaque.operands, call=forward), name)
 
 
 class custom_jvp:
@@ -157,7 +202,10 @@ class custom_jvp:
         if self.rule is None:
             raise GradError(f"{definition_site(self.fun)}: {self.fun.__name__} is a custom_jvp without a rule; "
                             "call .defjvp(rule) before using it")
-        y = _single_output(self.fun(*args), self.fun, "body")
+        try:
+            y = _single_output(self.fun(*args), self.fun, "body")
+        except (TracingError, UnsupportedError):  # the body leaves NumPy: run it when the code runs
+            return self._host_call(args)
         leaves, arg_def = tree.flatten(args)
         traced = [k for k, leaf in enumerate(leaves) if isinstance(leaf, Tracer)]
 
@@ -187,3 +235,120 @@ class custom_jvp:
 
         rules = Rules(self.fun.__name__, vjp, jvp)
         return bind("custom_rule", y, *(leaves[k] for k in traced), rules=rules)
+
+    def _host_call(self, args: tuple) -> Tracer:
+        """The call, and its JVP, as calls of the user's functions at run time."""
+        opaque = _Opaque(args)
+        fun, rule = self.fun, self.rule
+        name = fun.__name__
+        value, out = opaque.caller(fun)
+
+        def tangent(*values: Any) -> np.ndarray:
+            half = len(values) // 2
+            primals, tangents = opaque.arguments(values[:half]), opaque.arguments(values[half:])
+            return _checked(np.asarray(rule(primals, tangents)[1]), out, rule)
+
+        def jvp(tangents: tuple, *operands: Tracer) -> Tracer:
+            ts = [np.zeros_like(x) if t is None else t for t, x in zip(tangents, operands)]
+            call = HostFunction(f"{name}_jvp", _named(tangent, rule), out,
+                                why="differentiating a custom_jvp rule whose functions run as Python code "
+                                    "(second order) needs their bodies traced")
+            return bind("host_call", *operands, *ts, call=call)
+
+        forward = HostFunction(name, value, out, jvp=jvp,
+                               why=f"{definition_site(fun)}: reverse mode through the custom_jvp {name}, whose body runs as Python code, "
+                                   "would transpose its rule, which needs tracing; give it a custom_vjp rule")
+        return _named_result(bind("host_call", *opaque.operands, call=forward), name)
+
+
+class _Opaque:
+    """A call's arguments seen from code that runs as Python: the traced leaves
+    become the host call's operands, and the others keep their values."""
+
+    def __init__(self, args: tuple):
+        self.leaves, self.treedef = tree.flatten(args)
+        self.traced = [k for k, leaf in enumerate(self.leaves) if isinstance(leaf, Tracer)]
+        self.operands = [self.leaves[k] for k in self.traced]
+        self.floats = [k for k in self.traced if self.leaves[k].dtype.kind in "fc"]
+
+    def arguments(self, values: Any) -> Any:
+        """The arguments' structure with `values` at the traced leaves."""
+        full = list(self.leaves)
+        for k, value in zip(self.traced, values):
+            full[k] = value
+        return tree.unflatten(self.treedef, full)
+
+    def caller(self, fun: Callable) -> tuple[Callable, Aval]:
+        """`fun` as a function of the traced leaves' values, and its result's aval."""
+        out = self.result_aval(fun)
+
+        def call(*values: Any) -> np.ndarray:
+            return _checked(np.asarray(fun(*self.arguments(values))), out, fun)
+
+        return _named(call, fun), out
+
+    def result_aval(self, fun: Callable) -> Aval:
+        """The result's shape and dtype, from one run of `fun` on stand-in values
+        (ones shaped like the traced arguments; a Python 1.0 for a Python float)."""
+        stand_ins = [x.dtype.type(1).item() if x.aval.weak else np.ones(x.shape, x.dtype) for x in self.operands]
+        try:
+            with np.errstate(all="ignore"):
+                result = np.asarray(fun(*self.arguments(stand_ins)))
+        except Exception as err:
+            raise GradError(
+                f"{definition_site(fun)}: {fun.__name__} cannot be traced, so it runs as Python code; running it "
+                f"once on stand-in values (ones) to learn its result's shape failed ({type(err).__name__}: {err}). "
+                "Make it accept such values, or write its body with traceable NumPy."
+            ) from None
+        if result.dtype.kind not in "biufc":
+            raise GradError(f"{definition_site(fun)}: {fun.__name__} runs as Python code and must return one numeric "
+                            f"array; it returned {type(result).__name__} of {result.dtype}")
+        return Aval(result.shape, result.dtype)
+
+    def packed_aval(self) -> Aval:
+        dtype = np.result_type(*(self.leaves[k].dtype for k in self.floats)) if self.floats else np.dtype(float)
+        return Aval((sum(self.leaves[k].aval.size for k in self.floats),), dtype)
+
+    def pack(self, cotangents: list, arguments: list) -> np.ndarray:
+        dtype = self.packed_aval().dtype
+        parts = [np.zeros(np.size(a), dtype) if c is None else np.ravel(np.asarray(c, dtype)) for c, a in zip(cotangents, arguments)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+    def unpack(self, packed: Tracer) -> tuple:
+        """One cotangent per operand (None for an integer one) from the packed array."""
+        return unpack_cotangents(packed, self.operands, [k in self.floats for k in self.traced])
+
+
+def unpack_cotangents(packed: Tracer, operands: list, differentiable: list[bool]) -> tuple:
+    """The cotangents a host call returned raveled into one array, one per operand in
+    order (None where `differentiable` is False), each shaped and typed as its operand."""
+    cts, start = [], 0
+    for operand, wanted in zip(operands, differentiable):
+        if not wanted:
+            cts.append(None)
+            continue
+        size = int(np.prod(operand.shape, dtype=np.int64))
+        piece = np.reshape(packed[start:start + size], operand.shape)
+        cts.append(piece if piece.dtype == operand.dtype else piece.astype(operand.dtype))
+        start += size
+    return tuple(cts)
+
+
+def _named_result(result: Tracer, name: str) -> Tracer:
+    result.__adjoint_name__(name)  # `g_<function>` for its cotangent, unless the user's variable names it
+    return result
+
+
+def _checked(value: np.ndarray, out: Aval, fun: Callable) -> np.ndarray:
+    """`value`, after checking it has the shape and dtype the compiled code was built for."""
+    if value.shape != out.shape or value.dtype != out.dtype:
+        raise GradError(f"{definition_site(fun)}: {fun.__name__} returned {value.dtype}{list(value.shape)} when the "
+                        f"compiled code was built for {out}; a function that runs as Python code must return the "
+                        "same shape and dtype on every call with arguments of the same shapes")
+    return value
+
+
+def _named(call: Callable, like: Callable) -> Callable:
+    """`call` under the module and name of the user function it runs."""
+    call.__module__, call.__qualname__ = getattr(like, "__module__", None), getattr(like, "__qualname__", "fn")
+    return call

@@ -20,6 +20,7 @@ from compiler.api import (
     _MEMO, Argnums, Compiled, GradTransform, Transformed, _check_argnums, argnums_transform, as_numpy_result,
     check_result_leaves, grad, jit, refill, split_aux, traced_args, wrt_groups,
 )
+from compiler.captures import traced_callee
 from compiler.errors import GradError, api_boundary, at_user_line
 from compiler.guards import Guards
 from compiler.ir import Aval, Graph
@@ -65,7 +66,7 @@ class JvpTransform(Transformed):
     def _trace(self, sig: Signature, guards: Guards) -> tuple[Graph, Any]:
         def call(tracers: list[Tracer]) -> Any:
             args, kwargs = traced_args(sig, tracers)
-            return self.fun(*args[: self.count], **kwargs)
+            return traced_callee(self.fun, self.captures, guards)(*args[: self.count], **kwargs)
 
         return trace(self.fun, sig.avals, sig.names, call, guards)
 

@@ -68,6 +68,10 @@ class ArgumentError(AdjointError, TypeError):
     """A compiled function was called with arguments its Python function does not take."""
 
 
+class SolverError(AdjointError, RuntimeError):
+    """A solver the compiled code calls (scipy.integrate.solve_ivp) failed when it ran."""
+
+
 class NonFiniteError(AdjointError, FloatingPointError):
     """Under `debug_nans`, a computed value held a NaN or an infinity."""
 

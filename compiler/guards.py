@@ -64,6 +64,7 @@ class Guards:
         self.cells: dict[int, tuple[CellType, Any]] = {}
         self.names: dict[int, str] = {}  # id of a watched array -> the user's name for it
         self._seen_code: set[tuple[int, CodeType]] = set()
+        self._aliases: dict[int, dict] = {}  # id of a globals copy a trace runs in -> the module's own dict
 
     def watch_function(self, fn: Callable) -> None:
         """The closure cells of the traced function itself."""
@@ -81,16 +82,25 @@ class Guards:
 
     def watch_frame(self, frame: FrameType) -> None:
         """The globals a starting user frame's code reads."""
-        namespace = frame.f_globals
+        namespace = self._aliases.get(id(frame.f_globals), frame.f_globals)
         key = (id(namespace), frame.f_code)
         if key in self._seen_code:
             return
         self._seen_code.add(key)
         for name in frame.f_code.co_names:
-            value = namespace.get(name, _MISSING)
-            if value is not _MISSING and (id(namespace), name) not in self.globals and _guardable(value):
-                self.globals[(id(namespace), name)] = (namespace, name, _snapshot(value))
-                self._name(value, name)
+            self.watch_global(namespace, name)
+
+    def watch_global(self, namespace: dict, name: str) -> None:
+        """The value of global `name` of `namespace`, if it is a number or an array."""
+        value = namespace.get(name, _MISSING)
+        if value is not _MISSING and (id(namespace), name) not in self.globals and _guardable(value):
+            self.globals[(id(namespace), name)] = (namespace, name, _snapshot(value))
+            self._name(value, name)
+
+    def alias(self, copy: dict, namespace: dict) -> None:
+        """Frames running in `copy` (a copy of the module dict `namespace` in which a
+        trace runs a function) read `namespace`'s names: guard those."""
+        self._aliases[id(copy)] = namespace
 
     def _name(self, value: Any, name: str) -> None:
         if isinstance(value, np.ndarray):

@@ -8,11 +8,16 @@ static, normalized params the primitives expect.
 """
 from __future__ import annotations
 
+import ast
+import dis
+import linecache
 import operator
-from typing import Any, Callable
+from types import FrameType
+from typing import Any, Callable, Optional
 
 import numpy as np
 
+from compiler import concretization
 from compiler.errors import ShapeError, UnsupportedError, at_user_line
 from compiler.primitives import registry
 from compiler.tracing import PROTOCOLS, Tracer, bind, current, lift
@@ -89,7 +94,10 @@ def _unsupported(kind: str, name: str, known: list[str]) -> UnsupportedError:
 _UFUNC_REDUCTIONS = {"add": "np.sum", "maximum": "np.max", "minimum": "np.min"}
 
 
-def apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
+def apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict, operator: bool = False) -> Any:
+    """`np.<ufunc>(*inputs)`, or with `operator` the Python operator that spells it.
+    They differ on Python numbers alone, as in NumPy: `a - 0.5` is a Python float,
+    `np.subtract(a, 0.5)` a NumPy scalar (strong: it does not bend to float32)."""
     if method != "__call__":
         instead = _UFUNC_REDUCTIONS.get(ufunc.__name__) if method == "reduce" else None
         hint = f" Use {instead}(x, axis=0) instead." if instead else " Write it with supported NumPy functions."
@@ -104,11 +112,19 @@ def apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
     if ufunc is np.positive:
         return as_tracer(inputs[0]).same_value()
     if ufunc is np.divmod:
-        return np.floor_divide(*inputs), np.remainder(*inputs)
+        return (apply_ufunc(np.floor_divide, method, inputs, kwargs, operator),
+                apply_ufunc(np.remainder, method, inputs, kwargs, operator))
     name = ufunc.__name__
     if name not in registry.registered() or not registry.get(name).ufunc:
         raise _unsupported("ufunc", name, _ufuncs())
-    return bind(name, *inputs)
+    result = bind(name, *inputs)
+    if result.aval.weak and not operator:
+        return bind("astype", result, dtype=result.dtype)
+    return result
+
+
+def apply_operator(ufunc: np.ufunc, inputs: tuple) -> Any:
+    return apply_ufunc(ufunc, "__call__", inputs, {}, operator=True)
 
 
 def _is_bool(x: Any) -> bool:
@@ -274,15 +290,6 @@ def clip(a, a_min=None, a_max=None, out=None, **kwargs):
     return as_tracer(a).same_value() if a_min is None and a_max is None else a
 
 
-def dot(a, b, out=None):
-    _no_extras("dot", out=out)
-    if np.ndim(a) == 0 or np.ndim(b) == 0:
-        return np.multiply(a, b)
-    if np.ndim(a) > 2 or np.ndim(b) > 2:
-        raise at_user_line(UnsupportedError, "np.dot on arrays above 2-D is not supported; use np.matmul (@).")
-    return bind("matmul", a, b)
-
-
 def outer(a, b, out=None):
     _no_extras("outer", out=out)
     return bind("outer", a, b)
@@ -295,7 +302,7 @@ FUNCTIONS: dict[Callable, Callable] = {
     np.reshape: reshape, np.transpose: transpose, np.swapaxes: swapaxes,
     np.expand_dims: expand_dims, np.squeeze: squeeze, np.ravel: ravel,
     np.broadcast_to: broadcast_to, np.concatenate: concatenate, np.stack: stack,
-    np.where: where, np.clip: clip, np.dot: dot, np.outer: outer,
+    np.where: where, np.clip: clip, np.outer: outer,
     np.shape: lambda a: a.shape, np.ndim: lambda a: a.ndim, np.size: lambda a, axis=None: a.size if axis is None else a.shape[axis],
 }
 
@@ -328,7 +335,18 @@ def apply_function(func: Callable, args: tuple, kwargs: dict) -> Any:
         module = getattr(func, "__module__", None) or "numpy"
         prefix = module[len("numpy."):] + "." if module.startswith("numpy.") and "._" not in module else ""
         raise _unsupported("function", prefix + getattr(func, "__name__", str(func)), known)
-    return handler(*args, **kwargs)
+    return _numpy_values(handler(*args, **kwargs))
+
+
+def _numpy_values(result: Any) -> Any:
+    """A NumPy function's result as NumPy gives it: never a Python number (a weak
+    value), even where the handler returned its operand (`np.transpose(a)` of a
+    Python float is a NumPy value, which widens float32)."""
+    if isinstance(result, Tracer):
+        return bind("astype", result, dtype=result.dtype) if result.aval.weak else result
+    if type(result) in (tuple, list):
+        return type(result)(_numpy_values(r) for r in result)
+    return result
 
 
 def getitem(x: Tracer, index: Any) -> Tracer:
@@ -346,7 +364,7 @@ def getitem(x: Tracer, index: Any) -> Tracer:
         elif item is Ellipsis:
             spec.append(("ellipsis",))
         else:
-            array = item if isinstance(item, Tracer) else np.asarray(item)
+            array = _index_array(item)
             if array.dtype == bool:
                 if isinstance(array, Tracer):
                     raise at_user_line(
@@ -364,4 +382,72 @@ def getitem(x: Tracer, index: Any) -> Tracer:
     return bind("getitem", x, *arrays, spec=tuple(spec))
 
 
-PROTOCOLS.ufunc, PROTOCOLS.function, PROTOCOLS.getitem = apply_ufunc, apply_function, getitem
+def _holds_tracers(item: Any) -> bool:
+    return isinstance(item, list) and any(isinstance(e, Tracer) or _holds_tracers(e) for e in item)
+
+
+def _index_array(item: Any) -> Any:
+    """An index entry as an array: a list holding traced values (`x[[i, j]]`) is
+    stacked into a traced array, which NumPy's np.asarray cannot do."""
+    if isinstance(item, Tracer):
+        return item
+    if _holds_tracers(item):
+        return stack([_index_array(e) if isinstance(e, list) else e for e in item])
+    return np.asarray(item)
+
+
+def _subscript(frame: FrameType) -> Optional[ast.Subscript]:
+    """The subscript expression `frame` is evaluating, found from the code's positions
+    of its current instruction (they span lines), or None for any other instruction."""
+    code, lasti = frame.f_code, frame.f_lasti
+    if lasti < 0 or dis.opname[code.co_code[lasti]] != "BINARY_SUBSCR":
+        return None
+    start, end, col, end_col = list(code.co_positions())[lasti // 2]
+    if None in (start, end, col, end_col):
+        return None
+    lines = [line.encode() for line in linecache.getlines(code.co_filename)[start - 1:end]]
+    if len(lines) != end - start + 1:
+        return None
+    lines[-1] = lines[-1][:end_col]
+    lines[0] = lines[0][col:]
+    try:
+        node = ast.parse(f"(\n{b''.join(lines).decode()}\n)", mode="eval").body
+    except (SyntaxError, UnicodeDecodeError):
+        return None
+    return node if isinstance(node, ast.Subscript) else None
+
+
+def _subscripted_array(frame: Optional[FrameType], value: Any) -> Optional[np.ndarray]:
+    """The NumPy array `a` of the line's `a[...]` when traced `value` is being asked
+    for a concrete index there (an INDEXED_ARRAY_FINDERS entry)."""
+    node = _subscript(frame) if frame is not None and isinstance(value, Tracer) else None
+    if node is None or not isinstance(node.value, ast.Name):
+        return None
+    name = node.value.id
+    array = frame.f_locals.get(name, frame.f_globals.get(name))
+    return array if isinstance(array, np.ndarray) else None
+
+
+def _numpy_subscript(frame: Optional[FrameType], value: Any) -> Optional[tuple[str, str]]:
+    """Advice for `a[i]` with `a` a NumPy array and `i` traced (a concretization
+    advisor). Python hands the subscript to NumPy's own indexing, which no protocol
+    lets a tracer answer: it asks `i` for a concrete array. Only a traced `a` can be
+    indexed with traced values, so say how to make `a` traced."""
+    array = _subscripted_array(frame, value)
+    if array is None:
+        return None
+    name = _subscript(frame).value.id
+    index = concretization.describe(value.graph, value.id, frame)
+    like = index if index.isidentifier() else "<a traced value>"
+    dtype = "" if array.dtype == np.float64 else f", {name}.dtype"
+    return f"a concrete index into the NumPy array `{name}`", (
+        f"Indexing a NumPy array runs NumPy's own indexing, which cannot take a traced index; only a traced "
+        f"array can be indexed with traced values. Make `{name}` traced: pass it to the compiled function as an "
+        f"argument (arrays passed in are traced), or write `{name} = np.zeros({name}.shape{dtype}, like={like}) + "
+        f"{name}` before indexing it."
+    )
+
+
+concretization.ADVISORS.append(_numpy_subscript)
+concretization.INDEXED_ARRAY_FINDERS.append(_subscripted_array)
+PROTOCOLS.ufunc, PROTOCOLS.operator, PROTOCOLS.function, PROTOCOLS.getitem = apply_ufunc, apply_operator, apply_function, getitem

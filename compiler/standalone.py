@@ -139,6 +139,14 @@ def build(transformed: Transformed, *args: Any, constants: str = "npz", npz_name
         raise UnsupportedError(f"constants must be one of {CONSTANTS_MODES}, got {constants!r}")
     compiled, sig = compiled_for(transformed, args, kwargs)
     generated = compiled.generated
+    functions = [value for value in generated.constants.values() if callable(value)]
+    if functions:
+        names = ", ".join(f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', f)}" for f in functions)
+        raise UnsupportedError(
+            f"the generated code calls Python functions the compiler could not trace ({names}: custom rules "
+            "around code that leaves NumPy, or an ODE solver); a standalone module cannot hold them. Keep using "
+            "the compiled function, or write those functions with traceable NumPy to save it."
+        )
     npz_name = npz_name or f"{generated.name}.npz"
     parts = rewrite(generated.source, generated.name, generated.constants, _captured_values(compiled),
                     constants, npz_name)

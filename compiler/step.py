@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from compiler.api import Compiled, Transformed, _scalar_output, call_generated, refill, split_aux, traced_args
+from compiler.api import Compiled, Transformed, _scalar_output, call_generated, differentiated_element, refill, split_aux, traced_args
 from compiler.prediction import Prediction
 from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
@@ -164,7 +164,7 @@ class Step(Transformed):
         graph, result = trace(self.fun, sig.avals, sig.names, call, guards)
         params, state, hyper = call.inputs
         result, aux = split_aux(result, self.has_aux, self._name(""))
-        loss = _scalar_output(graph, result, self._name(""))
+        loss = differentiated_element(graph, _scalar_output(graph, result, self._name("")))
         param_leaves, param_def = tree.flatten(params)
         state_leaves, state_def = tree.flatten(state)
 

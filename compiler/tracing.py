@@ -9,11 +9,13 @@ user's variable names (read from the frames' locals; outer frames win).
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
 import sys
 import threading
 from types import FrameType
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -31,10 +33,11 @@ from compiler.errors import (
     user_frame,
     where,
 )
-from compiler.concretization import array_advice, better_advice, concretization_error, truth_value_error
+from compiler.concretization import array_advice, better_advice, concretization_error, indexed_array, truth_value_error
 from compiler.guards import Guards, RandomStates
 from compiler.ir import Aval, Graph, Loc
 from compiler.primitives import registry
+from compiler.validation import abstract
 
 
 class TraceContext:
@@ -53,6 +56,7 @@ class TraceContext:
         self.fixed: Optional[dict[str, Any]] = None
         self.name_depth: dict[int, int] = {}
         self.frame_depth: dict[FrameType, int] = {}
+        self.lost: Optional[BaseException] = None  # an interrupt raised where Python could not propagate it
 
     def meta(self) -> dict[str, Any]:
         if self.fixed is not None:
@@ -121,13 +125,28 @@ class TraceContext:
 
 class _ContextStack(threading.local):
     """The active trace contexts, innermost last; one stack per thread, so threads
-    compile concurrently without seeing each other's traces."""
+    compile concurrently without seeing each other's traces. Also the thread's
+    compiles under `keeping_interrupts`, and the interrupt one of them lost."""
 
     def __init__(self) -> None:
         self.contexts: list[TraceContext] = []
+        self.keeping = 0
+        self.lost: Optional[BaseException] = None
+        self.handling = False
 
 
 _STACK = _ContextStack()
+
+
+def is_active(graph: Graph) -> bool:
+    """Whether `graph` belongs to one of this thread's active traces. A loop, not
+    `any(<generator>)`: a generator abandoned half-way is closed by the garbage
+    collector, and an interrupt that lands while it closes is lost (see
+    `_watch_user_frames`)."""
+    for ctx in _STACK.contexts:
+        if ctx.graph is graph:
+            return True
+    return False
 
 
 def current() -> TraceContext:
@@ -151,10 +170,28 @@ class StaticArgument(BaseException):
         self.inputs = inputs
 
 
+class TracedCapture(BaseException):
+    """The trace indexed `array`, a NumPy array it read from a global or closure, with
+    traced indices, which NumPy's own indexing cannot take: the caller traces again
+    with the names that hold it bound to a traced value of it, or raises `error`.
+    A BaseException, like StaticArgument."""
+
+    def __init__(self, array: np.ndarray, error: AdjointError):
+        super().__init__(error)
+        self.array, self.error = array, error
+
+
+def _restart_if_indexing(tracer: "Tracer", error: AdjointError) -> None:
+    """Raise TracedCapture when `tracer` was asked for its value to index a NumPy array."""
+    array = indexed_array(user_frame(), tracer)
+    if array is not None:
+        raise TracedCapture(array, error)
+
+
 def _needs_static(graph: Graph, i: int) -> None:
     """Raise StaticArgument when node `i` is computed from Python int arguments alone
     (and the leaked-tracer error when `graph` is no active trace's)."""
-    if not any(ctx.graph is graph for ctx in _STACK.contexts):
+    if not is_active(graph):
         raise leaked_error()
     sources = [graph.node(j) for j in graph.ancestors([i])]
     inputs = [node for node in sources if node.is_input]
@@ -173,15 +210,17 @@ def frame_loc(frame: FrameType) -> Loc:
 
 
 class NumpyProtocols:
-    """How tracers answer NumPy: `ufunc` serves `__array_ufunc__`, `function`
-    `__array_function__`, `getitem` and `setitem` indexing and assignment, `fused`
+    """How tracers answer NumPy: `ufunc` serves `__array_ufunc__`, `operator` Python's
+    operators (which keep Python numbers Python numbers), `function` `__array_function__`, `getitem` and `setitem` indexing and assignment, `fused`
     runtime.fused functions.
     The dispatch modules above this one (compiler.numpy_dispatch,
     compiler.fused_dispatch) install them when imported, as primitive families fill
     the registry."""
 
     ufunc: Callable
+    operator: Callable
     function: Callable
+    nested: Callable  # np.array / np.asarray of (nested) lists and tuples holding tracers
     getitem: Callable
     setitem: Callable
     fused: Callable
@@ -302,7 +341,9 @@ class Tracer:
     def _concrete(self, what: str, advice: str) -> None:
         _needs_static(self.graph, self.id)
         advice = better_advice(user_frame(), advice)
-        raise concretization_error(self.graph, self.id, self.aval, what, advice, _namer()) from None
+        error = concretization_error(self.graph, self.id, self.aval, what, advice, _namer())
+        _restart_if_indexing(self, error)
+        raise error from None
 
     def __bool__(self):
         _needs_static(self.graph, self.id)
@@ -320,7 +361,9 @@ class Tracer:
     def __array__(self, dtype=None, copy=None):
         what, advice = array_advice(user_frame(), self)
         _needs_static(self.graph, self.id)
-        raise concretization_error(self.graph, self.id, self.aval, what, advice, _namer()) from None
+        error = concretization_error(self.graph, self.id, self.aval, what, advice, _namer())
+        _restart_if_indexing(self, error)
+        raise error from None
 
     def __format__(self, spec):
         self._concrete("a concrete value to format", "Return the value from the compiled function "
@@ -465,7 +508,7 @@ def _captured_name(value: Any) -> Optional[str]:
 
 def _foreign_tracer_error(value: Tracer) -> UnsupportedError:
     """A tracer used where its own trace is not the active one."""
-    if any(ctx.graph is value.graph for ctx in _STACK.contexts):
+    if is_active(value.graph):
         return UnsupportedError(
             f"{where(user_frame())}: a traced value from an enclosing transformation was captured "
             "by a closure; pass it to the inner function as an argument instead."
@@ -485,13 +528,14 @@ def bind(op: str, *operands: Any, **params: Any) -> Tracer:
     """Apply primitive `op` to operands (tracers or constants): append its node."""
     if not _STACK.contexts:
         raise leaked_error()
-    ctx = current()
+    ctx = _STACK.contexts[-1]
     graph = ctx.graph
     meta = ctx.meta()  # first: names the frame's values and guards its globals before constants are lifted
-    ids = [lift(x, graph) for x in operands]
-    prim = registry.get(op)
+    # (a tracer of this graph inline: bind runs once per operation traced, 10^5 times in a big program)
+    ids = [x.id if type(x) is Tracer and x.graph is graph else lift(x, graph) for x in operands]
+    data = graph.dag._node
     try:
-        aval = prim.abstract(*(graph.node(i).aval for i in ids), **params)
+        aval = abstract(op, tuple(data[i]["node"].aval for i in ids), params)
     except ShapeError as err:
         raise ShapeError(f"{where(user_frame())}: {err}") from None
     return Tracer(graph, graph.add(op, ids, params, aval, **meta))
@@ -531,7 +575,8 @@ def extend(graph: Graph, call: Callable[[], Any], guards: Optional[Guards] = Non
     previous = sys.getprofile()
     sys.setprofile(_watch_user_frames(ctx))
     try:
-        return call()
+        with keeping_interrupts(), _array_constructors_dispatching():
+            return call()
     except AdjointError as err:
         raise err.with_traceback(None) from None
     except RecursionError as err:
@@ -539,6 +584,128 @@ def extend(graph: Graph, call: Callable[[], Any], guards: Optional[Guards] = Non
     finally:
         _restore_profile(previous)
         _STACK.contexts.pop()
+
+
+_CONSTRUCTORS = {name: getattr(np, name) for name in ("array", "asarray")}
+_CONSTRUCTORS_LOCK = threading.Lock()
+_CONSTRUCTORS_USERS = [0]  # traces running in this process
+
+
+def _holds_tracers(obj: Any) -> bool:
+    if isinstance(obj, Tracer):
+        return True
+    return isinstance(obj, (list, tuple)) and any(_holds_tracers(item) for item in obj)
+
+
+def _dispatching_constructor(name: str) -> Callable:
+    original = _CONSTRUCTORS[name]
+
+    def construct(obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if _STACK.contexts and isinstance(obj, (list, tuple)) and _holds_tracers(obj):
+            return PROTOCOLS.nested(obj, *args, **kwargs)
+        return original(obj, *args, **kwargs)
+
+    construct.__name__, construct.__qualname__, construct.__doc__ = name, name, original.__doc__
+    construct.__wrapped__ = original
+    return construct
+
+
+_DISPATCHING = {name: _dispatching_constructor(name) for name in _CONSTRUCTORS}
+
+
+@contextlib.contextmanager
+def _array_constructors_dispatching() -> Iterator[None]:
+    """While any thread traces, `np.array` and `np.asarray` (the attributes of the
+    numpy module, which `np.array([...])` looks up at each call) build traced arrays
+    from lists and tuples that hold tracers, which NumPy's own constructors cannot
+    (they dispatch on nothing but `like=`); every other call goes to NumPy's own
+    function unchanged, in every thread. The attributes are NumPy's again once the
+    last trace ends. NumPy's own modules call these constructors through names bound
+    at import, so they never see the change."""
+    with _CONSTRUCTORS_LOCK:
+        if _CONSTRUCTORS_USERS[0] == 0:
+            for name, construct in _DISPATCHING.items():
+                setattr(np, name, construct)
+        _CONSTRUCTORS_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _CONSTRUCTORS_LOCK:
+            _CONSTRUCTORS_USERS[0] -= 1
+            if _CONSTRUCTORS_USERS[0] == 0:
+                for name, original in _CONSTRUCTORS.items():
+                    setattr(np, name, original)
+
+
+@contextlib.contextmanager
+def keeping_interrupts() -> Iterator[None]:
+    """Run a compile (or a trace) so that no interrupt is lost: a Ctrl-C, or the
+    exception an alarm's signal handler raises, that lands while Python finalizes an
+    object (closes an abandoned generator, runs a weakref callback, runs the
+    name-harvesting profile hook for either) cannot propagate there; Python prints
+    it as "Exception ignored" and the compile would go on. It is kept instead, and
+    raised by the next profile event that can raise it, or when this block ends, in
+    place of whatever the block did since."""
+    if not getattr(sys.unraisablehook, "keeps_lost_interrupts", False):
+        sys.unraisablehook = _keeping_lost_interrupts(sys.unraisablehook)
+    _STACK.keeping += 1
+    try:
+        yield
+    except BaseException as err:
+        lost = _take_lost()
+        if lost is not None and lost is not err:
+            raise lost.with_traceback(None) from None
+        raise
+    finally:
+        _STACK.keeping -= 1
+    lost = _take_lost()
+    if lost is not None:
+        raise lost.with_traceback(None) from None
+
+
+def _take_lost() -> Optional[BaseException]:
+    lost, _STACK.lost = _STACK.lost, None
+    for ctx in _STACK.contexts:
+        ctx.lost = None
+    return lost
+
+
+def _keeping_lost_interrupts(previous: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A sys.unraisablehook that keeps, for the running compile to raise, an interrupt
+    lost in a finalizer: a KeyboardInterrupt or SystemExit, or an exception a Python
+    signal handler raised. Everything else goes to the hook that was installed."""
+
+    def keep(unraisable: Any) -> None:
+        exc, stack = unraisable.exc_value, _STACK
+        if stack.keeping and exc is not None and (exc is stack.lost or _is_interrupt(exc, unraisable.exc_traceback)):
+            if stack.lost is None:
+                stack.handling = True  # the profile hook must not raise it inside this hook
+                stack.lost = exc
+                for ctx in stack.contexts:
+                    ctx.lost = exc
+                stack.handling = False
+            return
+        previous(unraisable)
+
+    keep.keeps_lost_interrupts = True
+    return keep
+
+
+def _is_interrupt(exc: BaseException, tb: Any) -> bool:
+    """A KeyboardInterrupt or SystemExit, or an exception raised by a signal handler
+    (a frame of its code is on the traceback)."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return True
+    handlers = set()
+    for number in signal.valid_signals():
+        handler = signal.getsignal(number)
+        if callable(handler) and hasattr(handler, "__code__"):
+            handlers.add(handler.__code__)
+    while tb is not None:
+        if tb.tb_frame.f_code in handlers:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _restore_profile(previous: Any) -> None:
@@ -572,6 +739,8 @@ def _watch_user_frames(ctx: TraceContext):
     callbacks, are left alone)."""
 
     def hook(frame, event, arg):
+        if ctx.lost is not None and not _STACK.handling:
+            raise ctx.lost  # a lost interrupt (see keeping_interrupts), at the first event that can raise it
         if event == "return" and frame in ctx.frame_depth:
             ctx.harvest_names(frame)
 
@@ -597,7 +766,8 @@ class rule_mode:
 
 
 def _binary(ufunc):
-    return (lambda self, other: ufunc(self, other)), (lambda self, other: ufunc(other, self))
+    return ((lambda self, other: PROTOCOLS.operator(ufunc, (self, other))),
+            (lambda self, other: PROTOCOLS.operator(ufunc, (other, self))))
 
 
 for _names, _ufunc in [
@@ -620,17 +790,17 @@ for _name in ("sum", "mean", "max", "min", "prod", "var", "std", "cumsum", "cump
               "argsort", "any", "all", "trace", "diagonal", "conj", "conjugate", "round", "repeat", "take", "nonzero"):
     setattr(Tracer, _name, (lambda fn: lambda self, *args, **kwargs: fn(self, *args, **kwargs))(getattr(np, _name)))
 Tracer.__hash__ = object.__hash__
-Tracer.__neg__ = lambda self: np.negative(self)
+Tracer.__neg__ = lambda self: PROTOCOLS.operator(np.negative, (self,))
 Tracer.__pos__ = lambda self: self.same_value()
-Tracer.__abs__ = lambda self: np.absolute(self)
-Tracer.__invert__ = lambda self: np.invert(self)
+Tracer.__abs__ = lambda self: PROTOCOLS.operator(np.absolute, (self,))
+Tracer.__invert__ = lambda self: PROTOCOLS.operator(np.invert, (self,))
 
 
 def _live(method: Callable) -> Callable:
     """`method`, refusing a tracer whose trace has ended (one that leaked out)."""
 
     def entry(self, *args, **kwargs):
-        if not any(ctx.graph is self.graph for ctx in _STACK.contexts):
+        if not is_active(self.graph):
             raise leaked_error()
         return method(self, *args, **kwargs)
 

@@ -46,8 +46,20 @@ LIMITS = """\
   operations on complex values on a differentiated path (orderings such as
   `maximum`, `max`, `sort`, `median`; `linalg.norm`, `cholesky`, `eigh`, `svd`,
   `pinv`) are refused at your line (differentiate the real and imaginary parts as
-  float arrays), as are complex outputs of `grad` and complex values in forward mode
-  (`jvp`, `jacfwd`).
+  float arrays), as are complex outputs of `grad`. Forward mode (`jvp`, `hvp`,
+  `jacfwd`, `hessian`) goes through the same operations: a tangent t of z moves
+  `f(z)` by `f'(z) t` (not conjugated), `abs`, `angle`, `real`, `imag` give real
+  tangents, and real inputs may pass through complex values; `jacfwd` and `hessian`
+  with respect to a complex input are refused (their basis spans only the real
+  directions: use `jacrev`, `hvp` or `jvp`), as is a complex tangent of a real input.
+- **Code that leaves NumPy** (C code, `np.asarray(x)` handed to a library, a
+  simulator) cannot be traced: wrap it in `custom_vjp` / `custom_jvp` with your rule,
+  and the generated code calls it when it runs. `np.array([a, b])` of traced values
+  traces when called as an attribute of the numpy module (`np.array`); a name bound
+  by `from numpy import array` is NumPy's own constructor and is refused (use
+  `np.stack`). A NumPy array the function makes itself (`table = np.cos(...)`) cannot
+  be indexed with traced indices (NumPy's own indexing runs): make it with
+  `np.zeros(shape, like=i) + table`; arrays read from globals and closures can.
 - **Non-differentiable points** follow JAX's conventions: `abs`, `sign`-like functions
   and `relu` have gradient 0 at 0; ties in `max`, `min`, `maximum`, `minimum`,
   `median` share the gradient evenly; piecewise-constant functions (`floor`, `round`,
@@ -86,9 +98,18 @@ def _ufunc_rows() -> list[str]:
     return rows
 
 
+def _special_gradient(prim: registry.Primitive) -> str:
+    if not prim.differentiable:
+        return "no (piecewise constant)"
+    if getattr(prim.vjp, "last_operand_only", False):
+        return "in its last argument (the order or shape parameters are refused)"
+    return "yes"
+
+
 def _scipy_rows() -> list[str]:
     spelled = {"psi": "digamma (psi)"}
-    ufuncs = [f"| `scipy.special.{spelled.get(name, name)}` | yes |" for name in sorted(SCIPY_UFUNCS)]
+    ufuncs = [f"| `scipy.special.{spelled.get(name, name)}` | {_special_gradient(registry.get(name))} |"
+              for name in sorted(SCIPY_UFUNCS)]
     return ufuncs + [f"| `{name}` | yes |" for name in SUPPORTED]
 
 
@@ -130,10 +151,12 @@ def page() -> str:
         "",
         "scipy.special's ufuncs reach traced values through NumPy's ufunc protocol. SciPy's",
         "Python functions convert their arguments with `np.asarray`; the ones models call",
-        "most (below) are given dispatching wrappers when SciPy loads, so they trace as",
-        "written and untraced calls run SciPy's own code (compiler/scipy_dispatch.py). Any",
-        "other SciPy function on a traced value is an error that names your line and the",
-        "SciPy function and shows an equivalent that traces where there is one.",
+        "most (below) are made to dispatch when SciPy loads (SciPy's function objects",
+        "themselves, so the order of imports does not matter), so they trace as written and",
+        "untraced calls run SciPy's own code (compiler/scipy_dispatch.py). `scipy.integrate",
+        ".odeint` and `solve_ivp` run SciPy's solver and differentiate by the adjoint method",
+        "(compiler/ode.py). Any other SciPy function on a traced value is an error that names",
+        "your line and the SciPy function and shows an equivalent that traces where there is one.",
         "",
         "| function | gradient |",
         "|---|---|",

@@ -346,7 +346,7 @@ class Builder:
                 warnings.simplefilter("error")
                 return run(namespace)
         except (ValueError, IndexError, TypeError, FloatingPointError, ZeroDivisionError, OverflowError,
-                KeyError, Warning, np.exceptions.AxisError, np.linalg.LinAlgError) as err:
+                KeyError, AttributeError, Warning, np.exceptions.AxisError, np.linalg.LinAlgError) as err:
             raise Reject(str(err)) from None
 
     def _draw_values(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -423,6 +423,11 @@ class Builder:
         """An existing value accepted by `accept` (most often the latest statement or
         a value nothing uses yet, so that the data flow joins up), or a fresh input
         when none is accepted."""
+        if self.choices.chance(6) and accept(np.zeros(())):
+            # a Python float input into any operation family (a reduction, a method, np.exp, a
+            # shape function): NumPy's functions return NumPy scalars there, operators Python floats
+            scalar = self.scalar_input()
+            return Var(scalar.name, np.array(scalar.value))
         candidates = [v for v in reversed(self.arrays) if accept(v.value)]
         unused = [v for v in candidates if not self.used(v.name)]
         if candidates and self.body and candidates[0] is self.body[-1] and self.choices.chance(60):
@@ -894,9 +899,11 @@ def op_index(b: Builder) -> str:
 
 
 def _index_part(b: Builder, n: int) -> str:
-    kind = b.choices.weighted([(3, "all"), (3, "int"), (3, "slice"), (2, "array")])
+    kind = b.choices.weighted([(3, "all"), (3, "int"), (3, "slice"), (2, "array"), (1, "computed")])
     if kind == "int":
         return str(b.choices.integer(-n, n - 1))
+    if kind == "computed":
+        return _computed_index(b, n)
     if kind == "array":
         idx = [b.choices.integer(-n, n - 1) for _ in range(b.choices.integer(1, 4))]
         return f"np.array({idx})" if b.choices.chance(50) else repr(idx)
@@ -908,6 +915,19 @@ def _index_part(b: Builder, n: int) -> str:
             text = f"{'' if start is None else start}:{'' if stop is None else stop}"
             return text + ("" if step is None else f":{step}")
     return ":"
+
+
+def _computed_index(b: Builder, n: int) -> str:
+    """An integer array computed from a small traced value, a margin away from the
+    steps of floor/round/`//`: shifted by one, then brought into range by np.mod or
+    np.clip, or made negative (NumPy indexes from the end)."""
+    v = b.operand(lambda value: 1 <= value.size <= 4)
+    data = f"{v.name} * 2.0" if v.value.ndim == 1 else f"np.ravel({v.name}) * 2.0"
+    raw = b.choices.pick(["np.floor({x}).astype(int)", "np.round({x}).astype(int)", "({x} // 1).astype(int)"])
+    _require_off_steps(v.value * 2.0, offset=0.5 if "round" in raw else 0.0)
+    index = raw.format(x=data) + b.choices.pick(["", " + 1"])
+    into = b.choices.pick(["np.mod({i}, {n})", "np.clip({i}, 0, {last})", "np.mod({i}, {n}) - {n}", "{i} % {n}"])
+    return into.format(i=index, n=n, last=n - 1)
 
 
 # --- more of NumPy: elementwise ---------------------------------------------------------

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from compiler import grad, value_and_grad
+from compiler.errors import GradError
+from runtime.check import numerical_grad
 from compiler.tracing import Tracer
 
 
@@ -333,3 +335,20 @@ def test_keyword_order_is_not_a_new_signature():
     np.testing.assert_allclose(g(x, a=3.0, b=1.0), [3.0, 3.0])
     np.testing.assert_allclose(g(x, b=1.0, a=4.0), [4.0, 4.0])
     assert g.trace_count == 1
+
+
+# --- one-element outputs -------------------------------------------------------------------
+
+def test_grad_takes_the_one_element_of_a_single_element_output():
+    """autograd and PyTorch's backward() accept any one-element output; the gradient
+    is that element's, and value_and_grad returns the value as the function did."""
+    A = np.array([[0.5], [-1.0], [2.0]])
+    x = np.array([1.0, 2.0, 3.0])
+    acquisition = lambda x: np.tanh(x @ A) ** 2  # noqa: E731  (shape (1,), as a Bayesian-optimisation acquisition)
+    value, gradient = value_and_grad(acquisition)(x)
+    assert value.shape == (1,)
+    np.testing.assert_allclose(value, acquisition(x))
+    np.testing.assert_allclose(gradient, numerical_grad(lambda x: acquisition(x)[0], x), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(grad(lambda x: np.sin(x[None, None, :1]))(x), [np.cos(1.0), 0.0, 0.0])
+    with pytest.raises(GradError, match=r"single element.*float64\[2\]"):
+        grad(lambda x: x[:2])(x)

@@ -21,7 +21,7 @@ LAYERS = [
     ("transforms", ["transforms"]),
     ("passes", ["passes"]),
     ("codegen", ["naming", "codegen"]),
-    ("api", ["signature", "lowering", "api", "derivatives", "custom", "prediction", "step_call", "step", "standalone", "pictures", "cli", "__main__", "__init__"]),
+    ("api", ["signature", "lowering", "captures", "api", "derivatives", "custom", "ode", "prediction", "step_call", "step", "standalone", "pictures", "cli", "__main__", "__init__"]),
 ]
 
 

@@ -2,6 +2,8 @@
 
 Creation: `np.zeros_like(x)` and friends of a traced `x`, and `np.zeros(shape,
 like=x)` and friends, make traced arrays, so that values can be assigned into them.
+`np.array([a, b])` and `np.asarray` of (nested) lists and tuples holding traced
+values stack them (tracing.py routes those calls here while a trace runs).
 
 Assignment: `x[index] = v` (and `x[index] += v`, which Python spells as a read, an
 add and this write) is a functional update: the tracer `x` is rebound to a new
@@ -15,13 +17,14 @@ function never writes into its arguments.
 """
 from __future__ import annotations
 
+import operator
 import re
 from typing import Any, Iterator, Optional
 
 import numpy as np
 
 from compiler.aliasing import view_source, views_of
-from compiler.errors import UnsupportedError, at_user_line, is_library, source_line, user_frame
+from compiler.errors import ShapeError, UnsupportedError, at_user_line, is_library, source_line, user_frame
 from compiler.numpy_dispatch import FUNCTIONS, as_tracer, implements
 from compiler.primitives.elementwise import dtype_or_weak_type
 from compiler.primitives.indexing import broadcasts_into
@@ -29,6 +32,42 @@ from compiler.tracing import PROTOCOLS, Tracer, bind, current
 
 
 # --- creation ---------------------------------------------------------------------------
+
+def array_of_nested(obj: Any, dtype: Any = None, *, ndmin: int = 0, **ignored: Any) -> Tracer:
+    """`np.array(obj)` for lists and tuples holding traced values: the leaves promoted
+    as NumPy's constructor promotes them (a Python float is float64 there), stacked.
+    `copy`, `order` and `like` change nothing for a new traced array."""
+    leaves = list(_nested_leaves(obj))
+    if dtype is None:
+        dtype = np.result_type(*(leaf.dtype if isinstance(leaf, (Tracer, np.ndarray, np.generic))
+                                 else np.result_type(type(leaf)) for leaf in leaves))
+    array = _stacked(obj, np.dtype(dtype))
+    return np.reshape(array, (1,) * (ndmin - array.ndim) + array.shape) if ndmin > array.ndim else array
+
+
+def _nested_leaves(obj: Any) -> Iterator[Any]:
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _nested_leaves(item)
+    else:
+        yield obj
+
+
+def _stacked(obj: Any, dtype: np.dtype) -> Tracer:
+    if not isinstance(obj, (list, tuple)):
+        value = as_tracer(obj)
+        return value if value.dtype == dtype and not value.aval.weak else bind("astype", value, dtype=dtype)
+    if not obj:
+        raise at_user_line(UnsupportedError, "np.array of an empty list inside a list of traced values")
+    items = [_stacked(item, dtype) for item in obj]
+    shapes = {item.shape for item in items}
+    if len(shapes) > 1:
+        raise at_user_line(ShapeError, f"np.array: the items have different shapes {sorted(shapes)}; "
+                           "NumPy cannot make an array of them either")
+    return bind("stack", *items, axis=0)
+
+
+PROTOCOLS.nested = array_of_nested
 
 def _shape(shape: Any) -> tuple[int, ...]:
     return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
@@ -76,6 +115,37 @@ def ones(shape, dtype=None, order="C", **kwargs):
 @implements(np.full)
 def full(shape, fill_value, dtype=None, order="C", **kwargs):
     return _full(shape, fill_value, dtype or _fill_dtype(fill_value))
+
+
+@implements(np.linspace)
+def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0, *, device=None):
+    """NumPy's recipe with traced ends: `steps * step + start`, the steps 0, 1, ...,
+    num - 1 a constant and `step = (stop - start) / div`, then the last sample made
+    exactly `stop` when it is an endpoint; array-valued ends lay their samples along
+    `axis`. NumPy's other branch, for a step that underflows to 0, is decided by the
+    values and is not taken."""
+    num = operator.index(num)
+    if num < 0:
+        raise at_user_line(ShapeError, f"np.linspace: number of samples, {num}, must be non-negative")
+    start, stop = as_tracer(start), as_tracer(stop)
+    kinds = (dtype_or_weak_type(v.aval) for v in (start, stop))  # a Python number's type stands for a weak one
+    inexact = np.result_type(*(kind(0) if isinstance(kind, type) else kind for kind in kinds), 1.0)
+    start, stop = (v if v.dtype == inexact else v.astype(inexact) for v in (start, stop))
+    delta = stop - start
+    steps = np.reshape(np.arange(num, dtype=inexact), (-1,) + (1,) * delta.ndim)
+    div = num - 1 if endpoint else num
+    step = delta / div if div > 0 else np.nan
+    y = (steps * (step if div > 0 else delta)) + start
+    if endpoint and num > 1:
+        last = np.broadcast_to(stop, (1,) + tuple(delta.shape))
+        y = np.concatenate([y[:-1], last], axis=0)
+    if axis != 0:
+        y = np.moveaxis(y, 0, axis)
+    if dtype is not None and np.issubdtype(dtype, np.integer):
+        y = np.floor(y)
+    if dtype is not None and np.dtype(dtype) != y.dtype:
+        y = y.astype(dtype)
+    return (y, step) if retstep else y
 
 
 # --- assignment -------------------------------------------------------------------------

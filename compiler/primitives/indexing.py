@@ -8,6 +8,11 @@ operands that follow `x` (after `v` for setitem). The gradient of a gather with
 repeated indices accumulates (`np.add.at`); basic indexing never repeats, so it
 assigns a slice. An assignment with repeated indices keeps NumPy's result, the
 last write to each position: only that write of `v` receives a gradient.
+
+Integer-array operands may be computed by the traced function (`np.floor(x).astype(int)`):
+every program indexes with them at run time as NumPy does, wrapping negative indices
+and raising IndexError past either end (`np.add.at` checks them as indexing does). They
+carry no derivative.
 """
 from __future__ import annotations
 
@@ -183,8 +188,8 @@ def _writes_once(shape: tuple[int, ...], spec: Spec, arrays: Sequence[Any]) -> b
     if not arrays:
         return True
     nodes = [a.graph.node(a.id) for a in arrays]
-    if not any(n.is_const or n.params.get("captured") for n in nodes):
-        return False  # known only at run time (a captured global may change)
+    if not all(n.is_const and not n.params.get("captured") for n in nodes):
+        return False  # known only at run time: computed, or a captured global (it may change in place)
     positions = np.arange(int(np.prod(shape, dtype=np.int64))).reshape(shape)
     written = positions[concrete_index(spec, [n.params["value"] for n in nodes])]
     return np.unique(written).size == written.size
