@@ -12,6 +12,7 @@ import dataclasses
 import heapq
 import itertools
 import math
+import operator
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple, Optional
@@ -103,6 +104,9 @@ class Node:
     @property
     def dtype(self) -> np.dtype:
         return self.aval.dtype
+
+
+_node_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(Node)))  # a Node's values, in order
 
 
 class Dag(nx.DiGraph):
@@ -294,6 +298,12 @@ class Graph:
             self.dag = Dag(self.dag)
         self._order: Optional[list[int]] = None  # topological order at `_order_version`
         self._order_version = -1
+        # while not None: ids of nodes added, or whose operands, readers or membership in
+        # the outputs changed (with repeats), appended by the methods below (assigning
+        # `outputs` counts; mutating the list in place does not) so that a pass can
+        # revisit only what a change can affect (see passes.simplify)
+        self.changes: Optional[list[int]] = None
+        self.scalars: dict[tuple, int] = {}  # (type, value, sign) -> the node of a Python number (add_scalar)
 
     def add(self, op: str, inputs: Iterable[int], params: dict[str, Any], aval: Aval, **meta: Any) -> int:
         """Append a call of primitive `op` and return its id."""
@@ -316,10 +326,24 @@ class Graph:
             params["recipe"] = recipe
         return self._append(CONST, None, (), params, aval, meta)
 
+    def add_scalar(self, value: Any) -> int:
+        """The constant node of a Python number (weak-typed), one per distinct value
+        while it is in the graph: every `* 1.001` of a trace reads one node instead of
+        adding one each (that cse would merge again)."""
+        key = (type(value), repr(value) if isinstance(value, (float, complex)) else value)  # 0.0 and -0.0 apart
+        shared = self.scalars.get(key)
+        if shared is not None and shared in self.dag._succ:
+            return shared
+        i = self.scalars[key] = self.add_const(value, Aval((), np.result_type(type(value)), weak=True))
+        return i
+
     def _append(self, kind: str, op: Optional[str], inputs: tuple, params: dict, aval: Aval, meta: dict) -> int:
         node = Node(self.next_id, kind, op, inputs, params, aval, **meta)
         self.next_id += 1
         self.dag.add_node_reading(node.id, {"node": node}, inputs)
+        if self.changes is not None:
+            self.changes.append(node.id)
+            self.changes.extend(inputs)  # they have a new reader
         return node.id
 
     def node(self, i: int) -> Node:
@@ -360,11 +384,16 @@ class Graph:
     def set_inputs(self, i: int, inputs: Iterable[int]) -> None:
         """Replace the operands of node `i`, keeping edges in sync."""
         node = self.node(i)
-        for old in set(node.inputs):
-            self.dag.remove_edge(old, i)
+        old = node.inputs
+        for j in set(old):
+            self.dag.remove_edge(j, i)
         node.inputs = tuple(inputs)
         for new in node.inputs:
             self.dag.add_edge(new, i)
+        if self.changes is not None:
+            self.changes.append(i)
+            self.changes.extend(old)
+            self.changes.extend(node.inputs)
 
     def replace_uses(self, old: int, new: int) -> None:
         """Make every reader of `old` (and the outputs) read `new` instead."""
@@ -374,7 +403,16 @@ class Graph:
             self.outputs = [new if j == old else j for j in self.outputs]
 
     def remove(self, i: int) -> None:
+        if self.changes is not None:
+            self.changes.extend(self.node(i).inputs)  # they lose a reader
         self.dag.remove_node(i)
+
+    def remove_all(self, ids: list[int]) -> None:
+        """Remove the nodes `ids` (in one change of the structure)."""
+        if self.changes is not None:
+            data = self.dag._node
+            self.changes.extend(j for i in ids for j in data[i]["node"].inputs)
+        self.dag.remove_nodes_from(ids)
 
     def ancestors(self, ids: Iterable[int]) -> set[int]:
         """`ids` and every node some of them depend on: one walk for all of them
@@ -386,15 +424,24 @@ class Graph:
         return _reach(ids, self.dag._succ)
 
     def copy(self) -> "Graph":
-        """A deep copy of structure and nodes (params and constants are shared)."""
-        g = Graph(Dag(), list(self.inputs), list(self.outputs), self.next_id, self.cotangent_scale)
+        """A deep copy of structure and nodes (params values and constants are shared),
+        written straight into a new Dag's adjacency dicts: networkx's per-node and
+        per-edge checks would cost more than the copy."""
         order = self.order()
-        data = self.dag._node
-        g.dag.add_nodes_from(
-            (i, {"node": dataclasses.replace(data[i]["node"], params=dict(data[i]["node"].params))}) for i in order
-        )
-        g.dag.add_edges_from(self.dag.edges)
-        g._order, g._order_version = order, g.dag.version
+        data, succ = self.dag._node, self.dag._succ
+        dag = Dag()
+        for i in order:
+            node = Node(*_node_fields(data[i]["node"]))
+            node.params = dict(node.params)
+            dag._node[i] = {"node": node}
+            dag._succ[i] = {}
+            dag._pred[i] = {}
+        for u, readers in succ.items():  # edges in the order `dag.edges` lists them
+            into = dag._succ[u]
+            for v in readers:
+                into[v] = dag._pred[v][u] = {}
+        g = Graph(dag, list(self.inputs), list(self.outputs), self.next_id, self.cotangent_scale)
+        g._order, g._order_version = order, dag.version
         return g
 
     def __str__(self) -> str:
@@ -406,7 +453,14 @@ def _get_outputs(graph: Graph) -> OutputList:
 
 
 def _set_outputs(graph: Graph, ids: Iterable[int]) -> None:
-    graph._outputs = ids if type(ids) is OutputList else OutputList(ids)
+    new = ids if type(ids) is OutputList else OutputList(ids)
+    changes = getattr(graph, "changes", None)  # (the dataclass __init__ sets outputs before __post_init__)
+    if changes is not None:
+        succ = graph.dag._succ
+        for i in graph._outputs.counts().keys() ^ new.counts().keys():
+            changes.append(i)
+            changes.extend(succ.get(i, ()))  # whether an operand is an output is theirs to ask too
+    graph._outputs = new
 
 
 # After @dataclass, so the generated __init__, repr and eq go through it: whatever

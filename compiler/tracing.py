@@ -476,8 +476,7 @@ def lift(value: Any, graph: Graph) -> int:
             raise _foreign_tracer_error(value)
         return value.id
     if isinstance(value, (bool, int, float, complex)) and not isinstance(value, np.generic):
-        dtype = np.result_type(type(value))
-        return graph.add_const(value, Aval((), dtype, weak=True))
+        return graph.add_scalar(value)
     if isinstance(value, (np.ndarray, np.generic)):
         if value.dtype == object:
             raise UnsupportedError(f"{where(user_frame())}: object arrays cannot be traced; use numeric arrays.")

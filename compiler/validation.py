@@ -3,10 +3,55 @@ agree with edges, and every node's shape and dtype equal to what its primitive's
 says. Every compile path runs it after optimizing (compiler/lowering.py)."""
 from __future__ import annotations
 
-import networkx as nx
+from typing import Any, Optional
 
-from compiler.ir import Graph
+import networkx as nx
+import numpy as np
+
+from compiler.ir import Aval, Graph
 from compiler.primitives import registry
+
+# parameter values a remembered shape rule may be keyed on: hashable, compared by
+# value, and holding nothing large or of the user's alive (no arrays, no functions)
+_PLAIN = (bool, int, float, complex, str, type(None), np.dtype)
+_CACHE_SIZE = 4096
+_ABSTRACT: dict[Any, Aval] = {}
+
+
+def abstract(op: str, avals: tuple[Aval, ...], params: dict[str, Any]) -> Aval:
+    """`registry.get(op).abstract(*avals, **params)`, remembered per distinct
+    (op, avals, params): a program repeats a few such calls many times (every
+    `sin` of a float64[64]), and a rule such as NumPy's broadcasting costs far more
+    than the lookup. Rules are pure; one that raises is not remembered."""
+    key = _key(op, avals, params)
+    aval = _ABSTRACT.get(key) if key is not None else None
+    if aval is None:
+        aval = registry.get(op).abstract(*avals, **params)
+        if key is not None:
+            if len(_ABSTRACT) >= _CACHE_SIZE:
+                _ABSTRACT.clear()
+            _ABSTRACT[key] = aval
+    return aval
+
+
+def _key(op: str, avals: tuple[Aval, ...], params: dict[str, Any]) -> Optional[tuple]:
+    """A key that tells apart whatever a rule could (the classes of values too:
+    `1`, `1.0` and `True` are equal), or None when a value is not plain."""
+    items = []
+    for name, value in params.items():
+        classes = _classes(value)
+        if classes is None:
+            return None
+        items.append((name, classes, value))
+    return (op, avals, tuple(items))
+
+
+def _classes(value: Any) -> Any:
+    """The class of a plain value (of each item, for a tuple), or None."""
+    if type(value) is tuple:
+        classes = tuple(_classes(v) for v in value)
+        return None if None in classes else classes
+    return value.__class__ if isinstance(value, _PLAIN) else None
 
 
 def validate(graph: Graph) -> None:
@@ -31,7 +76,7 @@ def validate(graph: Graph) -> None:
             continue
         if node.is_const:
             continue
-        expected = registry.get(node.op).abstract(*(data[i]["node"].aval for i in node.inputs), **node.params)
+        expected = abstract(node.op, tuple(data[i]["node"].aval for i in node.inputs), node.params)
         assert expected == node.aval, f"%{node.id} = {node.op}: recorded {node.aval}, rule gives {expected}"
     for i in graph.outputs:
         assert i in order, f"output %{i} is not in the graph"

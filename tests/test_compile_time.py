@@ -1,16 +1,20 @@
 """Compile time stays linear in graph size. Timings flake on shared machines, so
 these tests count work instead: topological sorts per compile, name probes per
-fresh name, stack depth. benchmarks/compile_time.py measures the seconds.
+fresh name, stack depth, nodes the optimizer's rounds try, shape rules evaluated,
+nodes the reverse transform leaves dead. benchmarks/compile_time.py measures the
+seconds.
 """
 import inspect
 import random
 import sys
+from types import SimpleNamespace
 
 import networkx as nx
 import numpy as np
 import pytest
 
 import compiler.ir as ir
+import compiler.validation as validation
 from compiler import grad
 from compiler.ir import Aval, Dag, Graph, OutputList, topological_order
 from compiler.naming import Namespace
@@ -20,11 +24,12 @@ SCALAR = Aval((), np.dtype(float))
 
 
 def chain(n: int):
-    """`x = sin(x) * 1.01` n times, then a sum: a fresh function each call."""
+    """`x = sin(x) * 1.001 + 0.1` n times, then a sum (benchmarks/compile_time.py's
+    program): a fresh function each call."""
 
     def f(x):
         for _ in range(n):
-            x = np.sin(x) * 1.01
+            x = np.sin(x) * 1.001 + 0.1
         return np.sum(x)
 
     return f
@@ -222,3 +227,91 @@ def test_pipeline_stack_depth_does_not_grow_with_the_graph():
     assert result.shape == (3,) and np.all(np.isfinite(result))
     source = g.source(np.linspace(0.1, 1.0, 3))
     assert "x_4999 = " in source  # the user's name, rebound 5,000 times
+
+
+# ---------------------------------------------------------------- optimizer rounds
+
+
+def test_later_rounds_simplify_only_near_changes(monkeypatch):
+    """The optimizer runs cse, simplify and dce until nothing changes; a round after
+    the first tries only the nodes near what changed since, so simplify tries each
+    node about once per compile, not once per round (it was 3 full passes)."""
+    simplify_module = sys.modules["compiler.passes.simplify"]
+    rules_for = simplify_module._rules_for
+    tried = []
+    monkeypatch.setattr(simplify_module, "_rules_for", lambda op: tried.append(op) or rules_for(op))
+    per_size = []
+    for n in (20, 400):
+        tried.clear()
+        grad(chain(n))(np.linspace(0.1, 1.0, 3))
+        per_size.append(len(tried))
+    # 6 call nodes per iteration (sin, multiply, add; cos and two multiplies backward):
+    # one try each, where two full rounds tried 12
+    assert per_size[1] - per_size[0] <= 6 * 380, per_size
+
+
+def test_near_changes_simplify_matches_full_passes():
+    """Simplifying only near the changes rewrites exactly what full passes would."""
+    passes = sys.modules["compiler.passes"]
+    simplify_module = sys.modules["compiler.passes.simplify"]
+    results = []
+    for near in (True, False):
+        original = simplify_module.simplify
+
+        def simplify(graph, near_changes=False):
+            return original(graph, near_changes and near)
+
+        passes.simplify = simplify
+        try:
+            g = grad(chain(30))
+            results.append(g.source(np.linspace(0.1, 1.0, 3)))
+        finally:
+            passes.simplify = original
+    assert results[0] == results[1]
+
+
+# ---------------------------------------------------------------- shape rules and dead nodes
+
+
+def test_shape_rules_run_once_per_distinct_call(monkeypatch):
+    """bind and validate ask each primitive's shape rule through a cache keyed on
+    (op, avals, params): the same few calls repeat in every iteration of the chain."""
+    calls = []
+    real = validation.registry
+
+    def get(op):
+        prim = real.get(op)
+        return SimpleNamespace(abstract=lambda *avals, **params: calls.append(op) or prim.abstract(*avals, **params))
+
+    monkeypatch.setattr(validation, "registry", SimpleNamespace(get=get))
+    per_size = []
+    for n in (20, 400):
+        monkeypatch.setattr(validation, "_ABSTRACT", {})
+        calls.clear()
+        grad(chain(n))(np.linspace(0.1, 1.0, 3))
+        per_size.append(len(calls))
+    assert per_size[0] == per_size[1] and per_size[1] <= 30, per_size
+
+
+def test_plain_values_key_the_shape_rule_cache():
+    assert validation._key("sum", (SCALAR,), {"axis": (0,), "keepdims": False}) is not None
+    assert validation._key("sum", (SCALAR,), {"axis": (0,)}) != validation._key("sum", (SCALAR,), {"axis": (0.0,)})
+    assert validation._key("full", (), {"value": 1}) != validation._key("full", (), {"value": True})
+    assert validation._key("getitem", (SCALAR,), {"index": np.arange(3)}) is None  # arrays are not keys
+    assert validation._key("custom_rule", (SCALAR,), {"fn": len}) is None  # nor functions (kept alive)
+
+
+def test_reverse_leaves_no_dead_cotangents():
+    """A VJP rule builds a cotangent for every operand; those of operands that carry
+    no gradient (`g * x` for the constant of `x * 1.001`) are dropped as they are
+    made, not carried through every pass until dce."""
+    from compiler.transforms.reverse import reverse
+
+    g = Graph()
+    x = g.add_input(SCALAR)
+    y = g.add("sin", (x,), {}, SCALAR)
+    c = g.add_const(1.001, Aval((), np.dtype(float), weak=True))
+    z = g.add("multiply", (y, c), {}, SCALAR)
+    joint, (gx,) = reverse(g, [x], z)
+    live = joint.ancestors([gx, z]) | set(joint.inputs)
+    assert set(joint.dag.nodes) - live == set(), [joint.node(i) for i in set(joint.dag.nodes) - live]

@@ -13,13 +13,18 @@ def optimize(graph: Graph) -> Graph:
     A round in which simplify and dce change nothing ends it even when cse merged
     something: cse is idempotent (one pass in topological order also merges what its
     own merges make equal), so another round would change nothing either. That
-    saves a full cse pass over the graph per compile."""
-    for _ in range(8):
-        cse(graph)
-        changed = simplify(graph)
-        changed |= dce(graph)
-        if not changed:
-            break
+    saves a full cse pass over the graph per compile. The graph records its changes
+    meanwhile, so that the later rounds simplify only near them."""
+    graph.changes = []
+    try:
+        for k in range(8):
+            cse(graph)
+            changed = simplify(graph, near_changes=k > 0)  # later rounds: only near what changed
+            changed |= dce(graph)
+            if not changed:
+                break
+    finally:
+        graph.changes = None
     spell_divisions(graph)
     column_sums_as_products(graph)
     return graph

@@ -17,5 +17,5 @@ def dce(graph: Graph) -> bool:
     live = graph.ancestors(list(graph.outputs) + effects(graph)) | set(graph.inputs)
     dead = [i for i in graph.dag.nodes if i not in live]
     if dead:
-        graph.dag.remove_nodes_from(dead)
+        graph.remove_all(dead)
     return bool(dead)

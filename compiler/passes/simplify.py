@@ -544,12 +544,69 @@ def _rules_for(op: str) -> tuple[Rule, ...]:
     return tuple(rule for rule in _RULES if _APPLIES[rule](op, prim))
 
 
-def simplify(graph: Graph) -> bool:
-    """Apply the rewrites once over the graph; True when anything changed."""
+def _transparent(node: Node) -> bool:
+    """Whether rewrites read through `node` to its first operand, to any depth
+    (`constant_value` and the view analysis follow copies, casts and views)."""
+    return node.op == "copy" or node.op == "astype" or is_view(node)
+
+
+class _NearChanges:
+    """The nodes a rewrite of which may read a changed node: the changed node itself,
+    its readers and theirs (no rule reads deeper than an operand's operand), where
+    reading through a copy, cast or view costs no depth. Grown as changes come in.
+
+    A Python-number constant never changes, and no rule asks who reads one or how
+    often (it prints as a literal): when it is recorded, it gained or lost a reader,
+    and that reader was recorded too. (A change of the graph's outputs records the
+    readers of the values it adds or drops.) So its readers, often every node that
+    multiplies by the same literal, are not reached through it."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.reached: dict[int, int] = {}  # node -> the most depth left when it was reached
+
+    def add(self, changed: list[int]) -> None:
+        succ, data, reached = self.graph.dag._succ, self.graph.dag._node, self.reached
+        stack = [(i, 2) for i in changed if i in succ]
+        while stack:
+            i, left = stack.pop()
+            if reached.get(i, -1) >= left:
+                continue
+            reached[i] = left
+            node = data[i]["node"]
+            if node.is_const and node.aval.weak:
+                continue
+            left -= 0 if _transparent(node) else 1
+            if left >= 0:
+                stack.extend((r, left) for r in succ[i])
+
+
+def simplify(graph: Graph, near_changes: bool = False) -> bool:
+    """Apply the rewrites once over the graph; True when anything changed.
+
+    With `near_changes`, while the graph records its changes (`Graph.changes`), only
+    nodes near a change recorded since the previous simplify began are tried: every
+    rule on any other node reads exactly what it read when that pass tried the node,
+    and finds nothing again. So the result is the same as a full pass, for the cost
+    of the changed part of the graph (the optimizer's later rounds)."""
+    since = graph.changes
+    near = None
+    if since is not None:
+        graph.changes = []  # what this pass changes: the next pass's `since`
+        if near_changes:
+            near = _NearChanges(graph)
+            near.add(since)
+    seen = 0  # changes of this pass already added to `near`
     changed = False
     for node in graph.nodes():
         if not node.is_call or node.id not in graph:
             continue
+        if near is not None:
+            if len(graph.changes) > seen:
+                near.add(graph.changes[seen:])
+                seen = len(graph.changes)
+            if node.id not in near.reached:
+                continue
         if any(rule(graph, node) for rule in _rules_for(node.op)):
             changed = True
     return changed

@@ -185,6 +185,8 @@ def reverse(graph: Graph, wrt: list[int], output: int, in_place: bool = False,
             operands = [Tracer(joint, i) for i in node.inputs]
             first_new = joint.next_id
             cts = registry.get(node.op).vjp(g, Tracer(joint, node.id), *operands, **node.params)
+            _drop_unread(joint, first_new, [ct.id for operand, ct in zip(node.inputs, cts)
+                                            if ct is not None and operand in active])
             for k, (operand, ct) in enumerate(zip(node.inputs, cts)):
                 if ct is None or operand not in active:
                     continue
@@ -208,6 +210,23 @@ def reverse(graph: Graph, wrt: list[int], output: int, in_place: bool = False,
                 mode.at(loc=joint.node(i).loc, grad_of=i)
             outputs.append(_as_gradient(joint, grads.get(i), joint.node(i), taken=outputs))
     return joint, outputs
+
+
+def _drop_unread(graph: Graph, first_new: int, kept: list[int]) -> None:
+    """Remove what a rule built (the nodes from `first_new` on) that no cotangent in
+    `kept` reads: the cotangents of operands that carry no gradient (`g * x` for the
+    constant of `x * 1.001`), which every pass would otherwise carry until dce."""
+    pred = graph.dag._pred
+    live: set[int] = set()
+    stack = [i for i in kept if i >= first_new]
+    while stack:
+        i = stack.pop()
+        if i not in live:
+            live.add(i)
+            stack.extend(j for j in pred[i] if j >= first_new)
+    dead = [i for i in range(first_new, graph.next_id) if i in pred and i not in live]
+    if dead:
+        graph.remove_all(dead)
 
 
 def _to_operand(graph: Graph, consumer: int, ct: Tracer, mask: frozenset, dirty: frozenset,
