@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from compiler.ir import Aval, Graph, Node
+from compiler import printer
 from compiler.naming import Namespace
 from compiler.passes.memory import MemoryPlan, plan_memory
 from compiler.primitives import registry
@@ -90,8 +91,9 @@ class _Emitter:
             self.write(node, [ast.AugAssign(ast.Name(self.names[target], ast.Store()), op, self.ref(operand))
                               for target, op, operand in steps])
             return
-        numbers = [arg for arg, i in zip(args, node.inputs) if self.graph.node(i).aval.weak]
-        params = {**node.params, **{key: self.bind(node.params[key]) for key in prim.bound}}
+        graph = self.graph
+        numbers = [arg for arg, i in zip(args, node.inputs) if graph.node(i).aval.weak]
+        params = {**node.params, **{key: self.bind(node.params[key]) for key in prim.bound}} if prim.bound else node.params
         if prim.emit is not None:
             weak = prim.emit_weak is not None and len(numbers) == len(args)
             expr = (prim.emit_weak if weak else prim.emit)(*args, **params)
@@ -187,7 +189,7 @@ class _Emitter:
         code = [_unparse(s) for s in stmts]
         self.lines.extend("    " + line + suffix for line in code)
         # a false positive (the text in a string) only adds an unused import
-        self.scipy_modules.update(name for line in code for name in _SCIPY_MODULE.findall(line))
+        self.scipy_modules.update(name for line in code if "scipy." in line for name in _SCIPY_MODULE.findall(line))
         if self.debug_nans and node.dtype.kind in "fc":
             self.lines.extend("    " + line for line in _unparse(_finite_check(self.names[node.id], node)).splitlines())
         released = self.plan.release.get(node.id)
@@ -212,13 +214,9 @@ def _finite_check(name: str, node: Node) -> ast.stmt:
 
 
 def _unparse(stmt: ast.stmt) -> str:
-    """`ast.unparse` of a built statement; only compound statements need locations
-    filled in (a simple statement is printed from its `lineno` alone)."""
-    if hasattr(stmt, "body"):
-        ast.fix_missing_locations(stmt)
-    elif not hasattr(stmt, "lineno"):
-        stmt.lineno = 1
-    return ast.unparse(stmt)
+    """`ast.unparse` of a built statement (compiler/printer.py prints the common forms
+    faster, to the same text)."""
+    return printer.unparse(stmt)
 
 
 def flat_ids(tree: Any) -> list[int]:
@@ -340,7 +338,45 @@ def functions_for_methods(tree: Any, numbers: list[ast.expr], operands: list[ast
     `a * 2.0`), which have no methods: `a.max(axis=0)` -> `np.max(a, axis=0)`,
     `a.T` -> `np.transpose(a)`. The `operands` the tree was built around were
     rewritten when they were made, and are not walked again."""
+    receivers, done = {id(expr) for expr in numbers}, {id(expr) for expr in operands}
+    if not _reads_attribute_of(tree, receivers, done):
+        return tree  # the common case, found without a NodeTransformer's walk
     return _MethodsAsFunctions(numbers, operands).visit(tree)
+
+
+def _reads_attribute_of(tree: Any, receivers: set[int], done: set[int]) -> bool:
+    """Whether `tree` reads an attribute (a method) of one of `receivers`, not looking
+    inside `done`; True for any form it does not know, so that the rewrite looks."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if id(node) in done:
+            continue
+        kind = type(node)
+        if kind is ast.Attribute:
+            if id(node.value) in receivers:
+                return True
+            stack.append(node.value)
+        elif kind is ast.Call:
+            stack.append(node.func)
+            stack.extend(node.args)
+            stack.extend(k.value for k in node.keywords)
+        elif kind is ast.BinOp:
+            stack += (node.left, node.right)
+        elif kind is ast.UnaryOp:
+            stack.append(node.operand)
+        elif kind is ast.Compare:
+            stack.append(node.left)
+            stack.extend(node.comparators)
+        elif kind is ast.Subscript:
+            stack += (node.value, node.slice)
+        elif kind in (ast.Tuple, ast.List):
+            stack.extend(node.elts)
+        elif kind in (ast.Assign, ast.AugAssign):
+            stack.append(node.value)
+        elif kind not in (ast.Name, ast.Constant):
+            return True
+    return False
 
 
 class _MethodsAsFunctions(ast.NodeTransformer):

@@ -134,7 +134,7 @@ def describe(graph: Graph, i: int, frame: Optional[FrameType] = None) -> str:
     node = graph.node(i)
     if node.name:
         return node.name
-    if not node.is_call or node.op not in registry.registered():
+    if not node.is_call or registry.find(node.op) is None:
         return ""
     prim = registry.get(node.op)
     operands = []

@@ -115,7 +115,8 @@ def apply_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict, opera
         return (apply_ufunc(np.floor_divide, method, inputs, kwargs, operator),
                 apply_ufunc(np.remainder, method, inputs, kwargs, operator))
     name = ufunc.__name__
-    if name not in registry.registered() or not registry.get(name).ufunc:
+    prim = registry.find(name)
+    if prim is None or not prim.ufunc:
         raise _unsupported("ufunc", name, _ufuncs())
     result = bind(name, *inputs)
     if result.aval.weak and not operator:

@@ -229,6 +229,9 @@ class NumpyProtocols:
 PROTOCOLS = NumpyProtocols()
 
 
+_set_slot = object.__setattr__
+
+
 class Tracer:
     """A traced array: a node id in a graph, with the node's static shape and dtype."""
 
@@ -236,8 +239,8 @@ class Tracer:
     __slots__ = ("graph", "id")
 
     def __init__(self, graph: Graph, node_id: int):
-        self.graph = graph
-        self.id = node_id
+        _set_slot(self, "graph", graph)  # past __setattr__, which refuses the user's attribute writes
+        _set_slot(self, "id", node_id)
 
     # static facts
     @property
@@ -406,8 +409,8 @@ class TracedGenerator:
     __slots__ = ("graph", "id")
 
     def __init__(self, graph: Graph, node_id: int):
-        self.graph = graph
-        self.id = node_id
+        _set_slot(self, "graph", graph)  # past __setattr__, which refuses the user's attribute writes
+        _set_slot(self, "id", node_id)
 
     def _draw(self, method: str, size: Any, dtype: Any, args: tuple = ()) -> Tracer:
         return bind("random", self, method=method, size=_size(size), dtype=np.dtype(dtype), args=args)
@@ -571,8 +574,7 @@ def extend(graph: Graph, call: Callable[[], Any], guards: Optional[Guards] = Non
     names from the user's frames); returns what `call` returned."""
     ctx = TraceContext(graph, root=sys._getframe(), guards=guards, random_states=random_states)
     _STACK.contexts.append(ctx)
-    previous = sys.getprofile()
-    sys.setprofile(_watch_user_frames(ctx))
+    restore = _watch_user_frames(ctx)
     try:
         with keeping_interrupts(), _array_constructors_dispatching():
             return call()
@@ -581,7 +583,7 @@ def extend(graph: Graph, call: Callable[[], Any], guards: Optional[Guards] = Non
     except RecursionError as err:
         raise _recursion_error(err, ctx) from None
     finally:
-        _restore_profile(previous)
+        restore()
         _STACK.contexts.pop()
 
 
@@ -732,10 +734,12 @@ def _recursion_error(err: RecursionError, ctx: TraceContext) -> TracingError:
     )
 
 
-def _watch_user_frames(ctx: TraceContext):
-    """A profile hook: the values a traced user frame's variables hold are named as
-    it returns (frames the trace never entered, such as a garbage collector's
-    callbacks, are left alone)."""
+def _watch_user_frames(ctx: TraceContext) -> Callable[[], None]:
+    """Install a profile hook that names the values a traced user frame's variables
+    hold as it returns (frames the trace never entered, such as a garbage
+    collector's callbacks, are left alone); returns what puts the previous one back.
+    (A trace hook, which sees no C calls, measured slower: Python 3.11 sends every
+    Python call to it, and a local hook per user frame costs more.)"""
 
     def hook(frame, event, arg):
         if ctx.lost is not None and not _STACK.handling:
@@ -743,7 +747,10 @@ def _watch_user_frames(ctx: TraceContext):
         if event == "return" and frame in ctx.frame_depth:
             ctx.harvest_names(frame)
 
-    return hook
+    hook.harvests_names = True
+    previous = sys.getprofile()
+    sys.setprofile(hook)
+    return lambda: _restore_profile(previous)
 
 
 class rule_mode:
@@ -796,12 +803,25 @@ Tracer.__invert__ = lambda self: PROTOCOLS.operator(np.invert, (self,))
 
 
 def _live(method: Callable) -> Callable:
-    """`method`, refusing a tracer whose trace has ended (one that leaked out)."""
+    """`method`, refusing a tracer whose trace has ended (one that leaked out). It
+    runs with the name-harvesting profile hook off: the hook is for the user's
+    frames, and the compiler's own calls under one operation (dozens, C functions
+    included) would otherwise each call it, doubling the cost of a trace."""
 
     def entry(self, *args, **kwargs):
-        if not is_active(self.graph):
-            raise leaked_error()
-        return method(self, *args, **kwargs)
+        try:
+            if not is_active(self.graph):
+                raise leaked_error()
+            hook = sys.getprofile()
+            if not getattr(hook, "harvests_names", False):  # none, or a profiler's: left as it is
+                return method(self, *args, **kwargs)
+            sys.setprofile(None)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                sys.setprofile(hook)
+        except AdjointError as err:  # as api_boundary: the user sees their own line, not these frames
+            raise err.with_traceback(None) from None
 
     entry.__name__, entry.__doc__ = method.__name__, method.__doc__
     return entry
@@ -817,7 +837,7 @@ def _as_entry_points() -> None:
         if isinstance(member, staticmethod):
             setattr(Tracer, name, staticmethod(api_boundary(member.__func__)))
         elif callable(member) and not isinstance(member, type):
-            setattr(Tracer, name, api_boundary(_live(member)))
+            setattr(Tracer, name, _live(member))
     Tracer.__setattr__ = api_boundary(Tracer.__setattr__)
 
 

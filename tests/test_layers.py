@@ -20,7 +20,7 @@ LAYERS = [
     ("tracing", ["concretization", "guards", "tracing", "numpy_dispatch", "fused_dispatch", "numpy_functions", "scipy_dispatch"]),
     ("transforms", ["transforms"]),
     ("passes", ["passes"]),
-    ("codegen", ["naming", "codegen"]),
+    ("codegen", ["naming", "printer", "codegen"]),
     ("api", ["signature", "lowering", "captures", "api", "derivatives", "custom", "ode", "prediction", "step_call", "step", "standalone", "pictures", "cli", "__main__", "__init__"]),
 ]
 

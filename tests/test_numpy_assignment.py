@@ -7,6 +7,7 @@ written into NumPy arrays, np.array of lists of traced values."""
 import re
 
 import numpy as np
+from numpy import array
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -316,7 +317,15 @@ def test_writing_a_traced_value_into_a_numpy_array():
 
 def test_np_array_of_nested_lists_of_traced_values():
     def f(x):
-        m = np.array([[x[0], 1.0], [x[1], x[2]]])  # <- nested
+        m = np.array([[x[0], 1.0], [x[1], x[2]]])
+        return np.sum(m * np.array([[1.0, 2.0], [3.0, 4.0]]))
+
+    np.testing.assert_array_equal(compiled_grad(f, np.ones(3)), [1.0, 3.0, 4.0])
+
+
+def test_np_array_of_nested_lists_bound_by_name_is_refused_with_the_stack_spelling():
+    def f(x):
+        m = array([[x[0], 1.0], [x[1], x[2]]])  # <- nested
         return np.sum(m)
 
     with pytest.raises(TracingError) as excinfo:

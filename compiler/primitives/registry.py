@@ -114,6 +114,11 @@ def _effectful(size: int) -> frozenset[str]:  # keyed by the table's size: new r
     return frozenset(name for name, prim in _REGISTRY.items() if prim.effectful)
 
 
+def find(name: str) -> Optional[Primitive]:
+    """The primitive registered under `name`, or None."""
+    return _REGISTRY.get(name)
+
+
 def registered() -> dict[str, Primitive]:
     """A read-only view of the table, for docs and tests."""
     return dict(_REGISTRY)
