@@ -31,10 +31,11 @@ from compiler.signature import STATIC_TYPES, Signature, check_call, retrace_reas
 from compiler.aliasing import aliases_argument
 from compiler.captures import Capture, holders, traced_callee
 from compiler.tracing import (
-    StaticArgument, TracedCapture, Tracer, bind, current_guards, keeping_interrupts, rule_mode, trace,
+    StaticArgument, TracedCapture, Tracer, bind, concrete_value, current_guards, keeping_interrupts, rule_mode, trace,
 )
 from compiler.transforms.reverse import reverse
 from runtime import tree
+from runtime.paths import PathMiss
 
 Argnums = Union[int, Sequence[int]]
 _LOG = logging.getLogger("adjoint")
@@ -67,6 +68,8 @@ class Compiled:
     check: Check = field(init=False)
     signature: Optional[Signature] = None  # what it was compiled for
     lock: Any = field(default_factory=threading.Lock)  # held while a call uses kept arrays
+    # the paths compiled for this signature (decisions on traced values), most recently taken first
+    paths: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.check = self.guards.freeze()
@@ -156,10 +159,69 @@ class Transformed:
         try:
             compiled, leaves, traced = self._entry(args, kwargs)
             if traced:
+                compiled = self._path_of_traced_values(compiled, args, kwargs, leaves)
                 return compiled.rebuild(compiled.inline(leaves))
+            try:
+                return compiled.rebuild(self._run(compiled, leaves))
+            except PathMiss as miss:
+                compiled, out = self._other_path(compiled, args, kwargs, leaves, miss)
+                return compiled.rebuild(out)
         except AdjointError as err:
             raise err.with_traceback(None) from None
-        return compiled.rebuild(self._run(compiled, leaves))
+
+    def _other_path(self, missed: Compiled, args: tuple, kwargs: dict, leaves: list,
+                    miss: PathMiss) -> tuple[Compiled, Any]:
+        """The path these values take (a decision went the other way at `miss`): one
+        compiled before, or a new one, traced with these values. The path taken
+        becomes the first one tried."""
+        for other in list(missed.paths):
+            if other is missed or not other.current():
+                continue
+            try:
+                out = self._run(other, leaves)
+            except PathMiss:
+                continue
+            self._prefer(other, args, kwargs)
+            return other, out
+        compiled = self._lookup(args, kwargs, new_path=str(miss))[0]
+        try:
+            return compiled, self._run(compiled, leaves)
+        except PathMiss as again:
+            raise TracingError(
+                f"{self._name('')}: the path traced for these values did not hold for them ({again}). "
+                "Please report this as a bug, with the function."
+            ) from None
+
+    def _path_of_traced_values(self, compiled: Compiled, args: tuple, kwargs: dict, leaves: list) -> Compiled:
+        """Called inside an enclosing trace: the path the call's values take, found by
+        running the compiled paths on them where the enclosing trace has values (else
+        the most recent path: its guards, inlined, are checked where the code runs)."""
+        if len(compiled.paths) <= 1 and not _has_guards(compiled):
+            return compiled
+        try:
+            values = [concrete_value(leaf) if isinstance(leaf, Tracer) else leaf for leaf in leaves]
+        except LookupError:
+            return compiled
+        for path in compiled.paths:
+            try:
+                self._run(path, values)
+            except PathMiss:
+                continue
+            return path
+        return self._lookup(args, kwargs, new_path="the values of an enclosing trace")[0]
+
+    def _prefer(self, compiled: Compiled, args: tuple, kwargs: dict) -> None:
+        """Make `compiled` the first path tried for its signature."""
+        compiled.paths.remove(compiled)
+        compiled.paths.insert(0, compiled)
+        with self._lock:
+            key = (compiled.signature.key, debug_nans_enabled())
+            if key in self.cache:
+                self.cache[key] = compiled
+            leaves, treedef = tree.flatten((args, dict(sorted(kwargs.items()))))
+            fast = _fast_key(treedef, leaves, self.static_ints.get(treedef, frozenset()), debug_nans_enabled())
+            if fast is not None:
+                self.fast[fast] = (compiled, tuple(compiled.signature.traced))
 
     def _run(self, compiled: Compiled, leaves: list) -> Any:
         return call_generated(compiled.generated.fn, compiled.kept_arrays_lock, leaves)
@@ -184,13 +246,27 @@ class Transformed:
 
     @api_boundary
     def source(self, *args: Any, **kwargs: Any) -> str:
-        """The generated module for this call signature: NumPy source you can save."""
-        return self._lookup(args, kwargs)[0].generated.source
+        """The generated module for this call signature (and, for a function with
+        decisions on traced values, the path these values take): NumPy source you
+        can save."""
+        return self.path_for(args, kwargs)[0].generated.source
 
     @api_boundary
     def ir(self, *args: Any, **kwargs: Any) -> Graph:
         """The optimized graph the source was generated from."""
-        return self._lookup(args, kwargs)[0].graph
+        return self.path_for(args, kwargs)[0].graph
+
+    def path_for(self, args: tuple, kwargs: dict) -> tuple[Compiled, Signature]:
+        """The compiled path these arguments take (compiled now if none is yet)."""
+        compiled, sig = self._lookup(args, kwargs)
+        if len(compiled.paths) <= 1 and not _has_guards(compiled):
+            return compiled, sig
+        leaves = [sig.leaves[k] for k in sig.traced]
+        try:
+            self._run(compiled, leaves)
+        except PathMiss as miss:
+            compiled = self._other_path(compiled, args, kwargs, leaves, miss)[0]
+        return compiled, sig
 
     @api_boundary
     def save(self, path: Any, *args: Any, constants: str = "npz", **kwargs: Any) -> Any:
@@ -212,14 +288,16 @@ class Transformed:
         structure = tree.flatten((args, dict(sorted(kwargs.items()))))[1]
         return signature(self.fun, args, kwargs, self.static_ints.get(structure, frozenset()))
 
-    def _lookup(self, args: tuple, kwargs: dict) -> tuple[Compiled, Signature]:
+    def _lookup(self, args: tuple, kwargs: dict, new_path: str = "") -> tuple[Compiled, Signature]:
+        """The compiled function for this signature; with `new_path` (why), a new path
+        of it, traced with these values, kept beside the others."""
         self._check_call(args, kwargs)
         with self._lock:
             while True:
                 sig = self._signature(args, kwargs)
                 key = (sig.key, debug_nans_enabled())
                 compiled = self.cache.get(key)
-                if compiled is not None and compiled.current():
+                if compiled is not None and compiled.current() and not new_path:
                     self.cache.move_to_end(key)
                     return compiled, sig
                 try:
@@ -232,15 +310,26 @@ class Transformed:
                     self._trace_captured(needed)
                     continue  # each restart traces at least one more global or closure name
                 if self.trace_count and explain_retraces_enabled():
-                    self._explain(sig, stale=self.cache.get(key))
+                    self._explain(sig, stale=self.cache.get(key), path=new_path)
                 compiled.signature = sig
                 self.trace_count += 1
+                previous = self.cache.get(key)
+                compiled.paths = previous.paths if new_path and previous is not None and previous.current() else []
+                compiled.paths.insert(0, compiled)
+                if len(compiled.paths) > MAX_PATHS:
+                    dropped = compiled.paths.pop()
+                    if explain_retraces_enabled():
+                        _LOG.warning("adjoint: %s of %s keeps %d paths per signature: the least recently taken "
+                                     "(%s) is dropped and will be traced again if taken", self.kind,
+                                     self._name(""), MAX_PATHS, _first_guard(dropped))
                 self._store(key, compiled)
                 return compiled, sig
 
-    def _explain(self, sig: Signature, stale: Optional["Compiled"]) -> None:
+    def _explain(self, sig: Signature, stale: Optional["Compiled"], path: str = "") -> None:
         """Log why this call traced again (compiler.explain_retraces)."""
-        if stale is not None:
+        if path:
+            why = f"its values took a path not compiled yet ({path})"
+        elif stale is not None:
             why = "a global or closure value it read was rebound"
         else:
             why = retrace_reason(sig, [c.signature for c in self.cache.values()], self.fun)
@@ -291,7 +380,7 @@ class Transformed:
             args, kwargs = traced_args(sig, tracers)
             return traced_callee(self.fun, self.captures, guards)(*args, **kwargs)
 
-        return trace(self.fun, sig.avals, sig.names, call, guards)
+        return checked_paths(trace(self.fun, sig.avals, sig.names, call, guards, values=input_values(sig)))
 
     def _compile(self, sig: Signature) -> Compiled:
         raise NotImplementedError
@@ -326,6 +415,39 @@ def _collection_paused() -> Iterator[None]:
             _GC_PAUSES[0] -= 1
             if _GC_PAUSES[0] == 0 and _GC_PAUSES[1]:
                 gc.enable()
+
+
+MAX_PATHS = 8  # compiled paths kept per signature (decisions on traced values)
+
+
+def input_values(sig: Signature) -> list[Callable[[], Any]]:
+    """The values of a trace's inputs, as thunks: the call's own, or for a value of an
+    enclosing trace, that trace's (computed only if a decision needs it)."""
+    return [(lambda leaf=sig.leaves[k]: concrete_value(leaf) if isinstance(leaf, Tracer) else leaf)
+            for k in sig.traced]
+
+
+def _has_guards(compiled: Compiled) -> bool:
+    return any(node.op == "guard" for node in compiled.graph.nodes())
+
+
+def _first_guard(compiled: Compiled) -> str:
+    return next((node.params["where"] for node in compiled.graph.nodes() if node.op == "guard"), "no decision")
+
+
+def checked_paths(traced: tuple[Graph, Any]) -> tuple[Graph, Any]:
+    """A trace that took decisions (guards) must not also draw random numbers: a call
+    that stops at a guard after a draw would have moved the user's generator."""
+    graph = traced[0]
+    ops = {node.op for node in graph.nodes()}
+    if "guard" in ops and "random" in ops:
+        where = next(node.params["where"] for node in graph.nodes() if node.op == "guard")
+        raise UnsupportedError(
+            f"{where.split(': ')[0]}: this function takes a decision on traced values (`{where.split(': ', 1)[-1]}`) "
+            "and draws random numbers; a call that takes another path would have drawn from your generator "
+            "already. Decide with np.where, or draw the numbers outside the function and pass them in."
+        )
+    return traced
 
 
 def _fast_key(treedef: tree.TreeDef, leaves: list, static_ints: frozenset[int], debug: bool) -> Any:
@@ -409,14 +531,14 @@ class GradTransform(Transformed):
         self.with_value = with_value
         self.kind = "value_and_grad" if with_value else "grad"
 
-    def _lookup(self, args: tuple, kwargs: dict) -> tuple[Compiled, Signature]:
+    def _lookup(self, args: tuple, kwargs: dict, new_path: str = "") -> tuple[Compiled, Signature]:
         for a in self.argnums:
             if not -len(args) <= a < len(args):
                 raise at_user_line(
                     GradError, f"argnums={a} is out of range: {self._name('')} was called with "
                     f"{len(args)} positional argument(s)"
                 )
-        return super()._lookup(args, kwargs)
+        return super()._lookup(args, kwargs, new_path)
 
     def _compile(self, sig: Signature) -> Compiled:
         groups = wrt_groups(self, sig)

@@ -24,7 +24,7 @@ from compiler import printer
 from compiler.naming import Namespace
 from compiler.passes.memory import MemoryPlan, plan_memory
 from compiler.primitives import registry
-from compiler.primitives.registry import literal, np_attr, np_call
+from compiler.primitives.registry import functions_for_methods, literal, np_attr, np_call
 
 _SCIPY_MODULE = re.compile(r"\bscipy\.(\w+)\.")  # in a printed line: an import it needs
 
@@ -53,6 +53,7 @@ class _Emitter:
         self.lines: list[str] = []
         self.group: Optional[tuple] = None
         self.scipy_modules: set[str] = set()  # scipy submodules named (scipy.special.erf, scipy.linalg.sqrtm)
+        self.raises_path_miss = False  # a guard checks a decision on traced values
         self.workspace = _WorkspaceArrays(graph, plan.workspace)  # arrays the module keeps between calls
         self.made: list[str] = []  # `rows = np.arange(128)`: constants the module makes when it loads
 
@@ -187,7 +188,11 @@ class _Emitter:
             self.group = ("forward", loc)
             suffix = f"  # {loc}" if loc is not None else ""
         code = [_unparse(s) for s in stmts]
-        self.lines.extend("    " + line + suffix for line in code)
+        for text in code:  # a compound statement (a guard's `if`) prints as several lines
+            first, *rest = text.split("\n")
+            self.lines.append("    " + first + suffix)
+            self.lines.extend("    " + line for line in rest)
+        self.raises_path_miss = self.raises_path_miss or any("PathMiss(" in text for text in code)
         # a false positive (the text in a string) only adds an unused import
         self.scipy_modules.update(name for line in code if "scipy." in line for name in _SCIPY_MODULE.findall(line))
         if self.debug_nans and node.dtype.kind in "fc":
@@ -249,7 +254,8 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
     arguments = ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[], defaults=[])
     header = _unparse(ast.FunctionDef(name=fn_name, args=arguments, body=[ast.Pass()], decorator_list=[]))
     header = header.splitlines()[0]
-    imports = ["import numpy as np"] + [f"import scipy.{name}" for name in sorted(em.scipy_modules)]
+    imports = (["import numpy as np"] + [f"import scipy.{name}" for name in sorted(em.scipy_modules)]
+               + (["from runtime.paths import PathMiss"] if em.raises_path_miss else []))
     bound = [
         f"# {name}: {value.dtype}{list(value.shape)} array, "
         + ("the caller's own (read when the function runs)" if name in em.captured else "bound at compile time")
@@ -330,76 +336,6 @@ def _load(fn_name: str, source: str, constants: dict[str, np.ndarray]) -> Callab
     namespace: dict[str, Any] = dict(constants)
     exec(compile(source, filename, "exec"), namespace)
     return namespace[fn_name]
-
-
-def functions_for_methods(tree: Any, numbers: list[ast.expr], operands: list[ast.expr] = ()) -> Any:
-    """`tree` with NumPy functions for the array methods it calls on `numbers`,
-    operand expressions that are Python numbers at run time (a Python float argument,
-    `a * 2.0`), which have no methods: `a.max(axis=0)` -> `np.max(a, axis=0)`,
-    `a.T` -> `np.transpose(a)`. The `operands` the tree was built around were
-    rewritten when they were made, and are not walked again."""
-    receivers, done = {id(expr) for expr in numbers}, {id(expr) for expr in operands}
-    if not _reads_attribute_of(tree, receivers, done):
-        return tree  # the common case, found without a NodeTransformer's walk
-    return _MethodsAsFunctions(numbers, operands).visit(tree)
-
-
-def _reads_attribute_of(tree: Any, receivers: set[int], done: set[int]) -> bool:
-    """Whether `tree` reads an attribute (a method) of one of `receivers`, not looking
-    inside `done`; True for any form it does not know, so that the rewrite looks."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if id(node) in done:
-            continue
-        kind = type(node)
-        if kind is ast.Attribute:
-            if id(node.value) in receivers:
-                return True
-            stack.append(node.value)
-        elif kind is ast.Call:
-            stack.append(node.func)
-            stack.extend(node.args)
-            stack.extend(k.value for k in node.keywords)
-        elif kind is ast.BinOp:
-            stack += (node.left, node.right)
-        elif kind is ast.UnaryOp:
-            stack.append(node.operand)
-        elif kind is ast.Compare:
-            stack.append(node.left)
-            stack.extend(node.comparators)
-        elif kind is ast.Subscript:
-            stack += (node.value, node.slice)
-        elif kind in (ast.Tuple, ast.List):
-            stack.extend(node.elts)
-        elif kind in (ast.Assign, ast.AugAssign):
-            stack.append(node.value)
-        elif kind not in (ast.Name, ast.Constant):
-            return True
-    return False
-
-
-class _MethodsAsFunctions(ast.NodeTransformer):
-    """The rewrite of `functions_for_methods`."""
-
-    def __init__(self, numbers: list[ast.expr], operands: list[ast.expr]):
-        self.receivers = {id(expr) for expr in numbers}
-        self.done = {id(expr) for expr in operands}
-
-    def visit(self, node: ast.AST) -> Any:
-        return node if id(node) in self.done else super().visit(node)
-
-    def visit_Call(self, call: ast.Call) -> ast.expr:
-        func = call.func
-        if isinstance(func, ast.Attribute) and id(func.value) in self.receivers:
-            return ast.Call(np_attr(func.attr), [func.value, *map(self.visit, call.args)],
-                            [self.visit(k) for k in call.keywords])
-        return self.generic_visit(call)
-
-    def visit_Attribute(self, attr: ast.Attribute) -> ast.expr:
-        if attr.attr == "T" and id(attr.value) in self.receivers:
-            return np_call("transpose", attr.value)
-        return self.generic_visit(attr)
 
 
 def _python_name(fn: Any) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from compiler.api import (
     _MEMO, Argnums, Compiled, GradTransform, Transformed, _check_argnums, argnums_transform, as_numpy_result,
-    check_result_leaves, grad, jit, refill, split_aux, traced_args, wrt_groups,
+    check_result_leaves, checked_paths, grad, input_values, jit, refill, split_aux, traced_args, wrt_groups,
 )
 from compiler.captures import traced_callee
 from compiler.errors import GradError, api_boundary, at_user_line
@@ -68,7 +68,7 @@ class JvpTransform(Transformed):
             args, kwargs = traced_args(sig, tracers)
             return traced_callee(self.fun, self.captures, guards)(*args[: self.count], **kwargs)
 
-        return trace(self.fun, sig.avals, sig.names, call, guards)
+        return checked_paths(trace(self.fun, sig.avals, sig.names, call, guards, values=input_values(sig)))
 
     def _compile(self, sig: Signature) -> Compiled:
         guards = Guards()

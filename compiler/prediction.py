@@ -53,8 +53,8 @@ class Prediction(Jit):
         generated = lower(graph, self._name("_predict"), prediction).generated
         return Compiled(generated, graph, lambda out: out, guards=guards)
 
-    def _lookup(self, args, kwargs):
-        compiled, sig = super()._lookup(args, kwargs)
+    def _lookup(self, args, kwargs, new_path=""):
+        compiled, sig = super()._lookup(args, kwargs, new_path)
         sig.traced = sig.traced[:-1]
         return compiled, sig
 

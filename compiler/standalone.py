@@ -78,7 +78,7 @@ def compiled_for(transformed: Transformed, args: tuple, kwargs: dict) -> tuple[C
         call = transformed._arguments(args[0], tuple(args[1:]))
     else:
         call = tuple(args)
-    return transformed._lookup(call, dict(kwargs))
+    return transformed.path_for(call, dict(kwargs))
 
 
 def forward_graph(transformed: Transformed, sig: Signature) -> Graph:
@@ -228,6 +228,9 @@ def rewrite(text: str, fn_name: str, constants: dict[str, np.ndarray], captured:
         out.append("import os" if os_name == "os" else "import os as _os")
     out.append("import numpy as np")
     out += extra_imports
+    if "PathMiss(" in text:  # runtime.paths.PathMiss, defined here: the module needs NumPy only
+        out += ["", "", "class PathMiss(Exception):",
+                '    """The values take a path (a decision on them) this module was not compiled for."""']
     for helper in helpers.sources():
         out += ["", "", helper]
     if literals or loaded:

@@ -10,6 +10,7 @@ user's variable names (read from the frames' locals; outer frames win).
 from __future__ import annotations
 
 import contextlib
+import operator
 import re
 import signal
 import sys
@@ -34,6 +35,7 @@ from compiler.errors import (
     where,
 )
 from compiler.concretization import array_advice, better_advice, concretization_error, indexed_array, truth_value_error
+from compiler.evaluation import Evaluator
 from compiler.guards import Guards, RandomStates
 from compiler.ir import Aval, Graph, Loc
 from compiler.primitives import registry
@@ -48,11 +50,12 @@ class TraceContext:
     """
 
     def __init__(self, graph: Graph, root: Optional[FrameType] = None, guards: Optional[Guards] = None,
-                 random_states: Optional[RandomStates] = None):
+                 random_states: Optional[RandomStates] = None, evaluator: Optional[Evaluator] = None):
         self.graph = graph
         self.root = root
         self.guards = guards
         self.random_states = random_states
+        self.evaluator = evaluator  # the call's values, for decisions (None: an abstract trace)
         self.fixed: Optional[dict[str, Any]] = None
         self.name_depth: dict[int, int] = {}
         self.frame_depth: dict[FrameType, int] = {}
@@ -186,6 +189,48 @@ def _restart_if_indexing(tracer: "Tracer", error: AdjointError) -> None:
     array = indexed_array(user_frame(), tracer)
     if array is not None:
         raise TracedCapture(array, error)
+
+
+_UNDECIDED = object()
+_CONVERSIONS: dict[str, Callable[[Any], Any]] = {
+    "bool": bool, "float": float, "int": int, "index": operator.index, "complex": complex,
+}
+
+
+def concrete_value(tracer: "Tracer") -> Any:
+    """The value `tracer` has in the call its trace was made for; LookupError when its
+    trace is abstract (no call's values at hand)."""
+    ctx = _context_of(tracer.graph)
+    if ctx is None or ctx.evaluator is None:
+        raise LookupError("an abstract trace")
+    return ctx.evaluator.value(tracer.id)
+
+
+def _context_of(graph: Graph) -> Optional[TraceContext]:
+    for ctx in reversed(_STACK.contexts):
+        if ctx.graph is graph:
+            return ctx
+    return None
+
+
+def _decide(tracer: "Tracer", kind: str) -> Any:
+    """`tracer` converted by `kind` (`bool(x)` for an `if`), computed from the call's
+    values where its trace has them, with a guard at the user's line so that the
+    compiled code checks the decision; _UNDECIDED where the trace is abstract."""
+    if tracer.aval.size != 1:
+        return _UNDECIDED  # the truth of an array of several elements is ambiguous (NumPy says so too)
+    frame = user_frame()
+    if frame is not None and re.search(r"\bmath\.\w+\(", source_line(frame.f_code.co_filename, frame.f_lineno)):
+        return _UNDECIDED  # math.exp(x) would silently cut the derivative: say to use np.exp
+    try:
+        value = concrete_value(tracer)
+    except LookupError:  # an abstract trace, or one inside such a trace
+        return _UNDECIDED
+    decided = _CONVERSIONS[kind](value if kind != "index" or np.ndim(value) else np.asarray(value)[()])
+    text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame is not None else ""
+    tracer.graph.add("guard", (tracer.id,), {"expected": decided, "kind": kind, "where": f"{where(frame)}: {text}"},
+                     Aval((), np.dtype(bool)), loc=frame_loc(frame) if frame is not None else None)
+    return decided
 
 
 def _needs_static(graph: Graph, i: int) -> None:
@@ -341,25 +386,37 @@ class Tracer:
         return bind("copy", self)
 
     # values the tracer does not have
-    def _concrete(self, what: str, advice: str) -> None:
+    def _concrete(self, what: str, advice: str, kind: str = "") -> Any:
+        """The value a conversion (`float(x)`, `int(x)`, an index) asks for: taken,
+        and guarded, where the trace has the call's values; else the error."""
         _needs_static(self.graph, self.id)
         advice = better_advice(user_frame(), advice)
         error = concretization_error(self.graph, self.id, self.aval, what, advice, _namer())
         _restart_if_indexing(self, error)
+        if kind:
+            decided = _decide(self, kind)
+            if decided is not _UNDECIDED:
+                return decided
         raise error from None
 
     def __bool__(self):
         _needs_static(self.graph, self.id)
+        decided = _decide(self, "bool")
+        if decided is not _UNDECIDED:
+            return decided
         raise truth_value_error(self.graph, self.id, self.aval, _namer()) from None
 
     def __float__(self):
-        self._concrete("a concrete float", "Keep it an array and use NumPy operations on it instead of float().")
+        return self._concrete("a concrete float", "Keep it an array and use NumPy operations on it instead of float().",
+                              "float")
 
     def __int__(self):
-        self._concrete("a concrete int", "Pass sizes and counts as static Python ints instead of traced values.")
+        return self._concrete("a concrete int", "Pass sizes and counts as static Python ints instead of traced values.",
+                              "int")
 
     def __index__(self):
-        self._concrete("a concrete index", "Index with static Python ints, slices or integer arrays instead.")
+        return self._concrete("a concrete index", "Index with static Python ints, slices or integer arrays instead.",
+                              "index")
 
     def __array__(self, dtype=None, copy=None):
         what, advice = array_advice(user_frame(), self)
@@ -391,7 +448,9 @@ class Tracer:
         self._concrete("a concrete list", "Keep it an array and use NumPy operations on it.")
 
     def item(self, *args):
-        self._concrete("a concrete scalar (.item())", "Keep it an array and use NumPy operations on it.")
+        value = self if not args else self[args[0] if len(args) == 1 else args]
+        kind = {"b": "bool", "c": "complex", "f": "float"}.get(value.dtype.kind, "int")
+        return value._concrete("a concrete scalar (.item())", "Keep it an array and use NumPy operations on it.", kind)
 
 
 def _size(size: Any) -> tuple[int, ...]:
@@ -544,7 +603,7 @@ def bind(op: str, *operands: Any, **params: Any) -> Tracer:
 
 
 def trace(fn: Callable, avals: list[Aval], arg_names: list[str], call: Callable,
-          guards: Optional[Guards] = None) -> tuple[Graph, Any]:
+          guards: Optional[Guards] = None, values: Optional[list[Callable[[], Any]]] = None) -> tuple[Graph, Any]:
     """Trace `call(tracers)` (which calls `fn`) into a new graph.
 
     Returns the graph (inputs set, outputs not yet) and whatever `call` returned,
@@ -562,17 +621,19 @@ def trace(fn: Callable, avals: list[Aval], arg_names: list[str], call: Callable,
     for aval, name in zip(avals, arg_names):
         i = graph.add_input(aval, name=name, loc=def_loc)
         tracers.append(TracedGenerator(graph, i) if aval.dtype == object else Tracer(graph, i))
-    result = extend(graph, lambda: call(tracers), guards, random_states)
+    evaluator = Evaluator(graph, values) if values is not None else None
+    result = extend(graph, lambda: call(tracers), guards, random_states, evaluator)
     if random_states is not None and random_states.changed():
         raise _random_state_error(None, str(def_loc) if def_loc else "<unknown>")
     return graph, result
 
 
 def extend(graph: Graph, call: Callable[[], Any], guards: Optional[Guards] = None,
-           random_states: Optional[RandomStates] = None) -> Any:
+           random_states: Optional[RandomStates] = None, evaluator: Optional[Evaluator] = None) -> Any:
     """Run `call()` tracing user code into an existing `graph` (locations and
-    names from the user's frames); returns what `call` returned."""
-    ctx = TraceContext(graph, root=sys._getframe(), guards=guards, random_states=random_states)
+    names from the user's frames); returns what `call` returned. With an
+    `evaluator`, decisions on traced values are taken (and guarded)."""
+    ctx = TraceContext(graph, root=sys._getframe(), guards=guards, random_states=random_states, evaluator=evaluator)
     _STACK.contexts.append(ctx)
     restore = _watch_user_frames(ctx)
     try:

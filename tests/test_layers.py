@@ -17,7 +17,7 @@ LAYERS = [
     ("base", ["errors", "config"]),
     ("ir", ["ir"]),
     ("primitives", ["primitives", "aliasing", "validation"]),
-    ("tracing", ["concretization", "guards", "tracing", "numpy_dispatch", "fused_dispatch", "numpy_functions", "scipy_dispatch"]),
+    ("tracing", ["concretization", "guards", "evaluation", "tracing", "numpy_dispatch", "fused_dispatch", "numpy_functions", "scipy_dispatch"]),
     ("transforms", ["transforms"]),
     ("passes", ["passes"]),
     ("codegen", ["naming", "printer", "codegen"]),

@@ -59,15 +59,20 @@ def test_second_order_gradients_of_functions_with_int_arguments(name):
     np.testing.assert_allclose(np.tensordot(H, direction, axes=2), hv, rtol=1e-8, atol=1e-10)
 
 
-def test_an_int_computed_from_traced_data_is_refused_at_the_users_line():
+def test_an_int_computed_from_traced_data_is_decided_per_call():
+    """The int that the inner function needs comes from the data: the outer trace
+    decides it from the call's values (a guard), and each value compiles its path."""
     inner = grad(lambda x, n: np.sum(np.hsplit(x, n)[0] ** 2))
 
     def outer(x):
         n = (np.sum(x) > 0) + 1
-        return np.sum(inner(x, n))
+        return np.sum(inner(x, n) * x)
 
-    with pytest.raises(TracingError, match=r"test_static_restarts.py:\d+: .*`n` is traced"):
-        grad(outer)(X)
+    for x in (X, -X, X):
+        n = int(np.sum(x) > 0) + 1
+        expected = numerical_grad(lambda x: np.sum(2 * np.where(np.arange(8) < 8 // n, x, 0) * x), x)
+        np.testing.assert_allclose(grad(outer)(x), expected, rtol=1e-6, atol=1e-8)
+    assert grad(outer).trace_count == 2
 
 
 def test_a_restart_that_would_repeat_is_refused_not_looped_on(monkeypatch):

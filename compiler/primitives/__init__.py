@@ -8,3 +8,4 @@ from compiler.primitives.registry import Primitive, get, register, registered  #
 from compiler.primitives import elementwise, reduce, shape, indexing, linalg, decompositions, nn, random, scipy_special, custom  # noqa: F401,E402
 from compiler.primitives import fft  # noqa: F401,E402
 from compiler.primitives import scipy_linalg  # noqa: F401,E402
+from compiler.primitives import control  # noqa: F401,E402

@@ -298,3 +298,73 @@ def literal(value: Any) -> ast.expr:
 
 def literal_sign(negative: bool, expr: ast.expr) -> ast.expr:
     return ast.UnaryOp(ast.USub(), expr) if negative else expr
+
+
+def functions_for_methods(tree: Any, numbers: list[ast.expr], operands: list[ast.expr] = ()) -> Any:
+    """`tree` with NumPy functions for the array methods it calls on `numbers`,
+    operand expressions that are Python numbers at run time (a Python float argument,
+    `a * 2.0`), which have no methods: `a.max(axis=0)` -> `np.max(a, axis=0)`,
+    `a.T` -> `np.transpose(a)`. The `operands` the tree was built around were
+    rewritten when they were made, and are not walked again."""
+    receivers, done = {id(expr) for expr in numbers}, {id(expr) for expr in operands}
+    if not _reads_attribute_of(tree, receivers, done):
+        return tree  # the common case, found without a NodeTransformer's walk
+    return _MethodsAsFunctions(numbers, operands).visit(tree)
+
+
+def _reads_attribute_of(tree: Any, receivers: set[int], done: set[int]) -> bool:
+    """Whether `tree` reads an attribute (a method) of one of `receivers`, not looking
+    inside `done`; True for any form it does not know, so that the rewrite looks."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if id(node) in done:
+            continue
+        kind = type(node)
+        if kind is ast.Attribute:
+            if id(node.value) in receivers:
+                return True
+            stack.append(node.value)
+        elif kind is ast.Call:
+            stack.append(node.func)
+            stack.extend(node.args)
+            stack.extend(k.value for k in node.keywords)
+        elif kind is ast.BinOp:
+            stack += (node.left, node.right)
+        elif kind is ast.UnaryOp:
+            stack.append(node.operand)
+        elif kind is ast.Compare:
+            stack.append(node.left)
+            stack.extend(node.comparators)
+        elif kind is ast.Subscript:
+            stack += (node.value, node.slice)
+        elif kind in (ast.Tuple, ast.List):
+            stack.extend(node.elts)
+        elif kind in (ast.Assign, ast.AugAssign):
+            stack.append(node.value)
+        elif kind not in (ast.Name, ast.Constant):
+            return True
+    return False
+
+
+class _MethodsAsFunctions(ast.NodeTransformer):
+    """The rewrite of `functions_for_methods`."""
+
+    def __init__(self, numbers: list[ast.expr], operands: list[ast.expr]):
+        self.receivers = {id(expr) for expr in numbers}
+        self.done = {id(expr) for expr in operands}
+
+    def visit(self, node: ast.AST) -> Any:
+        return node if id(node) in self.done else super().visit(node)
+
+    def visit_Call(self, call: ast.Call) -> ast.expr:
+        func = call.func
+        if isinstance(func, ast.Attribute) and id(func.value) in self.receivers:
+            return ast.Call(np_attr(func.attr), [func.value, *map(self.visit, call.args)],
+                            [self.visit(k) for k in call.keywords])
+        return self.generic_visit(call)
+
+    def visit_Attribute(self, attr: ast.Attribute) -> ast.expr:
+        if attr.attr == "T" and id(attr.value) in self.receivers:
+            return np_call("transpose", attr.value)
+        return self.generic_visit(attr)

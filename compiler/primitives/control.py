@@ -1,0 +1,47 @@
+"""Guards: the decisions a trace took on traced values, checked when the code runs.
+
+`guard(x, expected=..., kind=..., where=...)` records that the user's code at `where`
+(`file.py:12: if np.sum(x) > 0:`) turned the value `x` into `expected` (a bool for
+`if`/`while`/`and`/`or`/`bool()`, a number for `float()`, `int()`, `.item()` or an
+index): the generated code raises `runtime.paths.PathMiss` there when it does not
+hold. A guard is effectful (never removed, merged or reordered among effects) and
+has no derivative: the derivative of a function with branches is that of the path
+the values take.
+"""
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import numpy as np
+
+from compiler.ir import Aval
+from compiler.primitives.registry import Primitive, literal, np_call, register
+
+# how the guarded value is read, by kind
+_READ = {"bool": "bool", "float": "float", "int": "int", "index": "int", "complex": "complex"}
+
+
+def _guard_stmts(target: ast.Name, x: ast.expr, *, expected: Any, kind: str, where: str) -> list[ast.stmt]:
+    """`if bool(c) is not True: raise PathMiss('quiz.py:12: if c > 0:')`; a NaN is
+    matched by np.isnan, since NaN != NaN."""
+    read = ast.Call(ast.Name(_READ[kind], ast.Load()), [x], [])
+    if kind == "bool":
+        failed = read if not expected else ast.UnaryOp(ast.Not(), read)
+    elif isinstance(expected, float) and np.isnan(expected):
+        failed = ast.UnaryOp(ast.Not(), np_call("isnan", x))
+    else:
+        failed = ast.Compare(read, [ast.NotEq()], [literal(expected)])
+    miss = ast.Raise(ast.Call(ast.Name("PathMiss", ast.Load()), [ast.Constant(where)], []), None)
+    return [ast.If(failed, [miss], [])]
+
+
+register(
+    Primitive(
+        "guard",
+        abstract=lambda x, **params: Aval((), np.dtype(bool)),
+        emit_stmts=_guard_stmts,
+        differentiable=False,
+        effectful=True,
+    )
+)

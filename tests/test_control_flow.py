@@ -1,0 +1,155 @@
+"""Python control flow on traced values: `if`, `while`, `break`, `and`/`or`/`not`,
+conditional expressions, `bool()`, `float()`, `int()`, `.item()`, builtin
+min/max/abs and `range(int(n))`. Each call is traced with its values at hand, each
+decision becomes a guard checked where the user's code took it, and a call whose
+values take another path compiles (or reuses) that path: the derivative is that of
+the path the values take, as in autograd and PyTorch."""
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import compiler
+from compiler import UnsupportedError, grad, hessian, jit, jvp, value_and_grad
+from compiler.api import MAX_PATHS
+from control_flow_functions import newton_sqrt, piecewise, quiz_branch, taylor_exp
+from runtime.check import numerical_grad
+from runtime.paths import PathMiss
+
+GOLDEN = Path(__file__).parent / "golden" / "quiz_branch_value_and_grad.py"
+X = np.array([0.5, 1.0, -0.2])
+
+
+def test_a_piecewise_function_called_with_both_signs_compiles_twice():
+    g = grad(piecewise)
+    for k in range(40):
+        x = X if k % 2 == 0 else -X
+        np.testing.assert_allclose(g(x), numerical_grad(piecewise, x), rtol=1e-7, atol=1e-9)
+    assert g.trace_count == 2
+
+
+def test_the_generated_code_checks_each_decision_at_the_users_line():
+    assert value_and_grad(quiz_branch, argnums=(0, 1)).source(2.0, 3.0) == GOLDEN.read_text()
+    for x, z in ((2.0, 3.0), (2.0, 0.1), (1.5, 2.0), (3.0, 0.2)):
+        value, gradient = value_and_grad(quiz_branch, argnums=(0, 1))(x, z)
+        assert value == pytest.approx(quiz_branch(x, z), rel=1e-12)
+        np.testing.assert_allclose(gradient, numerical_grad(quiz_branch, x, z, argnums=(0, 1)), rtol=1e-6)
+
+
+def test_newtons_square_root_by_while_to_convergence():
+    for a in (2.0, 9.0, 0.3):
+        assert grad(newton_sqrt)(a) == pytest.approx(0.5 / np.sqrt(a), rel=1e-9)
+
+
+def test_a_taylor_series_summed_until_a_term_is_small_with_break():
+    for x in (0.7, -1.3):
+        assert grad(taylor_exp)(x) == pytest.approx(np.exp(x), rel=1e-10)
+        assert jit(taylor_exp)(x) == pytest.approx(np.exp(x), rel=1e-12)
+
+
+def test_boolean_operators_conditional_expressions_and_builtins():
+    def f(x, y):
+        s = np.sum(x)
+        scale = 2.0 if s > 0 and not np.max(x) > 5 else -1.0
+        if s < -10 or np.min(x) > 100:
+            scale = 0.0
+        top = max(s, 0.5) + min(np.sum(y), 1.0) + abs(s)
+        return scale * top * np.sum(x * y)
+
+    y = np.array([0.3, -0.1, 0.4])
+    for x in (X, -X, X * 3, X * 40):
+        for argnum in (0, 1):
+            np.testing.assert_allclose(grad(f, argnums=argnum)(x, y),
+                                       numerical_grad(f, x, y, argnums=argnum), rtol=1e-6, atol=1e-8)
+
+
+def test_a_loop_count_computed_from_data():
+    def f(x):
+        total = x
+        for _ in range(int(np.sum(x) * 2)):
+            total = np.sin(total) + x
+        return np.sum(total) * x[0].item()
+
+    for x in (np.array([1.2, 0.3]), np.array([2.1, 0.2]), np.array([1.3, 0.2])):
+        g = grad(f)(x)
+        n = int(np.sum(x) * 2)
+        def by_hand(v, n=n, c=x[0]):
+            total = v
+            for _ in range(n):
+                total = np.sin(total) + v
+            return np.sum(total) * c  # .item() is a constant to the derivative, as in PyTorch
+        np.testing.assert_allclose(g, numerical_grad(by_hand, x), rtol=1e-6, atol=1e-8)
+
+
+def test_forward_mode_second_order_and_nested_gradients_through_branches():
+    x = np.array([0.4, -0.3, 0.8])
+    for v in (x, -x):
+        t = np.array([1.0, 0.5, -2.0])
+        _, tangent = jvp(piecewise, (v,), (t,))
+        assert tangent == pytest.approx(np.sum(numerical_grad(piecewise, v) * t), rel=1e-7)
+        H = hessian(piecewise)(v)
+        for i in range(len(v)):
+            np.testing.assert_allclose(H[i], numerical_grad(lambda w: grad(piecewise)(w)[i], v), rtol=1e-5, atol=1e-7)
+        inner = grad(piecewise)
+        outer = grad(lambda w: np.sum(inner(w) ** 2))
+        np.testing.assert_allclose(outer(v), numerical_grad(lambda w: np.sum(inner(w) ** 2), v), rtol=1e-5, atol=1e-7)
+
+
+def test_paths_beyond_the_bound_are_traced_again_and_explained(caplog):
+    def f(x):
+        k = int(np.floor(x))  # every integer part is a path
+        return x * k
+
+    g = grad(f)
+    compiler.explain_retraces(True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="adjoint"):
+            for x in [k + 0.5 for k in range(MAX_PATHS + 3)] + [0.5]:
+                assert g(x) == np.floor(x)
+    finally:
+        compiler.explain_retraces(False)
+    assert any("paths per signature" in r.getMessage() for r in caplog.records)
+    assert any("took a path not compiled yet" in r.getMessage() for r in caplog.records)
+
+
+def test_a_saved_module_holds_one_path_and_says_when_values_take_another(tmp_path):
+    import importlib.util
+
+    path = grad(piecewise).save(tmp_path / "piecewise_grad.py", X)
+    text = path.read_text()
+    assert "from runtime" not in text and "class PathMiss(Exception)" in text
+    spec = importlib.util.spec_from_file_location("piecewise_grad", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    np.testing.assert_allclose(module.piecewise_grad(X), grad(piecewise)(X))
+    with pytest.raises(Exception, match="if np.sum\\(x\\) > 0") as info:
+        module.piecewise_grad(-X)
+    assert type(info.value).__name__ == "PathMiss"
+
+
+def test_decisions_with_random_draws_are_refused():
+    def noisy(x, rng):
+        noise = rng.normal(size=x.shape)
+        if np.sum(x) > 0:
+            return np.sum(x * noise)
+        return np.sum(x)
+
+    with pytest.raises(UnsupportedError, match="draws random numbers"):
+        grad(noisy)(X, np.random.default_rng(0))
+
+    def decided_by_a_draw(x, rng):
+        if np.sum(rng.normal(size=x.shape)) > 0:
+            return np.sum(x)
+        return -np.sum(x)
+
+    with pytest.raises(compiler.TracingError, match="random draw"):
+        grad(decided_by_a_draw)(X, np.random.default_rng(0))
+
+
+def test_the_generated_code_raises_pathmiss_before_any_other_path_runs():
+    compiled = jit(piecewise)
+    compiled(X)
+    fn = compiled.path_for((X,), {})[0].generated.fn
+    with pytest.raises(PathMiss):
+        fn(-X)
