@@ -12,7 +12,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from compiler.api import Compiled, Transformed, _scalar_output, call_generated, differentiated_element, refill, split_aux, traced_args
+from compiler.api import (
+    Compiled, Transformed, _scalar_output, call_generated, checked_paths, differentiated_element, input_values, refill,
+    split_aux, traced_args,
+)
+from runtime.paths import PathMiss
 from compiler.prediction import Prediction
 from compiler.errors import AdjointError, GradError, UnsupportedError, api_boundary, at_user_line
 from compiler.ir import Graph
@@ -52,21 +56,28 @@ class Step(Transformed):
             leaves = step_call.arguments(last, params, self.state, batch, structure, debug_nans_enabled(), hyper)
         if leaves is not None:  # the fast path: the generated function, called directly
             self._labels = batch[-1] if batch else None
-            out = call_generated(last.fn, last.lock, leaves)
+            try:
+                out = call_generated(last.fn, last.lock, leaves)
+            except PathMiss:  # nothing was written: every guard precedes every update
+                self._last = None
+                return self(params, *batch)
             self.steps += 1
             return out if last.plain else last.compiled.rebuild(out)
         try:
             args = self._arguments(params, batch)
             compiled, leaves, _ = self._entry(args, kwargs)
+            self._labels = batch[-1] if batch else None
+            try:
+                out = self._run(compiled, leaves)
+            except PathMiss as miss:  # the values take another path of the step
+                compiled, out = self._other_path(compiled, args, kwargs, leaves, miss)
         except AdjointError as err:
             raise err.with_traceback(None) from None
         self._last = None if kwargs else step_call.record(
             params, self.state, batch, args[3], debug_nans_enabled(), compiled, len(leaves), len(args[2]),
             plain=not self.has_aux)
-        self._labels = batch[-1] if batch else None
-        loss = compiled.rebuild(self._run(compiled, leaves))
         self.steps += 1
-        return loss
+        return compiled.rebuild(out)
 
     def _optimizer_inputs(self) -> tuple[tuple, list]:
         """The optimizer's structure and hyperparameter values for this call. For
@@ -95,6 +106,11 @@ class Step(Transformed):
     @api_boundary
     def ir(self, params: Any, *batch: Any, **kwargs: Any) -> Graph:
         return self._lookup(self._arguments(params, batch), kwargs)[0].graph
+
+    def path_for(self, args: tuple, kwargs: dict) -> tuple[Compiled, Signature]:
+        """The most recent path: finding the path of these values would run the step,
+        which updates the parameters."""
+        return self._lookup(args, kwargs)
 
     def _arguments(self, params: Any, batch: tuple) -> tuple:
         """What the generated step takes: params, optimizer state, the hyperparameters'
@@ -161,7 +177,7 @@ class Step(Transformed):
             return self.fun(params, *batch, **kwargs)
 
         guards = Guards()
-        graph, result = trace(self.fun, sig.avals, sig.names, call, guards)
+        graph, result = checked_paths(trace(self.fun, sig.avals, sig.names, call, guards, values=input_values(sig)))
         params, state, hyper = call.inputs
         result, aux = split_aux(result, self.has_aux, self._name(""))
         loss = differentiated_element(graph, _scalar_output(graph, result, self._name("")))

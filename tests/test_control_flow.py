@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import compiler
-from compiler import UnsupportedError, grad, hessian, jit, jvp, value_and_grad
+from compiler import UnsupportedError, compile_step, grad, hessian, jit, jvp, value_and_grad
 from compiler.api import MAX_PATHS
 from control_flow_functions import newton_sqrt, piecewise, quiz_branch, taylor_exp
+from runtime import optim
 from runtime.check import numerical_grad
 from runtime.paths import PathMiss
 
@@ -153,3 +154,25 @@ def test_the_generated_code_raises_pathmiss_before_any_other_path_runs():
     fn = compiled.path_for((X,), {})[0].generated.fn
     with pytest.raises(PathMiss):
         fn(-X)
+
+
+def test_a_training_step_with_a_branch_updates_in_place_only_on_the_path_taken():
+    """A step's guards all come before its in-place updates: a call whose values take
+    another path writes nothing, then runs (or compiles) that path."""
+    def loss(params, x):
+        r = params["w"] * x
+        if np.sum(r) > 0:
+            return np.sum(r ** 2)
+        return np.sum(np.abs(r))
+
+    params, expected = {"w": np.array([1.0, 2.0])}, np.array([1.0, 2.0])
+    step = compile_step(loss, optim.SGD(lr=0.1))
+    for x in [np.ones(2), -3 * np.ones(2), np.ones(2), -np.ones(2), np.ones(2)]:
+        r = expected * x
+        value, g = (np.sum(r ** 2), 2 * r * x) if np.sum(r) > 0 else (np.sum(np.abs(r)), np.sign(r) * x)
+        assert step(params, x) == pytest.approx(value)
+        expected = expected - 0.1 * g
+        np.testing.assert_allclose(params["w"], expected)
+    assert step.trace_count == 2
+    source = step.source(params, np.ones(2))
+    assert source.index("raise PathMiss") < source.index("w -= ")

@@ -14,10 +14,7 @@ import numpy as np
 import pytest
 
 import compiler
-from compiler import (
-    AdjointError, GradError, ShapeError, TracingError, UnsupportedError, compile_step, grad, value_and_grad,
-)
-from runtime import optim
+from compiler import AdjointError, GradError, ShapeError, TracingError, UnsupportedError, grad, value_and_grad
 
 THIS = Path(__file__).resolve()
 LINES = THIS.read_text().splitlines()
@@ -51,8 +48,8 @@ def check(excinfo, cls, marker: str, *phrases: str) -> str:
 
 def test_decisions_on_traced_values_are_taken_per_call_and_guarded():
     """`if`, `while` and conversions on traced values work (tests/test_control_flow.py
-    has the rest); where a trace has no values to decide with (compile_step), they
-    are refused at the user's line with the np.where advice."""
+    has the rest); the truth of an array of several elements is refused at the
+    user's line, with the np.where advice."""
     def f(a):
         if a > 0:
             return a
@@ -61,15 +58,14 @@ def test_decisions_on_traced_values_are_taken_per_call_and_guarded():
     assert grad(f)(1.0) == 1.0 and grad(f)(-1.0) == -1.0
     assert "PathMiss('test_errors.py:" in grad(f).source(1.0)
 
-    def step_loss(params, x):
-        if np.sum(params["w"] * x) > 0:  # <- step if
-            return np.sum(params["w"] * x)
-        return -np.sum(params["w"] * x)
+    def g(x):
+        if x > 0:  # <- array if
+            return np.sum(x)
+        return -np.sum(x)
 
-    step = compile_step(step_loss, optim.SGD(lr=0.1))
     with pytest.raises(TracingError) as excinfo:
-        step({"w": np.ones(2)}, np.ones(2))
-    check(excinfo, TracingError, "step if", "is traced", "np.where(")
+        grad(g)(np.ones(2))
+    check(excinfo, TracingError, "array if", "is traced", "np.where(x > 0, ")
 
 
 @pytest.mark.parametrize("convert, arg, expected", [

@@ -238,6 +238,9 @@ def _schedule(graph: Graph, returned: list[int], updates: list[tuple[int, int]])
     for i in reversed(graph.order()):
         demand[i] = min([i] + [demand[u] for u in graph.users(i)])
     after = _buffer_reads_before_updates(graph, updates)
+    checks = [i for i, node in graph.dag.nodes(data="node") if node.is_call and registry.get(node.op).checks]
+    for _, node in updates if checks else ():  # a step writes nothing in place before its last guard
+        after.setdefault(node, set()).update(checks)
     if len(needed) == graph.dag.number_of_nodes() and not after:
         order = topological_order(graph.dag, key=lambda i: (demand[i], i))
     else:

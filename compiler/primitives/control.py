@@ -43,5 +43,6 @@ register(
         emit_stmts=_guard_stmts,
         differentiable=False,
         effectful=True,
+        checks=True,
     )
 )

@@ -82,6 +82,7 @@ class Primitive:
     jvp: Optional[JvpRule] = None
     batched_jvp: Optional[JvpRule] = None
     bound: tuple[str, ...] = ()  # params holding Python objects the generated module binds to names (host_call)
+    checks: bool = False  # may stop the function (a guard): every in-place update waits for it
 
     def __post_init__(self) -> None:
         if (self.emit is None) == (self.emit_stmts is None):
