@@ -28,10 +28,12 @@ _OPERATORS = {
 LIMITS = """\
 ## Known limits
 
-- **Data-dependent control flow** (`if x > 0:` on a traced value, `while` on traced
-  data) is refused at your line with a suggestion (`np.where`, a static range). So are
-  **data-dependent shapes**: `np.nonzero`, boolean-mask selection `x[mask]` with a
-  traced mask, `np.unique`.
+- **Data-dependent control flow** (`if x > 0:` on a traced scalar, `while`, `float()`,
+  `.item()`) works: each decision is a guard and each path the values take compiles
+  once (see the README's "Control flow on data"); the truth of an array of several
+  elements is refused, as NumPy refuses it. **Data-dependent shapes** are refused at
+  your line: `np.nonzero`, boolean-mask selection `x[mask]` with a traced mask,
+  `np.unique`.
 - **Complex values**: `grad` of a real loss through complex arithmetic (`+ - * /`,
   `**` and `float_power` with an exponent that is not differentiated), the
   holomorphic functions (`exp`, `exp2`, `expm1`, `log`, `log2`, `log10`, `log1p`,
