@@ -273,11 +273,10 @@ def stack(arrays, axis=0, out=None, dtype=None, casting=None):
 
 
 def where(condition, x=None, y=None):
+    if x is None and y is None:
+        return np.nonzero(condition)
     if x is None or y is None:
-        raise at_user_line(
-            UnsupportedError, "np.where(condition) with one argument has a data-dependent shape; "
-            "use np.where(condition, x, y)."
-        )
+        raise at_user_line(UnsupportedError, "np.where takes a condition alone, or a condition, x and y")
     return bind("where", condition, x, y)
 
 
@@ -366,12 +365,7 @@ def getitem(x: Tracer, index: Any) -> Tracer:
             spec.append(("ellipsis",))
         else:
             array = _index_array(item)
-            if array.dtype == bool:
-                if isinstance(array, Tracer):
-                    raise at_user_line(
-                        UnsupportedError, "indexing with a traced boolean mask has a data-dependent shape; "
-                        "select with np.where instead: np.where(mask, x, 0) to read, x = np.where(mask, x + v, x) to update."
-                    )
+            if array.dtype == bool:  # a traced mask's count is decided (compiler/numpy_functions/selection.py)
                 for part in np.nonzero(array):
                     spec.append(("array", len(arrays)))
                     arrays.append(part)

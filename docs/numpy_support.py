@@ -31,9 +31,10 @@ LIMITS = """\
 - **Data-dependent control flow** (`if x > 0:` on a traced scalar, `while`, `float()`,
   `.item()`) works: each decision is a guard and each path the values take compiles
   once (see the README's "Control flow on data"); the truth of an array of several
-  elements is refused, as NumPy refuses it. **Data-dependent shapes** are refused at
-  your line: `np.nonzero`, boolean-mask selection `x[mask]` with a traced mask,
-  `np.unique`.
+  elements is refused, as NumPy refuses it. **Data-dependent sizes** (`x[mask]` with a
+  traced mask, read and written, `np.nonzero`, `flatnonzero`, `argwhere`,
+  `where(c)`, `compress`, `extract`, `unique`) work the same way: the number of
+  elements selected is a decision, and each count compiles one path.
 - **Complex values**: `grad` of a real loss through complex arithmetic (`+ - * /`,
   `**` and `float_power` with an exponent that is not differentiated), the
   holomorphic functions (`exp`, `exp2`, `expm1`, `log`, `log2`, `log10`, `log1p`,

@@ -132,6 +132,7 @@ class Input:
     # float64 array or Python float (both float32-exact; differentiated), Python int
     # (arithmetic or static uses), or Rng (a Generator drawn from at run time)
     value: Any
+    alt: Any = None  # its value in the second input set of a program with control flow (None: the same)
 
 
 def _argument(value: Any, dtype: str) -> Any:
@@ -160,6 +161,13 @@ class Program:
     # elements exactly at the branch point, the side (-1 or +1) whose one-sided
     # derivative is the expected gradient there)
     branch_points: dict = field(default_factory=dict)
+    # control flow on data: the number of statements with decisions, whether the second
+    # input set (Input.alt) takes another path than the first, and the `float(...)` /
+    # `.item()` calls used in arithmetic, which the finite-difference reference holds at
+    # their values at the point differentiated (a constant to the derivative, as in PyTorch)
+    controls: int = 0
+    paths_differ: bool = False
+    frozen: list = field(default_factory=list)
     _modules: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -172,7 +180,21 @@ class Program:
         """Array inputs: the parameters of compile_step (scalars go in the batch)."""
         return [i.name for i in self.inputs if isinstance(i.value, np.ndarray)]
 
-    def source(self, dtype: str = "float64") -> str:
+    @property
+    def alt(self) -> bool:
+        """Whether the program has a second input set (programs with control flow)."""
+        return self.controls > 0
+
+    def source(self, dtype: str = "float64", frozen: bool = False) -> str:
+        """The module; `frozen` (the finite-difference reference): each `float(...)` of
+        `self.frozen` returns the value it had at the last `FROZEN.clear()`ed call."""
+        body = [f"    {line}" for _, code in self.body for line in code.split("\n")]
+        prelude = []
+        if frozen and self.frozen:
+            for k, text in enumerate(self.frozen):
+                body = [line.replace(text, f"_freeze({k}, lambda: {text})") for line in body]
+            prelude = ["FROZEN = {}", "", "", "def _freeze(k, value):",
+                       "    if k not in FROZEN:", "        FROZEN[k] = value()", "    return FROZEN[k]", ""]
         names = ", ".join(i.name for i in self.inputs)
         batch = [i.name for i in self.inputs if not isinstance(i.value, np.ndarray)]
         from_params = ", ".join(i.name if i.name in batch else f'params["{i.name}"]' for i in self.inputs)
@@ -183,10 +205,11 @@ class Program:
             "",
             f"DTYPE = np.{dtype}",
             *(f"W{k} = np.array({_literal_list(w)}, dtype=DTYPE)" for k, w in enumerate(self.weights)),
+            *prelude,
             "",
             "",
             f"def program({names}):",
-            *(f"    {line}" for _, code in self.body for line in code.split("\n")),
+            *body,
             f"    return {', '.join(self.outputs)}",
             "",
             "",
@@ -218,10 +241,11 @@ class Program:
             return f"np.sum({outputs} * W0)"
         return " + ".join(f"np.sum({outputs}[{k}] * W{k})" for k in range(len(self.outputs)))
 
-    def arguments(self, dtype: str = "float64") -> tuple:
+    def arguments(self, dtype: str = "float64", world: int = 0) -> tuple:
         """Fresh copies of the inputs in `dtype` (scalar inputs stay Python floats and
-        ints, a Generator input is a freshly seeded Generator)."""
-        return tuple(_argument(i.value, dtype) for i in self.inputs)
+        ints, a Generator input is a freshly seeded Generator); `world` 1: the second
+        input set."""
+        return tuple(_argument(i.alt if world and i.alt is not None else i.value, dtype) for i in self.inputs)
 
     def intermediate_dtypes(self, dtype: str) -> set[np.dtype]:
         """The dtypes of every statement's value, evaluated eagerly in `dtype`."""
@@ -234,11 +258,11 @@ class Program:
                 dtypes.add(np.result_type(namespace[name]))
         return dtypes
 
-    def load(self, dtype: str = "float64") -> ModuleType:
+    def load(self, dtype: str = "float64", frozen: bool = False) -> ModuleType:
         """The program's module for `dtype`, imported from a real file."""
-        if dtype not in self._modules:
-            self._modules[dtype] = _import_source(self.source(dtype))
-        return self._modules[dtype]
+        if (dtype, frozen) not in self._modules:
+            self._modules[(dtype, frozen)] = _import_source(self.source(dtype, frozen))
+        return self._modules[(dtype, frozen)]
 
 
 def _literal_list(weights: np.ndarray) -> str:
@@ -265,10 +289,61 @@ class Reject(Exception):
     """The proposed statement is invalid or too close to a kink; propose another."""
 
 
-@dataclass
 class Var:
-    name: str
-    value: Any  # float64 array (0-d included), or a Python float
+    """A named value: a float64 array (0-d included), or a Python float or int. A
+    program with control flow has two input sets (worlds); `value` is the one of the
+    world `Var.world` the builder is working in (`alt` None: the same in both)."""
+
+    world = 0
+
+    def __init__(self, name: str, value: Any, alt: Any = None):
+        self.name, self.base, self.alt = name, value, alt
+
+    @property
+    def value(self) -> Any:
+        return self.alt if Var.world and self.alt is not None else self.base
+
+    def __repr__(self) -> str:
+        return f"Var({self.name!r}, {self.base!r}, alt={self.alt!r})"
+
+
+@dataclass
+class Dual:
+    """A statement a control-flow operation built in both worlds: its code (`{out}`
+    for the name it defines) and its value in each."""
+    code: str
+    value: Any
+    alt: Any
+
+
+class Recorder(Choices):
+    """Choices passed through and recorded, to be replayed in the other world."""
+
+    def __init__(self, inner: Choices):
+        self.inner, self.log = inner, []
+
+    def integer(self, low: int, high: int) -> int:
+        value = self.inner.integer(low, high)
+        self.log.append((low, high, value))
+        return value
+
+
+class Replay(Choices):
+    """The recorded choices again; a different request means the operation took other
+    decisions on the other world's values: the statement is not the same there."""
+
+    def __init__(self, log: list):
+        self.log, self.at = log, 0
+
+    def integer(self, low: int, high: int) -> int:
+        if self.at >= len(self.log) or self.log[self.at][:2] != (low, high):
+            raise Reject("another statement in the other world")
+        self.at += 1
+        return self.log[self.at - 1][2]
+
+    @property
+    def done(self) -> bool:
+        return self.at == len(self.log)
 
 
 def _fmt(x: float) -> str:
@@ -310,6 +385,15 @@ class Builder:
         self.generator: np.random.Generator | None = None  # the Generator input's state after the body so far
         self._trial: np.random.Generator | None = None
         self.lenient = False  # the statement may compute NaN/inf in a discarded np.where branch
+        # control flow on data: a second input set (world 1, each input's `alt`, from
+        # `transform`) in which every statement is built again from the same choices
+        # (`apply`) and must come out the same and valid; the decisions' outcomes in each
+        # world (`notes`), and the float() calls used in arithmetic (`frozen`)
+        self.control = False
+        self.transform: tuple[float, float, bool] | None = None
+        self.controls = 0
+        self.notes: tuple[list, list] = ([], [])
+        self.frozen: list[str] = []
 
     # values ---------------------------------------------------------------------
 
@@ -367,9 +451,20 @@ class Builder:
         total = sum(v.value.size for v in arrays) + int(np.prod(shape))
         if len(arrays) >= MAX_ARRAY_INPUTS or total > MAX_INPUT_ELEMENTS:
             raise Reject("too many inputs")
-        var = Var(f"x{len(arrays)}", self._draw_values(shape) if values is None else values)
+        values = self._draw_values(shape) if values is None else values
+        var = Var(f"x{len(arrays)}", values, self.alt_value(values, first=not arrays))
         self.inputs.append(var)
         return var
+
+    def alt_value(self, values: Any, first: bool = False) -> Any:
+        """An input's value in the second input set: scaled and shifted (float32-exact)."""
+        if self.transform is None:
+            return None
+        scale, shift, only_first = self.transform
+        if only_first and not first:
+            return None
+        alt = np.float32(scale) * np.asarray(values, dtype=np.float32) + np.float32(shift)
+        return float(alt) if isinstance(values, float) else alt.astype(np.float64)
 
     def int_input(self) -> Var:
         """A Python int input (an existing one, or a new one) in 1..3."""
@@ -400,7 +495,7 @@ class Builder:
         if len(existing) >= 2:
             raise Reject("too many scalar inputs")
         value = float(np.float32(self._draw_values(()).item()))
-        var = Var(f"s{len(existing)}", value)
+        var = Var(f"s{len(existing)}", value, self.alt_value(value))
         self.inputs.append(var)
         return var
 
@@ -514,55 +609,170 @@ class Builder:
 
     # statements -----------------------------------------------------------------
 
-    def add(self, statement: str | list[str]) -> None:
+    def add(self, statement: str | list[str] | Dual) -> None:
         """Append a statement: an expression, or lines that make the value named
-        `{out}` (a copy, then assignments into it)."""
+        `{out}` (a copy, then assignments into it), or a statement built in both worlds."""
         name = f"v{len(self.body)}"
+        if isinstance(statement, Dual):
+            code = statement.code.replace("{out}", name)
+            self.append(name, code, _checked(statement.value), _checked(statement.alt))
+            return
+        code, value = self.evaluate(statement, name)
+        self.append(name, code, value)
+
+    def evaluate(self, statement: str | list[str], name: str) -> tuple[str, np.ndarray]:
+        """The code of `statement` defining `name`, and its value in the current world."""
         if isinstance(statement, str):
-            code = f"{name} = {statement}"
-            value = self.eval(statement)
-        else:
-            code = "\n".join(line.replace("{out}", name) for line in statement)
-            value = self.exec(code, name)
-        if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind != "f":
-            raise Reject("not a float array")
-        if value.size == 0 or value.size > MAX_SIZE:
-            raise Reject("size")
-        if not np.all(np.isfinite(value)) or np.abs(value).max() > MAX_MAGNITUDE:
-            raise Reject("magnitude")
-        self.body.append(Var(name, np.array(value, dtype=np.float64)))
+            return f"{name} = {statement}", _checked(self.eval(statement))
+        code = "\n".join(line.replace("{out}", name) for line in statement)
+        return code, _checked(self.exec(code, name))
+
+    def append(self, name: str, code: str, value: np.ndarray, alt: np.ndarray | None = None) -> None:
+        if alt is not None and alt.shape != value.shape:
+            raise Reject("another shape in the other world")
+        self.body.append(Var(name, value, alt))
         self.exprs[name] = code
         if self.generator is not None:
             self.generator = self._trial
 
+    def operations(self) -> list[tuple[int, Callable[[Builder], Any]]]:
+        """The operations' table: with control flow, its operations too, and neither
+        random draws (a decision with draws is refused) nor NaN-masking np.where (its
+        one-sided reference is for the first input set only)."""
+        if not self.control:
+            return OPERATIONS
+        return [(w, op) for w, op in OPERATIONS if op not in (op_random, op_where_nan)] + CONTROL_OPERATIONS
+
+    def snapshot(self) -> tuple:
+        return (list(self.inputs), list(self.body), set(self.reserved), dict(self.branch_points), self.generator,
+                self.rng.bit_generator.state, self.controls, len(self.notes[0]), len(self.notes[1]),
+                len(self.frozen))
+
+    def restore(self, state: tuple, notes: bool = True) -> None:
+        (self.inputs, self.body, self.reserved, self.branch_points, self.generator, self.rng.bit_generator.state,
+         self.controls, n0, n1, nf) = state
+        if notes:
+            del self.notes[0][n0:], self.notes[1][n1:]
+        del self.frozen[nf:]
+
+    def apply(self, op: Callable[[Builder], Any]) -> None:
+        """Append the statement `op` makes; with two worlds, an operation that is not
+        a control-flow one runs in each from the same choices, and must make the same
+        statement, valid in both."""
+        if self.transform is None or getattr(op, "dual", False):
+            self.add(op(self))
+            return
+        name = f"v{len(self.body)}"
+        code, value, alt = self.in_both(op, name)
+        self.append(name, code, value, alt)
+
+    def in_both(self, op: Callable[[Builder], Any], name: str) -> tuple[str, np.ndarray, np.ndarray]:
+        """`op`'s statement defining `name`, made in world 0 and again in world 1 (the
+        same choices, the same new inputs): its code and value in each."""
+        state = self.snapshot()
+        inner = recorder = Recorder(self.choices)
+        self.choices = recorder
+        try:
+            statement = op(self)
+            code, value = self.evaluate(statement, name)
+        finally:
+            self.choices = recorder.inner
+        notes = list(self.notes[0][state[7]:])
+        self.restore(state)
+        self.choices = replay = Replay(recorder.log)
+        Var.world = 1
+        try:
+            again = op(self)
+            if again != statement or not replay.done:
+                raise Reject("another statement in the other world")
+            _, alt = self.evaluate(statement, name)
+        finally:
+            self.choices, Var.world = recorder.inner, 0
+        self.notes[0].extend(notes)
+        if alt.shape != value.shape:
+            raise Reject("another shape in the other world")
+        return code, value, alt
+
+    def in_world(self, world: int, op: Callable[[Builder], Any], name: str) -> tuple[str, np.ndarray]:
+        """`op`'s statement defining `name`, made and evaluated in `world` only."""
+        Var.world = world
+        try:
+            return self.evaluate(op(self), name)
+        finally:
+            Var.world = 0
+
+    def value_in(self, world: int, expr: str) -> Any:
+        Var.world = world
+        try:
+            return self.eval(expr)
+        finally:
+            Var.world = 0
+
+    def note(self, outcome: Any, alt: Any = None) -> None:
+        """A decision's outcome in the current world (or in both, with `alt`): the
+        compiled paths of the two input sets differ where any outcome does."""
+        if alt is None:
+            self.notes[Var.world].append(outcome)
+        else:
+            self.notes[0].append(outcome)
+            self.notes[1].append(alt)
+
     def statement(self) -> None:
         """Append one statement, retrying other operations on rejection."""
+        table = self.operations()
         for _ in range(8):
-            op = self.choices.weighted(OPERATIONS)
-            state = (list(self.inputs), list(self.body), set(self.reserved), dict(self.branch_points), self.generator)
+            op = self.choices.weighted(table)
+            state = self.snapshot()
             self.lenient = False
             try:
-                self.add(op(self))
+                self.apply(op)
                 return
             except Reject:
-                self.inputs, self.body, self.reserved, self.branch_points, self.generator = state
+                self.restore(state)
         self.lenient = False
-        self.add(f"np.tanh({self.operand().name})")
+        self.apply(op_tanh)
 
     def build(self, float32: bool) -> Program:
         for _ in range(self.choices.integer(1, MAX_STATEMENTS)):
             self.statement()
+        for _ in range(8 if self.control and not self.controls else 0):  # at least one decision
+            state = self.snapshot()
+            try:
+                self.apply(self.choices.pick([op_if, op_if_expression, op_while]))
+                break
+            except Reject:
+                self.restore(state)
         last = self.body[-1]
         dangling = [v for v in self.body[:-1] if not self.used(v.name)][-2:]
         outputs = [last] + [v for v in dangling if self.choices.chance(50)]
         return Program(
-            [Input(v.name, v.value) for v in self.inputs],
+            [Input(v.name, v.value, v.alt if self.controls else None) for v in self.inputs],
             [(v.name, self.exprs[v.name]) for v in self.body],
             [v.name for v in outputs],
             [np.round(self.rng.normal(size=np.shape(v.value)), 2) for v in outputs],
             float32,
             dict(self.branch_points),
+            self.controls,
+            self.notes[0] != self.notes[1],
+            list(dict.fromkeys(self.frozen)),
         )
+
+
+def _checked(value: Any) -> np.ndarray:
+    """A statement's value as a float64 array, rejected unless a float array of a
+    moderate size and magnitude."""
+    if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind != "f":
+        raise Reject("not a float array")
+    if value.size == 0 or value.size > MAX_SIZE:
+        raise Reject("size")
+    if not np.all(np.isfinite(value)) or np.abs(value).max() > MAX_MAGNITUDE:
+        raise Reject("magnitude")
+    return np.array(value, dtype=np.float64)
+
+
+def op_tanh(b: Builder) -> str:
+    """The fallback statement when every proposal was rejected."""
+    return f"np.tanh({b.operand().name})"
 
 
 def _broadcasts(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
@@ -1534,6 +1744,9 @@ OPERATIONS: list[tuple[int, Callable[[Builder], str]]] = [
 def build_program(choices: Choices) -> Program:
     """One program from `choices`; about a third are also checked in float32."""
     builder = Builder(choices)
+    if choices.chance(CONTROL_PERCENT):
+        builder.control = True
+        builder.transform = choices.pick(TRANSFORMS)
     first = builder.shape()
     builder.fresh(first)
     return builder.build(float32=choices.chance(35))

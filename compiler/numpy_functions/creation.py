@@ -162,7 +162,6 @@ def setitem(x: Tracer, index: Any, value: Any) -> Tracer:
     mask = _whole_mask(index, x)
     if mask is not None and broadcasts_into(value.shape, x.shape[mask.ndim:]):
         return np.where(np.reshape(mask, mask.shape + (1,) * (x.ndim - mask.ndim)), value, x)
-    _refuse_traced_masks(index, x, value)
     region = x[index]  # the getitem node holds the normalized index: its spec and index arrays
     node = x.graph.node(region.id)
     arrays = [Tracer(x.graph, i) for i in node.inputs[1:]]
@@ -203,19 +202,6 @@ def _whole_mask(index: Any, x: Tracer) -> Optional[Any]:
     if _is_mask(index) and index.ndim >= 1 and index.shape == x.shape[: index.ndim]:
         return index
     return None
-
-
-def _refuse_traced_masks(index: Any, x: Tracer, value: Tracer) -> None:
-    """A traced mask selecting a data-dependent number of elements, to be filled
-    from an array of that many values: the shapes are unknown at compile time."""
-    items = index if isinstance(index, tuple) else (index,)
-    if any(isinstance(item, Tracer) and item.dtype == bool for item in items):
-        raise at_user_line(
-            UnsupportedError, f"`x[mask] = v` with a traced mask writes the values of v, shape {value.shape}, "
-            "into as many elements as the mask selects, a number known only at run time. With a mask of "
-            f"x's shape {x.shape}, write one value (`x[mask] = 0.0`), or select elementwise from an array "
-            "u of x's shape: `x = np.where(mask, u, x)`."
-        )
 
 
 def _refuse_shared_memory(x: Tracer) -> None:

@@ -255,3 +255,32 @@ register(
         differentiable=False,
     )
 )
+
+
+# --- selections whose size the data decides -------------------------------------------
+# flatnonzero(mask, size=k): the flat positions of mask's nonzero elements, when a
+# decision of the trace (a guard on the count) fixed their number at k.
+register(Primitive(
+    "flatnonzero",
+    abstract=lambda mask, *, size: Aval((size,), np.dtype(np.int64)),
+    emit=lambda mask, *, size: np_call("flatnonzero", mask),
+    differentiable=False,
+))
+
+
+def _unique_emit(ar: ast.expr, *, part: str, size: int, shape: tuple) -> ast.expr:
+    """`np.unique(ar).size`, or the first index, inverse or counts of np.unique."""
+    if part == "size":
+        return ast.Attribute(np_call("unique", ar), "size", ast.Load())
+    flag = {"index": "return_index", "inverse": "return_inverse", "counts": "return_counts"}[part]
+    return ast.Subscript(np_call("unique", ar, **{flag: True}), literal(1), ast.Load())
+
+
+# unique(ar, part, size, shape): np.unique's number of distinct values ("size", 0-d), or
+# the index of each one's first occurrence, the inverse or the counts, of static shape
+register(Primitive(
+    "unique",
+    abstract=lambda ar, *, part, size, shape: Aval(tuple(shape), np.dtype(np.int64)),
+    emit=_unique_emit,
+    differentiable=False,
+))
