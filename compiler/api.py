@@ -402,7 +402,10 @@ def _collection_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while compiling: a compile makes
     millions of small objects, and repeated collections rescanning them cost a
     linear factor (15% at 10,000 ops). Collection resumes, if it was on, when the
-    last concurrent compile ends."""
+    last concurrent compile ends; what the compile kept (its graph, its code) is
+    first moved to the oldest generation (freeze, then unfreeze: two list splices),
+    so that the next young collection does not scan it all at once (0.25 s at
+    30,000 primitives). Skipped when the program froze objects itself."""
     with _GC_LOCK:
         if _GC_PAUSES[0] == 0:
             _GC_PAUSES[1] = gc.isenabled()
@@ -414,6 +417,9 @@ def _collection_paused() -> Iterator[None]:
         with _GC_LOCK:
             _GC_PAUSES[0] -= 1
             if _GC_PAUSES[0] == 0 and _GC_PAUSES[1]:
+                if gc.get_freeze_count() == 0:
+                    gc.freeze()
+                    gc.unfreeze()
                 gc.enable()
 
 

@@ -198,6 +198,17 @@ def _reach(ids: Iterable[int], adjacency: dict) -> set[int]:
     return seen
 
 
+def ids_are_topological(dag: nx.DiGraph) -> bool:
+    """Whether every edge goes from a smaller id to a larger one (a trace's graph is,
+    until a rewrite gives an older consumer a newer operand): then ordering by id is
+    the deterministic topological order."""
+    for v, earlier in dag._pred.items():
+        for u in earlier:
+            if u > v:
+                return False
+    return True
+
+
 def topological_order(dag: nx.DiGraph, key: Optional[Callable[[int], Any]] = None,
                       after: Optional[dict[int, set[int]]] = None) -> list[int]:
     """The node ids of `dag` in topological order, ties broken by smallest id first
@@ -207,6 +218,8 @@ def topological_order(dag: nx.DiGraph, key: Optional[Callable[[int], Any]] = Non
     constraints that are not edges: node -> nodes that must come before it. Raises
     `nx.NetworkXUnfeasible` on a cycle."""
     succ, pred = dag._succ, dag._pred
+    if key is None and not after and ids_are_topological(dag):
+        return sorted(pred)  # the smallest remaining id is always ready: no heap needed
     indegree = {v: len(p) for v, p in pred.items() if p}
     extra_succ: dict[int, list[int]] = {}
     for v, earlier in (after or {}).items():

@@ -50,11 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     classes: dict[str, list[int]] = defaultdict(list)
     failed: set[int] = set()
     gradients = 0
+    control, switched = 0, 0  # programs with control flow on data; those whose second input set takes another path
     start = time.perf_counter()
     for index in indices:
         program = fuzzing.random_program(program_seed(args.seed, index))
         report = fuzzing.check_program(program)
         gradients += report.gradients_checked
+        control += program.controls > 0
+        switched += program.paths_differ
         if report.failures:
             failed.add(index)
             new = [cls for cls in dict.fromkeys(failure_class(f) for f in report.failures)
@@ -65,17 +68,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"=== program {index} (rerun: --seed {args.seed} --only {index})")
                 print(fuzzing.describe(program, report), flush=True)
     elapsed = time.perf_counter() - start
-    print_summary(len(indices), gradients, failed, classes, elapsed)
+    print_summary(len(indices), gradients, failed, classes, elapsed, control, switched)
     return 1 if failed else 0
 
 
-def print_summary(count: int, gradients: int, failed: set[int], classes: dict[str, list[int]], elapsed: float) -> None:
+def print_summary(count: int, gradients: int, failed: set[int], classes: dict[str, list[int]], elapsed: float,
+                  control: int = 0, switched: int = 0) -> None:
     by_kind: dict[str, set[int]] = defaultdict(set)
     for cls, programs in classes.items():
         by_kind[cls.split("]")[0].lstrip("[")].update(programs)
     print("\n=== summary")
     print(f"programs run:       {count} in {elapsed:.1f} s ({count / elapsed:.1f} programs/s)")
     print(f"gradients checked:  {gradients}")
+    print(f"control flow:       {control} programs ({switched} whose second input set takes another path)")
     print(f"programs failing:   {len(failed)}")
     for kind in ("mismatch", "dtype", "mutation", "crash", "refusal"):
         print(f"  {kind + ':':<18}{len(by_kind.get(kind, ()))} programs")

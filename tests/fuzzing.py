@@ -464,7 +464,7 @@ class Builder:
         if only_first and not first:
             return None
         alt = np.float32(scale) * np.asarray(values, dtype=np.float32) + np.float32(shift)
-        return float(alt) if isinstance(values, float) else alt.astype(np.float64)
+        return float(alt) if type(values) is float else np.array(alt, dtype=np.float64)
 
     def int_input(self) -> Var:
         """A Python int input (an existing one, or a new one) in 1..3."""
@@ -514,11 +514,11 @@ class Builder:
 
     # operands -------------------------------------------------------------------
 
-    def operand(self, accept: Callable[[Any], bool] = lambda v: True) -> Var:
+    def operand(self, accept: Callable[[Any], bool] = lambda v: True, scalars: bool = True) -> Var:
         """An existing value accepted by `accept` (most often the latest statement or
         a value nothing uses yet, so that the data flow joins up), or a fresh input
-        when none is accepted."""
-        if self.choices.chance(6) and accept(np.zeros(())):
+        when none is accepted; with `scalars`, sometimes a Python float input."""
+        if scalars and self.choices.chance(6) and accept(np.zeros(())):
             # a Python float input into any operation family (a reduction, a method, np.exp, a
             # shape function): NumPy's functions return NumPy scalars there, operators Python floats
             scalar = self.scalar_input()
@@ -649,8 +649,10 @@ class Builder:
                 len(self.frozen))
 
     def restore(self, state: tuple, notes: bool = True) -> None:
-        (self.inputs, self.body, self.reserved, self.branch_points, self.generator, self.rng.bit_generator.state,
+        (inputs, body, reserved, branch_points, self.generator, self.rng.bit_generator.state,
          self.controls, n0, n1, nf) = state
+        self.inputs, self.body, self.reserved, self.branch_points = list(inputs), list(body), set(reserved), \
+            dict(branch_points)  # copies: a state may be restored more than once
         if notes:
             del self.notes[0][n0:], self.notes[1][n1:]
         del self.frozen[nf:]
@@ -730,7 +732,12 @@ class Builder:
             except Reject:
                 self.restore(state)
         self.lenient = False
-        self.apply(op_tanh)
+        state = self.snapshot()
+        try:
+            self.apply(op_tanh)
+        except Reject:  # (with two worlds) a new input's operand was rejected
+            self.restore(state)
+            self.apply(lambda b: f"np.tanh({b.arrays[-1].name})")
 
     def build(self, float32: bool) -> Program:
         for _ in range(self.choices.integer(1, MAX_STATEMENTS)):
@@ -1741,6 +1748,276 @@ OPERATIONS: list[tuple[int, Callable[[Builder], str]]] = [
 ]
 
 
+# --- control flow on data ----------------------------------------------------------------
+#
+# A program with control flow has a second input set (`Input.alt`: each input scaled and
+# shifted, see TRANSFORMS) and is built in both: a straight-line statement must come out
+# the same from the same choices in each (`Builder.apply`), and valid in each; a
+# decision's threshold is chosen a margin away from its value in both sets (so that x ± eps
+# takes the same path), between them where it can (so that the second set takes the other
+# path). A branch is built in the input set(s) that take it. The checker calls each
+# compiled function on the first set, the second, then the first again.
+
+CONTROL_PERCENT = 30
+# (scale, shift, only the first input): the second input set from the first
+TRANSFORMS = [(-1.0, 0.0, False), (1.0, 0.8, False), (1.0, -0.8, False), (0.5, 0.0, False), (-1.0, 0.0, True),
+              (1.0, 1.0, True), (1.5, -0.3, False)]
+# scalars a decision is taken on ("float(" and ".item()" guard the value itself)
+DECISION_SCALARS = ["np.sum({a})", "np.mean({a})", "np.max({a})", "np.min({a})", "{a}.sum()", "{a}.mean()",
+                    "np.sqrt(np.sum({a} * {a}))", "float(np.sum({a}))", "np.mean({a}).item()", "abs(np.sum({a}))",
+                    "float(np.max({a}))"]
+LOOP_UPDATES = ["0.5 * {v}", "0.7 * {v} + 0.1", "np.sin({v})", "{v} - 0.25 * np.tanh({v})",
+                "0.8 * {v} + 0.1 * np.tanh({a})", "0.5 * ({v} + {a} / ({a} * {a} + 1.0))"]
+LOOP_CONDITIONS = [("np.sum(np.abs({v}))", ">"), ("np.max({v})", ">"), ("np.mean({v} * {v})", ">"),
+                   ("np.sqrt(np.sum({v} * {v}))", ">"), ("np.min({v})", "<"), ("float(np.sum({v} * {v}))", ">")]
+
+
+def _both(b: Builder, expr: str, **extra: Any) -> tuple[Any, Any]:
+    """`expr`'s value in each world."""
+    values = []
+    for world in (0, 1):
+        Var.world = world
+        try:
+            values.append(b._evaluate(lambda namespace: eval(expr, {**namespace, **extra})))
+        finally:
+            Var.world = 0
+    return values[0], values[1]
+
+
+def _split(b: Builder, values: Sequence[float]) -> str:
+    """A threshold literal a margin away from each of `values` (a decision's scalar in
+    each world): most often between the two worlds' values, so that they decide apart."""
+    points = sorted(set(float(v) for v in values))
+    gaps = [(lo + hi) / 2 for lo, hi in zip(points[:-1], points[1:]) if hi - lo > 4 * _margin(hi)]
+    if gaps and b.choices.chance(80):
+        c = b.choices.pick(gaps)
+    else:
+        c = b.choices.pick([points[0] - 0.5, points[-1] + 0.5])
+    for text in (_fmt(round(c, 2)), _fmt(c)):
+        t = float(text.strip("()"))
+        if all(abs(v - t) >= _margin(v) for v in points):
+            return text
+    raise Reject("no threshold")
+
+
+def _atom(b: Builder) -> tuple[str, str | None]:
+    """A comparison decided on data: a scalar of a computed array against a literal,
+    or np.all/np.any of an elementwise comparison; and the scalar where a float() or
+    .item() guards its value itself. (No Python float operand: np.sum of one is
+    float64, which would fail the float32-throughout check for nothing.)"""
+    a = b.operand(scalars=False)
+    if b.choices.chance(15):
+        values = np.concatenate([np.ravel(v) for v in _both(b, a.name)])
+        fn, op = b.choices.pick(["np.all", "np.any"]), b.choices.pick([">", "<"])
+        return f"{fn}({a.name} {op} {b.threshold(values)})", None
+    scalar = b.choices.pick(DECISION_SCALARS).format(a=a.name)
+    s0, s1 = (float(v) for v in _both(b, scalar))
+    text = f"{scalar} {b.choices.pick(['>', '<', '>=', '<='])} {_split(b, [s0, s1])}"
+    if b.choices.chance(15):
+        text = f"bool({text})"
+    return text, scalar if "float(" in scalar or ".item()" in scalar else None
+
+
+def _decision(b: Builder) -> tuple[str, bool, bool]:
+    """A condition (comparisons, `and`/`or`/`not`) and its truth in each world; the
+    outcome of each comparison evaluated (`and`/`or` short-circuit) noted."""
+    atoms = [_atom(b)]
+    text = atoms[0][0]
+    joint = None
+    if b.choices.chance(30):
+        atoms.append(_atom(b))
+        joint = b.choices.pick(["and", "or"])
+        text = f"{atoms[0][0]} {joint} {atoms[1][0]}"
+    if b.choices.chance(15):
+        text = f"not ({text})"
+    outcomes: tuple[list, list] = ([], [])
+    for atom, scalar in atoms:
+        truths = _both(b, atom)
+        values = _both(b, scalar) if scalar else (None, None)
+        for world in (0, 1):
+            first = outcomes[world][0] if outcomes[world] else None
+            if first is not None and (first is False) == (joint == "and"):
+                continue  # short-circuited: not evaluated
+            if scalar:
+                outcomes[world].append(float(values[world]))  # the guard is on the value itself
+            outcomes[world].append(bool(truths[world]))
+            if scalar:  # keep the truth first, for the short-circuit test above
+                outcomes[world][-2:] = outcomes[world][-1:] + outcomes[world][-2:-1]
+    b.note(tuple(outcomes[0]), tuple(outcomes[1]))
+    t0, t1 = (bool(v) for v in _both(b, text))
+    return text, t0, t1
+
+
+def _block(b: Builder, worlds: tuple[int, ...], out: str, shape: tuple[int, ...] | None,
+           expression: bool) -> tuple[str, tuple[int, ...]]:
+    """A branch: a straight-line statement defining `out`, built in the world(s) that
+    take it (in world 0 where none does: never run), of `shape` when given."""
+    table = [(w, op) for w, op in OPERATIONS if op not in (op_random, op_where_nan)]
+    for _ in range(8):
+        op = b.choices.weighted(table)
+        state = b.snapshot()
+        try:
+            if len(worlds) == 2:
+                code, value, alt = b.in_both(op, out)
+                values = [value, alt]
+            else:
+                code, value = b.in_world(worlds[0] if worlds else 0, op, out)
+                values = [value]
+            single = "\n" not in code
+            if expression and not single:
+                raise Reject("a branch of a conditional expression is an expression")
+            if shape is not None and values[0].shape != shape:
+                if not single:
+                    raise Reject("another shape")
+                expr = code[len(out) + 3:]
+                if _broadcasts(values[0].shape, shape) and np.broadcast_shapes(values[0].shape, shape) == shape:
+                    code = f"{out} = ({expr}) * np.ones({shape}, dtype=DTYPE)"
+                else:
+                    code = f"{out} = np.mean({expr}) * np.ones({shape}, dtype=DTYPE)"
+            return code, values[0].shape if shape is None else shape
+        except Reject:
+            b.restore(state)
+    raise Reject("no branch")
+
+
+def _indent(code: str) -> str:
+    return "\n".join(f"    {line}" for line in code.split("\n"))
+
+
+def _control(b: Builder, code: str, out: str) -> Dual:
+    """The control-flow statement `code` defining `out`, evaluated in both worlds."""
+    values = []
+    for world in (0, 1):
+        Var.world = world
+        try:
+            values.append(b.exec(code, out))
+        finally:
+            Var.world = 0
+    b.controls += 1
+    return Dual(code, values[0], values[1])
+
+
+def op_if(b: Builder) -> Dual:
+    """`if <decision>: out = ... else: out = ...`: each branch built where it is taken."""
+    out = f"v{len(b.body)}"
+    cond, t0, t1 = _decision(b)
+    taken, shape = {}, None
+    for branch in (t0, not t0):
+        worlds = tuple(w for w, t in ((0, t0), (1, t1)) if t == branch)
+        taken[branch], shape = _block(b, worlds, out, shape, expression=False)
+    return _control(b, f"if {cond}:\n{_indent(taken[True])}\nelse:\n{_indent(taken[False])}", out)
+
+
+def op_if_expression(b: Builder) -> Dual:
+    """`out = <expr> if <decision> else <expr>`."""
+    out = f"v{len(b.body)}"
+    cond, t0, t1 = _decision(b)
+    taken, shape = {}, None
+    for branch in (t0, not t0):
+        worlds = tuple(w for w, t in ((0, t0), (1, t1)) if t == branch)
+        code, shape = _block(b, worlds, out, shape, expression=True)
+        taken[branch] = code[len(out) + 3:]
+    return _control(b, f"{out} = ({taken[True]}) if {cond} else ({taken[False]})", out)
+
+
+def op_while(b: Builder) -> Dual:
+    """A loop on data bounded by a Python counter: `while <cond> and k < K:` (or
+    `k < K and <cond>`, or `for _ in range(K): if not <cond>: break`), the threshold a
+    margin away from every condition value evaluated in either world."""
+    out = f"v{len(b.body)}"
+    a = b.operand(scalars=False)
+    init = b.choices.pick(["{a}", "np.tanh({a})", "{a} * 1.0"]).format(a=a.name)
+    update = b.choices.pick(LOOP_UPDATES)
+    scalar, op = b.choices.pick(LOOP_CONDITIONS)
+    bound = b.choices.integer(2, 6)
+    style = b.choices.pick(["while-and", "and-while", "for-break"])
+    sequences = []
+    for world in (0, 1):
+        Var.world = world
+        try:
+            v = b.eval(init)
+            seq = [float(b._evaluate(lambda ns: eval(scalar.format(v="_v"), {**ns, "_v": v})))]
+            for _ in range(bound):
+                v = b._evaluate(lambda ns: eval(update.format(v="_v", a=a.name), {**ns, "_v": v}))
+                seq.append(float(b._evaluate(lambda ns: eval(scalar.format(v="_v"), {**ns, "_v": v}))))
+        finally:
+            Var.world = 0
+        sequences.append(seq)
+    t = _split(b, [s for seq in sequences for s in seq])
+    threshold = float(t.strip("()"))
+    go = (lambda s: s > threshold) if op == ">" else (lambda s: s < threshold)
+
+    def evaluated(seq: list[float]) -> list[float]:
+        seen = []
+        for j in range(bound + 1):
+            if style != "while-and" and j >= bound:
+                break
+            seen.append(seq[j])
+            if not go(seq[j]) or j >= bound:
+                break
+        return seen
+
+    for seq in sequences:
+        if any(abs(s - threshold) < _margin(s) for s in evaluated(seq)):
+            raise Reject("near the loop's threshold")
+    # the path: each evaluated condition's outcome (and, for float(), its value)
+    b.note(*(tuple((go(s), s if "float(" in scalar else None) for s in evaluated(seq)) for seq in sequences))
+    cond = f"{scalar.format(v=out)} {op} {t}"
+    step = update.format(v=out, a=a.name)
+    if style == "for-break":
+        code = f"{out} = {init}\nfor _ in range({bound}):\n    if not {cond}:\n        break\n    {out} = {step}"
+    else:
+        k = f"{out}_k"
+        head = f"{cond} and {k} < {bound}" if style == "while-and" else f"{k} < {bound} and {cond}"
+        code = f"{out} = {init}\n{k} = 0\nwhile {head}:\n    {out} = {step}\n    {k} += 1"
+    return _control(b, code, out)
+
+
+def op_float(b: Builder) -> str:
+    """`float(...)` / `.item()` of a computed value in arithmetic: a constant to the
+    derivative (the finite-difference reference holds it, see Program.frozen)."""
+    a = b.operand()
+    c = b.operand(scalars=False)
+    forms = ["float(np.mean({c}))", "float(np.sum({c}))", "np.sum({c}).item()", "np.max({c}).item()"]
+    if c.value.ndim == 0:  # (x.item() of a 1-element array of 1 or more dimensions: TypeError in the tracer)
+        forms.append("{c}.item()")
+    text = b.choices.pick(forms).format(c=c.name)
+    value = b.eval(text)
+    if not isinstance(value, float) or abs(value) > 10:
+        raise Reject("not a moderate float")
+    b.note(value)
+    b.frozen.append(text)
+    form = b.choices.pick(["{a} * {f}", "{a} + {f}", "{a} * np.tanh({f})", "{a} / (1.0 + abs({f}))",
+                           "np.sin({a} * {f})"])
+    return form.format(a=a.name, f=text)
+
+
+def op_builtin(b: Builder) -> str:
+    """Python's max/min of a 1-element traced value and a literal or another (a
+    decision), and abs of one (np.absolute), away from their kinks."""
+    a = b.operand()
+    c = b.operand(scalars=False)
+    s = b.choices.pick(["np.sum({c})", "np.mean({c})", "np.max({c})"]).format(c=c.name)
+    fn = b.choices.pick(["max", "min", "abs"])
+    if fn == "abs":
+        _require_clear_of_zero(b.eval(s))
+        return b.choices.pick(["{a} * abs({s})", "abs({s}) + {a}"]).format(a=a.name, s=s)
+    other = b.literal() if b.choices.chance(60) else f"np.mean({b.operand(scalars=False).name})"
+    x, y = float(b.eval(s)), float(b.eval(other))
+    if abs(x - y) < _margin(max(abs(x), abs(y))):
+        raise Reject("near a tie")
+    b.note(x > y)
+    pair = f"{s}, {other}" if b.choices.chance(50) else f"{other}, {s}"
+    return b.choices.pick(["{a} * {f}({p})", "{f}({p}) + {a}"]).format(a=a.name, f=fn, p=pair)
+
+
+op_if.dual = op_if_expression.dual = op_while.dual = True
+
+CONTROL_OPERATIONS: list[tuple[int, Callable[[Builder], Any]]] = [
+    (8, op_if), (4, op_if_expression), (4, op_while), (3, op_float), (3, op_builtin),
+]
+
+
 def build_program(choices: Choices) -> Program:
     """One program from `choices`; about a third are also checked in float32."""
     builder = Builder(choices)
@@ -1791,19 +2068,26 @@ def check_program(program: Program) -> Report:
     differences of the float64 loss."""
     report = Report()
     reference = reference_gradients(program)
+    alt_reference = reference_gradients(program, world=1) if program.alt else None
     for dtype in ("float64", "float32") if program.float32 else ("float64",):
-        _Checks(program, dtype, reference, report).run()
+        _Checks(program, dtype, reference, report, alt_reference).run()
     return report
 
 
-def reference_gradients(program: Program) -> list:
+def reference_gradients(program: Program, world: int = 0) -> list:
     """Centered finite differences of the float64 loss for each differentiable input
-    (every evaluation with a freshly seeded Generator); at the branch points of a
-    NaN-masking np.where, where centered differences are invalid, the one-sided
-    derivative from the side that selects the same branch."""
-    module = program.load("float64")
-    args = program.arguments("float64")
+    (every evaluation with a freshly seeded Generator), at the first input set or
+    (`world` 1) the second; `float(...)` calls in arithmetic held at their values
+    there; at the branch points of a NaN-masking np.where, where centered differences
+    are invalid, the one-sided derivative from the side that selects the same branch."""
+    frozen = bool(program.frozen)
+    module = program.load("float64", frozen)
+    args = program.arguments("float64", world)
     argnums = program.differentiable
+    if frozen:
+        module.FROZEN.clear()
+        with np.errstate(all="ignore"):
+            module.loss(*args)  # holds each float() at its value at `args`
 
     def loss(*values: Any) -> Any:
         fresh = program.arguments("float64")
@@ -1841,13 +2125,17 @@ def _leaves(tree: Any) -> list:
 class _Checks:
     """The checks of one program at one dtype, appending to a shared report."""
 
-    def __init__(self, program: Program, dtype: str, reference: tuple, report: Report):
+    def __init__(self, program: Program, dtype: str, reference: tuple, report: Report, alt_reference: Any = None):
         self.program, self.dtype, self.reference, self.report = program, dtype, reference, report
+        self.alt_reference = alt_reference
         self.module = program.load(dtype)
         self.argnums = program.differentiable
         with np.errstate(all="ignore"):
             self.out = self.module.program(*program.arguments(dtype))
             self.loss = self.module.loss(*program.arguments(dtype))
+            if program.alt:
+                self.alt_out = self.module.program(*program.arguments(dtype, 1))
+                self.alt_loss = self.module.loss(*program.arguments(dtype, 1))
 
     def run(self) -> None:
         for check in (self.jit_program, self.jit_loss, self.grad, self.value_and_grad, self.jvp, self.jacfwd,
@@ -1906,6 +2194,24 @@ class _Checks:
                 return
             for name, a, e in zip(self.program.outputs, actual, expected):
                 self.compare("jit_program", f"output {name}", a, e, "forward")
+        if fn is not None and self.program.alt:
+            for world, label, expected in ((1, "second input set", self.alt_out), (0, "first input set again", self.out)):
+                out = self.unmutated("jit_program", fn, self.program.arguments(self.dtype, world))
+                if out is None:
+                    return
+                actual = out if isinstance(out, tuple) else (out,)
+                expected = expected if isinstance(expected, tuple) else (expected,)
+                for name, a, e in zip(self.program.outputs, actual, expected):
+                    self.compare("jit_program", f"output {name} ({label})", a, e, "forward")
+            self.check_paths("jit_program", fn)
+
+    def check_paths(self, check: str, fn: Any) -> None:
+        """After calls on the first input set, the second, and the first again: one
+        path compiled per path the values take (the first reused on the third call)."""
+        expected = 2 if self.program.paths_differ else 1
+        if fn.trace_count != expected:
+            self.fail("mismatch", check, f"traced {fn.trace_count} times for calls on the first input set, the "
+                      f"second and the first again (the two sets take {expected} path{'s' * (expected - 1)})")
 
     def jit_loss(self) -> None:
         args = self.program.arguments(self.dtype)
@@ -1925,6 +2231,18 @@ class _Checks:
         for name, g, h in zip(self.diff_names, grads, again or grads):
             if not np.array_equal(g, h):
                 self.fail("mismatch", "grad", f"second call (cached) gives another gradient of {name}: {h!r} vs {g!r}")
+        if self.program.alt:
+            alt_args = self.program.arguments(self.dtype, 1)
+            alt = self.unmutated("grad", fn, alt_args)
+            if alt is None:
+                return
+            self.compare_grads("grad", alt, alt_args, self.alt_reference, " (second input set)")
+            third = self.unmutated("grad", fn, self.program.arguments(self.dtype))
+            for name, g, h in zip(self.diff_names, grads, third or grads):
+                if not np.array_equal(g, h):
+                    self.fail("mismatch", "grad", f"the first input set again (after the second) gives another "
+                              f"gradient of {name}: {h!r} vs {g!r}")
+            self.check_paths("grad", fn)
 
     def check_float32_throughout(self, args: tuple) -> None:
         """A float32 program whose eager intermediates are all float32 must compile to
@@ -1946,12 +2264,19 @@ class _Checks:
                       f"{n.op} -> {n.aval} from line {n.loc.line} `{n.loc.text}`")
 
     def value_and_grad(self) -> None:
-        args = self.program.arguments(self.dtype)
-        result = self.unmutated("value_and_grad", value_and_grad(self.module.loss, argnums=self.argnums), args)
-        if result is not None:
+        fn = value_and_grad(self.module.loss, argnums=self.argnums)
+        worlds = [(0, "", self.loss, self.reference)]
+        if self.program.alt:  # the second input set, then the first again, in the same function
+            worlds += [(1, " (second input set)", self.alt_loss, self.alt_reference),
+                       (0, " (first input set again)", self.loss, self.reference)]
+        for world, label, loss, reference in worlds:
+            args = self.program.arguments(self.dtype, world)
+            result = self.unmutated("value_and_grad", fn, args)
+            if result is None:
+                return
             value, grads = result
-            self.compare("value_and_grad", "value", value, self.loss, "forward")
-            self.compare_grads("value_and_grad", grads, args)
+            self.compare("value_and_grad", "value" + label, value, loss, "forward")
+            self.compare_grads("value_and_grad", grads, args, reference, label)
 
     def jvp(self) -> None:
         """Forward mode along a random direction of the differentiable inputs: the
@@ -1996,19 +2321,24 @@ class _Checks:
                              "gradient", check_dtype=False)
 
     def compile_step(self) -> None:
-        args = self.program.arguments(self.dtype)
-        params = {i.name: a for i, a in zip(self.program.inputs, args) if isinstance(a, np.ndarray)}
-        batch = [a for a in args if not isinstance(a, np.ndarray)]
-        old = {k: v.copy() for k, v in params.items()}
         step = compile_step(self.module.step_loss, optim.SGD(lr=LR))
-        loss = self.call("compile_step", step, params, *batch)
-        if loss is None:
-            return
-        self.compare("compile_step", "returned loss", loss, self.loss, "forward", check_dtype=False)
-        for i, g in zip(self.diff_inputs, self.reference):
-            if i.name in params:
-                expected = (old[i.name] - LR * g).astype(self.dtype)
-                self.compare("compile_step", f"updated {i.name}", params[i.name], expected, "gradient")
+        worlds = [(0, "", self.loss, self.reference)]
+        if self.program.alt:  # fresh parameters of the second input set, then of the first again
+            worlds += [(1, " (second input set)", self.alt_loss, self.alt_reference),
+                       (0, " (first input set again)", self.loss, self.reference)]
+        for world, label, expected_loss, reference in worlds:
+            args = self.program.arguments(self.dtype, world)
+            params = {i.name: a for i, a in zip(self.program.inputs, args) if isinstance(a, np.ndarray)}
+            batch = [a for a in args if not isinstance(a, np.ndarray)]
+            old = {k: v.copy() for k, v in params.items()}
+            loss = self.call("compile_step", step, params, *batch)
+            if loss is None:
+                return
+            self.compare("compile_step", "returned loss" + label, loss, expected_loss, "forward", check_dtype=False)
+            for i, g in zip(self.diff_inputs, reference):
+                if i.name in params:
+                    expected = (old[i.name] - LR * g).astype(self.dtype)
+                    self.compare("compile_step", f"updated {i.name}{label}", params[i.name], expected, "gradient")
 
     def compile_step_aux(self) -> None:
         """The program's outputs as a step's aux: right at the old params, and left alone
@@ -2048,14 +2378,15 @@ class _Checks:
     def diff_names(self) -> list[str]:
         return [i.name for i in self.diff_inputs]
 
-    def compare_grads(self, check: str, grads: tuple, args: tuple) -> None:
+    def compare_grads(self, check: str, grads: tuple, args: tuple, reference: Any = None, label: str = "") -> None:
         args = [args[k] for k in self.argnums]
-        for name, g, expected, arg in zip(self.diff_names, grads, self.reference, args):
+        reference = self.reference if reference is None else reference
+        for name, g, expected, arg in zip(self.diff_names, grads, reference, args):
             self.report.gradients_checked += 1
             if np.result_type(g) != np.result_type(arg) or np.shape(g) != np.shape(arg):
-                self.fail("dtype", check, f"gradient of {name} is {_describe(g)}, argument is {_describe(arg)}")
+                self.fail("dtype", check, f"gradient of {name}{label} is {_describe(g)}, argument is {_describe(arg)}")
             else:
-                self.compare(check, f"gradient of {name} (vs finite differences)", g, expected, "gradient",
+                self.compare(check, f"gradient of {name}{label} (vs finite differences)", g, expected, "gradient",
                              check_dtype=False)
 
     def compare(self, check: str, what: str, actual: Any, expected: Any, quantity: str,
@@ -2089,14 +2420,21 @@ def describe(program: Program, report: Report) -> str:
     """A failure report: the failures, then the source of the program."""
     dtype = "float32" if any("float32" in f.check for f in report.failures) else "float64"
     lines = [str(f) for f in report.failures]
-    lines += ["", f"program ({dtype}; inputs: {_inputs_text(program)}):", program.source(dtype)]
+    lines += ["", f"program ({dtype}; inputs: {_inputs_text(program)}):"]
+    if program.alt:
+        lines[-1] = lines[-1][:-2] + f"; second input set: {_inputs_text(program, 1)}; "
+        lines[-1] += f"{'different paths' if program.paths_differ else 'the same path'}):"
+    lines += [program.source(dtype)]
+    if program.frozen:
+        lines += [f"constants to the derivative (the reference holds them): {', '.join(program.frozen)}"]
     if program.branch_points:
         lines += [f"branch points (one-sided reference): {', '.join(program.branch_points)}"]
     return "\n".join(lines)
 
 
-def _inputs_text(program: Program) -> str:
-    return ", ".join(f"{i.name}={_input_text(i.value)}" for i in program.inputs)
+def _inputs_text(program: Program, world: int = 0) -> str:
+    return ", ".join(f"{i.name}={_input_text(i.alt if world and i.alt is not None else i.value)}"
+                     for i in program.inputs)
 
 
 def _input_text(value: Any) -> str:

@@ -40,7 +40,7 @@ import numpy as np
 
 from compiler.aliasing import is_view, views_of
 from compiler.passes.dce import effects
-from compiler.ir import Aval, Graph, Node, topological_order
+from compiler.ir import Aval, Graph, Node, ids_are_topological, topological_order
 from compiler.primitives import registry
 
 MAX_INLINE = 8  # operations folded into one expression before a temporary is named
@@ -242,7 +242,9 @@ def _schedule(graph: Graph, returned: list[int], updates: list[tuple[int, int]])
     for _, node in updates if checks else ():  # a step writes nothing in place before its last guard
         after.setdefault(node, set()).update(checks)
     if len(needed) == graph.dag.number_of_nodes() and not after:
-        order = topological_order(graph.dag, key=lambda i: (demand[i], i))
+        # with ids topological every node's demand is its id: the order by id
+        order = sorted(graph.dag) if ids_are_topological(graph.dag) else topological_order(
+            graph.dag, key=lambda i: (demand[i], i))
     else:
         order = topological_order(graph.dag, key=lambda i: (i not in needed, i not in after, demand[i], i),
                                   after=after)
