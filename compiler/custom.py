@@ -129,7 +129,7 @@ class custom_vjp:
         bwd = self.bwd
 
         def vjp(g: Tracer, *operands: Tracer) -> tuple:
-            inputs, residual = operands[: len(traced)], operands[len(traced):]
+            residual = operands[len(traced):]
             res = list(res_leaves)
             for k, r in zip(res_traced, residual):
                 res[k] = r

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 

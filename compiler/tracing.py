@@ -38,7 +38,6 @@ from compiler.concretization import array_advice, better_advice, concretization_
 from compiler.evaluation import Evaluator
 from compiler.guards import Guards, RandomStates
 from compiler.ir import Aval, Graph, Loc
-from compiler.primitives import registry
 from compiler.validation import abstract
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from compiler.aliasing import view_source, views_of
 from compiler.errors import ShapeError, UnsupportedError, at_user_line, is_library, source_line, user_frame
-from compiler.numpy_dispatch import FUNCTIONS, as_tracer, implements
+from compiler.numpy_dispatch import as_tracer, implements
 from compiler.primitives.elementwise import dtype_or_weak_type
 from compiler.primitives.indexing import broadcasts_into
 from compiler.tracing import PROTOCOLS, Tracer, bind, current
