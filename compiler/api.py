@@ -56,7 +56,7 @@ def call_generated(fn: Callable, lock: Any, leaves: list) -> Any:
         raise NonFiniteError(str(err)).with_traceback(None) from None
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a path is found in its signature's list of paths
 class Compiled:
     """One signature's generated function and how to rebuild its results."""
 
@@ -212,9 +212,10 @@ class Transformed:
 
     def _prefer(self, compiled: Compiled, args: tuple, kwargs: dict) -> None:
         """Make `compiled` the first path tried for its signature."""
-        compiled.paths.remove(compiled)
-        compiled.paths.insert(0, compiled)
         with self._lock:
+            if compiled in compiled.paths:
+                compiled.paths.remove(compiled)
+                compiled.paths.insert(0, compiled)
             key = (compiled.signature.key, debug_nans_enabled())
             if key in self.cache:
                 self.cache[key] = compiled
