@@ -174,6 +174,25 @@ class Transformed:
         """The path these values take (a decision went the other way at `miss`): one
         compiled before, or a new one, traced with these values. The path taken
         becomes the first one tried."""
+        found = self._taken_path(missed, args, kwargs, leaves)
+        if found is not None:
+            return found
+        with self._lock:  # another thread may have compiled this path meanwhile: look again, then compile
+            found = self._taken_path(missed, args, kwargs, leaves)
+            if found is not None:
+                return found
+            compiled = self._lookup(args, kwargs, new_path=str(miss))[0]
+        try:
+            return compiled, self._run(compiled, leaves)
+        except PathMiss as again:
+            raise TracingError(
+                f"{self._name('')}: the path traced for these values did not hold for them ({again}). "
+                "Please report this as a bug, with the function."
+            ) from None
+
+    def _taken_path(self, missed: Compiled, args: tuple, kwargs: dict, leaves: list) -> Optional[tuple[Compiled, Any]]:
+        """A compiled path of `missed`'s signature whose guards hold for these values,
+        and its result; None when none does."""
         for other in list(missed.paths):
             if other is missed or not other.current():
                 continue
@@ -183,14 +202,7 @@ class Transformed:
                 continue
             self._prefer(other, args, kwargs)
             return other, out
-        compiled = self._lookup(args, kwargs, new_path=str(miss))[0]
-        try:
-            return compiled, self._run(compiled, leaves)
-        except PathMiss as again:
-            raise TracingError(
-                f"{self._name('')}: the path traced for these values did not hold for them ({again}). "
-                "Please report this as a bug, with the function."
-            ) from None
+        return None
 
     def _path_of_traced_values(self, compiled: Compiled, args: tuple, kwargs: dict, leaves: list) -> Compiled:
         """Called inside an enclosing trace: the path the call's values take, found by

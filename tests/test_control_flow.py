@@ -176,3 +176,23 @@ def test_a_training_step_with_a_branch_updates_in_place_only_on_the_path_taken()
     assert step.trace_count == 2
     source = step.source(params, np.ones(2))
     assert source.index("raise PathMiss") < source.index("w -= ")
+
+
+def test_threads_taking_different_paths_at_once_get_their_own_paths_values():
+    import threading
+
+    g = grad(piecewise)
+    errors = []
+
+    def work(sign):
+        for _ in range(100):
+            x = sign * X
+            if not np.allclose(g(x), numerical_grad(piecewise, x), rtol=1e-6, atol=1e-8):
+                errors.append(sign)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in (1.0, -1.0, 1.0, -1.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and g.trace_count == 2
