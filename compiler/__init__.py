@@ -11,6 +11,7 @@ from compiler.api import grad, jit, value_and_grad
 from compiler.step import compile_step
 from compiler.derivatives import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vjp
 from compiler.custom import custom_jvp, custom_vjp, stop_gradient
+from compiler.structured import cond, fori_loop, scan, while_loop
 from compiler import pictures as _pictures, standalone as _standalone  # noqa: F401  (register .graph and .save)
 from compiler import ode as _ode  # noqa: F401  (scipy.integrate's solvers on traced values)
 from compiler.config import clear_cache, debug_nans, explain_retraces, set_cache_size
@@ -28,7 +29,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "grad", "value_and_grad", "jit", "compile_step", "jvp", "vjp", "linearize", "jacfwd", "jacrev", "jacobian",
-    "hessian", "hvp", "custom_vjp", "custom_jvp", "stop_gradient", "clear_cache", "set_cache_size", "debug_nans", "explain_retraces",
+    "hessian", "hvp", "custom_vjp", "custom_jvp", "stop_gradient", "cond", "fori_loop", "while_loop", "scan",
+    "clear_cache", "set_cache_size", "debug_nans", "explain_retraces",
     "AdjointError", "ArgumentError", "GradError", "NonFiniteError", "ShapeError", "SolverError", "TracingError",
     "UnsupportedError",
 ]

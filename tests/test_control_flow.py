@@ -196,3 +196,23 @@ def test_threads_taking_different_paths_at_once_get_their_own_paths_values():
     for t in threads:
         t.join()
     assert not errors and g.trace_count == 2
+
+
+def test_jax_structured_control_flow_in_both_modes():
+    """cond, fori_loop, while_loop and scan with JAX's signatures: values as eager
+    NumPy, gradients (reverse through while_loop too) and tangents as finite differences."""
+    from compiler import cond, fori_loop, scan, while_loop
+
+    def f(x):
+        y = cond(np.sum(x) > 0, lambda v: np.sin(v) * 2.0, lambda v: v ** 2, x)
+        y = fori_loop(0, 3, lambda i, v: v * 0.5 + np.cos(v) * i, y)
+        y = while_loop(lambda v: np.sum(v ** 2) > 0.1, lambda v: v * 0.6, y)
+        carry, ys = scan(lambda c, xi: (c + np.tanh(xi * c), c * xi), np.sum(y), x)
+        _, back = scan(lambda c, xi: (c * 0.9 + xi, c), 0.0, ys, reverse=True)
+        return carry + np.sum(ys ** 2) + np.sum(back)
+
+    for x in (np.array([0.3, -0.2, 0.5]), np.array([-0.4, 0.1, -0.3])):
+        assert jit(f)(x) == pytest.approx(f(x), rel=1e-12)
+        np.testing.assert_allclose(grad(f)(x), numerical_grad(f, x), rtol=1e-6, atol=1e-8)
+        t = np.array([1.0, -0.5, 0.25])
+        assert jvp(f, (x,), (t,))[1] == pytest.approx(np.sum(numerical_grad(f, x) * t), rel=1e-6)

@@ -21,7 +21,7 @@ LAYERS = [
     ("transforms", ["transforms"]),
     ("passes", ["passes"]),
     ("codegen", ["naming", "printer", "codegen"]),
-    ("api", ["signature", "lowering", "captures", "api", "derivatives", "custom", "ode", "prediction", "step_call", "step", "standalone", "pictures", "cli", "__main__", "__init__"]),
+    ("api", ["signature", "lowering", "captures", "api", "derivatives", "custom", "structured", "ode", "prediction", "step_call", "step", "standalone", "pictures", "cli", "__main__", "__init__"]),
 ]
 
 
