@@ -181,9 +181,9 @@ class Transformed:
             found = self._taken_path(missed, args, kwargs, leaves)
             if found is not None:
                 return found
-            compiled = self._lookup(args, kwargs, new_path=str(miss))[0]
-        try:
-            return compiled, self._run(compiled, leaves)
+            compiled, sig = self._lookup(args, kwargs, new_path=str(miss))
+        try:  # the leaves of its own signature: tracing this path may have made an int static
+            return compiled, self._run(compiled, [sig.leaves[k] for k in sig.traced])
         except PathMiss as again:
             raise TracingError(
                 f"{self._name('')}: the path traced for these values did not hold for them ({again}). "

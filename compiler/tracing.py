@@ -448,6 +448,8 @@ class Tracer:
 
     def item(self, *args):
         value = self if not args else self[args[0] if len(args) == 1 else args]
+        if value.ndim and value.aval.size == 1:
+            value = np.reshape(value, ())  # .item() of a one-element array, as NumPy's
         kind = {"b": "bool", "c": "complex", "f": "float"}.get(value.dtype.kind, "int")
         return value._concrete("a concrete scalar (.item())", "Keep it an array and use NumPy operations on it.", kind)
 

@@ -216,3 +216,20 @@ def test_jax_structured_control_flow_in_both_modes():
         np.testing.assert_allclose(grad(f)(x), numerical_grad(f, x), rtol=1e-6, atol=1e-8)
         t = np.array([1.0, -0.5, 0.25])
         assert jvp(f, (x,), (t,))[1] == pytest.approx(np.sum(numerical_grad(f, x) * t), rel=1e-6)
+
+
+def test_fuzzer_found_paths_that_make_an_int_static_and_item_of_one_element_arrays():
+    """A path that needs an int's value (np.tile) after one that did not: the int
+    becomes static, and the new path runs with its own signature's arguments. And
+    `.item()` of a one-element array of any rank, as NumPy's."""
+    def f(x, n):
+        if np.sum(x) > 0:
+            return np.sum(x) * n
+        return np.sum(np.tile(x, n))
+
+    x = np.array([1.0, 2.0])
+    for transform in (jit(f), grad(f)):
+        results = [transform(v, 2) for v in (x, -x, x)]
+        np.testing.assert_allclose(results[0], results[2])
+    assert jit(f)(-x, 2) == f(-x, 2)
+    assert grad(lambda x: np.sum(x) * x.item())(np.array([1.5])) == pytest.approx([1.5])

@@ -6,7 +6,7 @@ raises AttributeError)."""
 import numpy as np
 import pytest
 
-from compiler import grad, jit, value_and_grad
+from compiler import grad, jit, jvp, value_and_grad
 from runtime import nn
 from runtime.check import numerical_grad
 
@@ -68,3 +68,17 @@ def test_methods_on_python_float_operands_print_as_functions():
     source = grad(lambda a: nn.logsumexp(a * 2.0)).source(0.5)
     assert "np.max(t1, " in source and "t1.max(" not in source, source
     assert grad(lambda a: nn.logsumexp(a * 2.0))(0.5) == pytest.approx(2.0)
+
+
+def test_items_of_python_number_values_and_their_tangents():
+    """Found by the fuzzer: a tangent that is a Python number at run time, indexed."""
+    assert jvp(lambda s: np.sum(np.divide(s, 2.0)[None]), (1.5,), (1.0,))[1] == pytest.approx(0.5)
+    assert jvp(lambda s: np.sum(np.negative(s)[()]), (1.5,), (1.0,))[1] == pytest.approx(-1.0)
+
+
+def test_a_python_number_base_keeps_a_float32_exponent_float32():
+    """Found by the fuzzer: d/dy s ** y with s a Python float took log(s) in float64."""
+    x = np.array([0.3, 0.6], dtype=np.float32)
+    g = grad(lambda x, s: np.sum(s ** np.tanh(x)))(x, 1.7)
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, 1.7 ** np.tanh(x) * np.log(1.7) * (1 - np.tanh(x) ** 2), rtol=1e-5)

@@ -121,14 +121,16 @@ def _tie_share(g, a, b, wins=np.greater, nan_loses=False):
     return np.where(a == b, 0.5 * g, np.where(won, g, 0))
 
 
-def _log_base(x):
+def _log_base(x, dtype: np.dtype):
     """log(x) for the exponent's cotangent of x ** y, 0 where x <= 0 (there x ** y
     is real only for integer y, and the derivative in y is taken as 0). A Python
-    scalar base is folded at compile time, so `2.0 ** y` stays in y's precision."""
+    scalar base is folded at compile time, and a traced Python-number base is taken
+    in the result's `dtype`, so `s ** y` stays in y's precision (float32)."""
     value = x.graph.python_scalar(x.id)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return math.log(value) if value > 0 else 0.0
-    return np.log(np.where(x > 0, x, 1))
+    positive = np.where(x > 0, x, 1)
+    return np.log(positive.astype(dtype) if x.aval.weak and positive.dtype != dtype else positive)
 
 
 def _constant(x) -> Any:
@@ -181,7 +183,7 @@ def _power_vjp(power):
     def vjp(g, out, x, y):
         g_x = base(g, out, x, y)
         # a complex result is differentiated in its base only (registry.COMPLEX_VJPS)
-        return g_x, None if out.dtype.kind == "c" else g * (out * _log_base(x))
+        return g_x, None if out.dtype.kind == "c" else g * (out * _log_base(x, out.dtype))
 
     return vjp
 

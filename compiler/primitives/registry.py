@@ -304,8 +304,8 @@ def literal_sign(negative: bool, expr: ast.expr) -> ast.expr:
 def functions_for_methods(tree: Any, numbers: list[ast.expr], operands: list[ast.expr] = ()) -> Any:
     """`tree` with NumPy functions for the array methods it calls on `numbers`,
     operand expressions that are Python numbers at run time (a Python float argument,
-    `a * 2.0`), which have no methods: `a.max(axis=0)` -> `np.max(a, axis=0)`,
-    `a.T` -> `np.transpose(a)`. The `operands` the tree was built around were
+    `a * 2.0`), which have no methods and no items: `a.max(axis=0)` ->
+    `np.max(a, axis=0)`, `a.T` -> `np.transpose(a)`, `a[None]` -> `np.asarray(a)[None]`. The `operands` the tree was built around were
     rewritten when they were made, and are not walked again."""
     receivers, done = {id(expr) for expr in numbers}, {id(expr) for expr in operands}
     if not _reads_attribute_of(tree, receivers, done):
@@ -338,6 +338,8 @@ def _reads_attribute_of(tree: Any, receivers: set[int], done: set[int]) -> bool:
             stack.append(node.left)
             stack.extend(node.comparators)
         elif kind is ast.Subscript:
+            if id(node.value) in receivers:
+                return True
             stack += (node.value, node.slice)
         elif kind in (ast.Tuple, ast.List):
             stack.extend(node.elts)
@@ -369,3 +371,8 @@ class _MethodsAsFunctions(ast.NodeTransformer):
         if attr.attr == "T" and id(attr.value) in self.receivers:
             return np_call("transpose", attr.value)
         return self.generic_visit(attr)
+
+    def visit_Subscript(self, subscript: ast.Subscript) -> ast.expr:
+        if id(subscript.value) in self.receivers:  # a Python number cannot be indexed: `np.asarray(a)[None]`
+            return ast.Subscript(np_call("asarray", subscript.value), self.visit(subscript.slice), ast.Load())
+        return self.generic_visit(subscript)
