@@ -233,3 +233,18 @@ def test_fuzzer_found_paths_that_make_an_int_static_and_item_of_one_element_arra
         np.testing.assert_allclose(results[0], results[2])
     assert jit(f)(-x, 2) == f(-x, 2)
     assert grad(lambda x: np.sum(x) * x.item())(np.array([1.5])) == pytest.approx([1.5])
+
+
+def test_a_number_decided_by_float_is_checked_to_its_last_bits_tolerance():
+    """float() of a value that the compiled code computes in another order than the
+    trace (a softmax's sum, 1 to the last bit) takes the same path, not a new one
+    per call (the fuzzer found the compiled path missing on its own values)."""
+    def f(x):
+        p = np.exp(x) / np.sum(np.exp(x))
+        return x * np.tanh(float(np.sum(p)))
+
+    compiled = jit(f)
+    for seed in range(6):
+        x = np.random.default_rng(seed).normal(size=5)
+        np.testing.assert_allclose(compiled(x), f(x), rtol=1e-12)
+    assert compiled.trace_count == 1

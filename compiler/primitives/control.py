@@ -22,14 +22,23 @@ from compiler.primitives.registry import Primitive, literal, np_call, register
 _READ = {"bool": "bool", "float": "float", "int": "int", "index": "int", "complex": "complex"}
 
 
+# A number a decision took (float(x)) is checked to this relative tolerance: the
+# compiled code may compute it in another order than the trace did (rewrites
+# reassociate), a last-bit difference that must not count as another path.
+NUMBER_RTOL = 1e-12
+
+
 def _guard_stmts(target: ast.Name, x: ast.expr, *, expected: Any, kind: str, where: str) -> list[ast.stmt]:
-    """`if bool(c) is not True: raise PathMiss('quiz.py:12: if c > 0:')`; a NaN is
-    matched by np.isnan, since NaN != NaN."""
+    """`if not bool(c): raise PathMiss('quiz.py:12: if c > 0:')`; a float or complex
+    is matched to NUMBER_RTOL (an infinity exactly, a NaN by np.isnan)."""
     read = ast.Call(ast.Name(_READ[kind], ast.Load()), [x], [])
     if kind == "bool":
         failed = read if not expected else ast.UnaryOp(ast.Not(), read)
-    elif isinstance(expected, float) and np.isnan(expected):
+    elif kind in ("float", "complex") and np.isnan(expected):
         failed = ast.UnaryOp(ast.Not(), np_call("isnan", x))
+    elif kind in ("float", "complex") and np.isfinite(expected) and expected != 0:
+        error = ast.Call(ast.Name("abs", ast.Load()), [ast.BinOp(read, ast.Sub(), literal(expected))], [])
+        failed = ast.UnaryOp(ast.Not(), ast.Compare(error, [ast.LtE()], [literal(NUMBER_RTOL * abs(expected))]))
     else:
         failed = ast.Compare(read, [ast.NotEq()], [literal(expected)])
     miss = ast.Raise(ast.Call(ast.Name("PathMiss", ast.Load()), [ast.Constant(where)], []), None)
