@@ -2217,6 +2217,8 @@ class _Checks:
         path compiled per path the values take (the first reused on the third call),
         and once more where the second path made an int argument static (the first
         path is then traced again under the new signature)."""
+        if self.dtype != "float64":
+            return  # the paths are predicted from float64 values: in float32 two of them may round alike
         expected = 2 if self.program.paths_differ else 1
         made_static = any(fn.static_ints.values())
         if not expected <= fn.trace_count <= expected + made_static:
