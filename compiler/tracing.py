@@ -663,10 +663,12 @@ def _holds_tracers(obj: Any) -> bool:
 def _dispatching_constructor(name: str) -> Callable:
     original = _CONSTRUCTORS[name]
 
-    def construct(obj: Any, *args: Any, **kwargs: Any) -> Any:
+    def construct(*args: Any, **kwargs: Any) -> Any:
+        obj = args[0] if args else kwargs.get("object", kwargs.get("a"))  # np.array(object=...), np.asarray(a=...)
         if _STACK.contexts and isinstance(obj, (list, tuple)) and _holds_tracers(obj):
-            return PROTOCOLS.nested(obj, *args, **kwargs)
-        return original(obj, *args, **kwargs)
+            rest = {k: v for k, v in kwargs.items() if k not in ("object", "a")}
+            return PROTOCOLS.nested(obj, *args[1:], **rest)
+        return original(*args, **kwargs)
 
     construct.__name__, construct.__qualname__, construct.__doc__ = name, name, original.__doc__
     construct.__wrapped__ = original
