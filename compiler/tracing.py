@@ -36,6 +36,7 @@ from compiler.errors import (
 )
 from compiler.concretization import array_advice, better_advice, concretization_error, indexed_array, truth_value_error
 from compiler.evaluation import Evaluator
+from compiler.primitives.control import number_tolerance
 from compiler.guards import Guards, RandomStates
 from compiler.ir import Aval, Graph, Loc
 from compiler.validation import abstract
@@ -227,8 +228,11 @@ def _decide(tracer: "Tracer", kind: str) -> Any:
         return _UNDECIDED
     decided = _CONVERSIONS[kind](value if kind != "index" or np.ndim(value) else np.asarray(value)[()])
     text = source_line(frame.f_code.co_filename, frame.f_lineno) if frame is not None else ""
-    tracer.graph.add("guard", (tracer.id,), {"expected": decided, "kind": kind, "where": f"{where(frame)}: {text}"},
-                     Aval((), np.dtype(bool)), loc=frame_loc(frame) if frame is not None else None)
+    params = {"expected": decided, "kind": kind, "where": f"{where(frame)}: {text}"}
+    if kind in ("float", "complex"):
+        params["rtol"] = number_tolerance(tracer.dtype)
+    tracer.graph.add("guard", (tracer.id,), params, Aval((), np.dtype(bool)),
+                     loc=frame_loc(frame) if frame is not None else None)
     return decided
 
 

@@ -248,3 +248,17 @@ def test_a_number_decided_by_float_is_checked_to_its_last_bits_tolerance():
         x = np.random.default_rng(seed).normal(size=5)
         np.testing.assert_allclose(compiled(x), f(x), rtol=1e-12)
     assert compiled.trace_count == 1
+
+
+def test_a_float32_number_decided_by_float_is_checked_to_float32_last_bits():
+    """Found by the fuzzer: a float32 value the compiled code rounds differently in its
+    last bits (a scalar factor folded by the optimizer) is the same path."""
+    def f(x):
+        v = np.sin(x * -1.36 * float(np.sum(x)))
+        return np.sum(v) * 2.0 if float(np.sum(v)) > -100.0 else np.sum(v)
+
+    x = np.array([0.31, 0.52, 0.13], dtype=np.float32)
+    compiled = grad(f)
+    compiled(x)
+    compiled(x)
+    assert compiled.trace_count == 1
