@@ -46,9 +46,9 @@ class _Solve:
     `y0` and `args` are the host calls' operands; the others keep their values."""
 
     def __init__(self, name: str, dynamics: Callable, y0: Any, times: np.ndarray, args: tuple,
-                 integrate: Integrator, options: dict, backward_options: dict):
+                 integrate: Integrator, options: dict, jacobian: Optional[Callable] = None):
         self.name, self.dynamics, self.times = name, dynamics, times
-        self.integrate, self.options, self.backward_options = integrate, options, backward_options
+        self.integrate, self.options, self.jacobian = integrate, options, jacobian
         self.shape = tuple(np.shape(y0))
         self.size = int(np.prod(self.shape, dtype=np.int64))
         self.y0 = y0 if isinstance(y0, Tracer) else np.asarray(y0, dtype=float)
@@ -75,9 +75,12 @@ class _Solve:
         out = Aval((len(self.times), self.size), np.dtype(float))
 
         def solve(y0: np.ndarray, *values: Any) -> np.ndarray:
+            arguments = self.arguments(values)
+            options = self.options
+            if self.jacobian is not None:  # odeint's Dfun, given this call's arguments (forward only)
+                options = dict(options, Dfun=lambda y, t: self.jacobian(y, t, *arguments))
             with np.errstate(all="ignore"):
-                ys = self.integrate(self.flat_dynamics(self.arguments(values)), np.ravel(y0).astype(float),
-                                    self.times, self.options)
+                ys = self.integrate(self.flat_dynamics(arguments), np.ravel(y0).astype(float), self.times, options)
             return np.asarray(ys, dtype=float).reshape(out.shape)
 
         solve.__qualname__ = solve.__name__ = self.name
@@ -111,7 +114,7 @@ class _Solve:
             state = np.concatenate([ys[i], a, p])
             with np.errstate(all="ignore"):
                 end = self.integrate(lambda s, t: augmented(s, t, *values), state,
-                                     np.array([self.times[i], self.times[i - 1]]), self.backward_options)[-1]
+                                     np.array([self.times[i], self.times[i - 1]]), self.options)[-1]
             a, p = end[d:2 * d] + g[i - 1], end[2 * d:]
         return np.concatenate([a, p])
 
@@ -169,15 +172,11 @@ def odeint(func, y0, t, args=(), Dfun=None, col_deriv=0, full_output=0, tfirst=F
     if np.ndim(y0) > 1:
         raise at_user_line(UnsupportedError, "scipy.integrate.odeint needs a 1-d initial state y0")
     dynamics = (lambda y, t, *a: func(t, y, *a)) if tfirst else func
-    forward = dict(options, **({"Dfun": _flat_jacobian(Dfun, tfirst), "col_deriv": col_deriv} if Dfun else {}))
+    jacobian = None if Dfun is None else (lambda y, t, *a: Dfun(t, y, *a)) if tfirst else Dfun
     args = args if isinstance(args, tuple) else (args,)
     solve = _Solve("odeint", dynamics, np.reshape(y0, (-1,)) if np.ndim(y0) == 0 else y0, times, args,
-                   _odeint_integrate, forward, dict(options))
+                   _odeint_integrate, dict(options, col_deriv=col_deriv) if Dfun is not None else options, jacobian)
     return solve.trajectory()
-
-
-def _flat_jacobian(jacobian: Callable, tfirst: bool) -> Callable:
-    return (lambda t, y, *a: jacobian(t, y, *a)) if tfirst else (lambda y, t, *a: jacobian(y, t, *a))
 
 
 def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False, events=None,
@@ -204,7 +203,7 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False, e
         return solution.y.T
 
     args = () if args is None else (args if isinstance(args, tuple) else (args,))
-    solve = _Solve("solve_ivp", lambda y, t, *a: fun(t, y, *a), y0, times, args, integrate, settings, settings)
+    solve = _Solve("solve_ivp", lambda y, t, *a: fun(t, y, *a), y0, times, args, integrate, settings)
     states = solve.trajectory()
     result_type = sys.modules["scipy.integrate"]._ivp.ivp.OdeResult
     return result_type(t=t_eval, y=np.transpose(states[1:] if prepend else states))

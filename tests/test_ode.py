@@ -83,3 +83,20 @@ def test_what_cannot_be_differentiated_is_refused_at_the_users_line():
         jvp(lambda y0: odeint(lambda y, t: -y, y0, TIMES), (y0,), (y0,))
     with pytest.raises(UnsupportedError, match=r"save|standalone"):
         grad(neural_ode_loss).save("/tmp/adjoint_unsaveable.py", PARAMS, Y0)
+
+
+def test_odeint_with_a_jacobian_of_the_dynamics_and_its_arguments():
+    """Dfun (forward solve only) gets the call's arguments, in tfirst order too."""
+    for tfirst in (False, True):
+        def dynamics(*a):
+            (y, t), k = (a[1], a[0]) if tfirst else a[:2], a[2]
+            return -k * y
+
+        def jacobian(*a):
+            (y, t), k = (a[1], a[0]) if tfirst else a[:2], a[2]
+            return -k * np.eye(len(y))
+
+        def loss(y0, k):
+            return np.sum(odeint(dynamics, y0, TIMES, args=(k,), Dfun=jacobian, tfirst=tfirst, **TOL) ** 2)
+
+        assert_gradients_match(loss, (np.array([1.0, -0.5]), 0.7), (0, 1))
