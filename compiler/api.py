@@ -74,6 +74,11 @@ class Compiled:
     def __post_init__(self) -> None:
         self.check = self.guards.freeze()
 
+    @functools.cached_property
+    def has_guards(self) -> bool:
+        """Whether its code checks decisions on traced values (one of several paths)."""
+        return any(node.op == "guard" for node in self.graph.nodes())
+
     @property
     def kept_arrays_lock(self) -> Any:
         """The lock a call holds while it uses the kept arrays; None when there are none."""
@@ -208,7 +213,7 @@ class Transformed:
         """Called inside an enclosing trace: the path the call's values take, found by
         running the compiled paths on them where the enclosing trace has values (else
         the most recent path: its guards, inlined, are checked where the code runs)."""
-        if len(compiled.paths) <= 1 and not _has_guards(compiled):
+        if len(compiled.paths) <= 1 and not compiled.has_guards:
             return compiled
         try:
             values = [concrete_value(leaf) if isinstance(leaf, Tracer) else leaf for leaf in leaves]
@@ -272,7 +277,7 @@ class Transformed:
     def path_for(self, args: tuple, kwargs: dict) -> tuple[Compiled, Signature]:
         """The compiled path these arguments take (compiled now if none is yet)."""
         compiled, sig = self._lookup(args, kwargs)
-        if len(compiled.paths) <= 1 and not _has_guards(compiled):
+        if len(compiled.paths) <= 1 and not compiled.has_guards:
             return compiled, sig
         leaves = [sig.leaves[k] for k in sig.traced]
         try:
@@ -446,8 +451,6 @@ def input_values(sig: Signature) -> list[Callable[[], Any]]:
             for k in sig.traced]
 
 
-def _has_guards(compiled: Compiled) -> bool:
-    return any(node.op == "guard" for node in compiled.graph.nodes())
 
 
 def _first_guard(compiled: Compiled) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from compiler import concretization
 from compiler.errors import ShapeError, UnsupportedError, at_user_line
 from compiler.primitives import registry
-from compiler.tracing import PROTOCOLS, Tracer, bind, current, lift
+from compiler.tracing import PROTOCOLS, Tracer, bind, current, holds_tracers, lift
 
 # A ufunc is supported when a primitive of the same name is registered with
 # `ufunc=True`: adding a ufunc primitive touches only its family module.
@@ -377,16 +377,12 @@ def getitem(x: Tracer, index: Any) -> Tracer:
     return bind("getitem", x, *arrays, spec=tuple(spec))
 
 
-def _holds_tracers(item: Any) -> bool:
-    return isinstance(item, list) and any(isinstance(e, Tracer) or _holds_tracers(e) for e in item)
-
-
 def _index_array(item: Any) -> Any:
     """An index entry as an array: a list holding traced values (`x[[i, j]]`) is
     stacked into a traced array, which NumPy's np.asarray cannot do."""
     if isinstance(item, Tracer):
         return item
-    if _holds_tracers(item):
+    if isinstance(item, list) and holds_tracers(item):  # a tuple would be a multi-axis index
         return stack([_index_array(e) if isinstance(e, list) else e for e in item])
     return np.asarray(item)
 

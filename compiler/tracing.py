@@ -658,10 +658,15 @@ _CONSTRUCTORS_LOCK = threading.Lock()
 _CONSTRUCTORS_USERS = [0]  # traces running in this process
 
 
-def _holds_tracers(obj: Any) -> bool:
+def holds_tracers(obj: Any) -> bool:
+    """Whether `obj` is a tracer, or a (nested) list or tuple holding one."""
     if isinstance(obj, Tracer):
         return True
-    return isinstance(obj, (list, tuple)) and any(_holds_tracers(item) for item in obj)
+    if isinstance(obj, (list, tuple)):
+        for item in obj:  # a loop, not any(<generator>): see is_active
+            if holds_tracers(item):
+                return True
+    return False
 
 
 def _dispatching_constructor(name: str) -> Callable:
@@ -669,7 +674,7 @@ def _dispatching_constructor(name: str) -> Callable:
 
     def construct(*args: Any, **kwargs: Any) -> Any:
         obj = args[0] if args else kwargs.get("object", kwargs.get("a"))  # np.array(object=...), np.asarray(a=...)
-        if _STACK.contexts and isinstance(obj, (list, tuple)) and _holds_tracers(obj):
+        if _STACK.contexts and isinstance(obj, (list, tuple)) and holds_tracers(obj):
             rest = {k: v for k, v in kwargs.items() if k not in ("object", "a")}
             return PROTOCOLS.nested(obj, *args[1:], **rest)
         return original(*args, **kwargs)
