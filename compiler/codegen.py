@@ -25,6 +25,7 @@ from compiler.naming import Namespace
 from compiler.passes.memory import MemoryPlan, plan_memory
 from compiler.primitives import registry
 from compiler.primitives.registry import functions_for_methods, literal, np_attr, np_call
+from compiler.rolling import Unit, print_units
 
 _SCIPY_MODULE = re.compile(r"\bscipy\.(\w+)\.")  # in a printed line: an import it needs
 
@@ -50,7 +51,8 @@ class _Emitter:
         self.exprs: dict[int, ast.expr] = {}
         self.constants: dict[str, np.ndarray] = {}
         self.captured: set[str] = set()
-        self.lines: list[str] = []
+        self.units: list[Unit] = []
+        self.roll = True
         self.group: Optional[tuple] = None
         self.scipy_modules: set[str] = set()  # scipy submodules named (scipy.special.erf, scipy.linalg.sqrtm)
         self.raises_path_miss = False  # a guard checks a decision on traced values
@@ -177,29 +179,36 @@ class _Emitter:
 
     def write(self, node: Node, stmts: list[ast.stmt]) -> None:
         loc = node.loc
+        header: tuple[str, ...] = ()
         if node.grad_of is not None:
             group = ("grad", loc)
             if group != self.group and loc is not None:
                 text = f"  {loc.text}" if loc.text else ""
-                self.lines.append(f"    # grad of: {loc}{text}")
+                header = (f"    # grad of: {loc}{text}",)
             self.group = group
             suffix = ""
         else:
             self.group = ("forward", loc)
             suffix = f"  # {loc}" if loc is not None else ""
-        code = [_unparse(s) for s in stmts]
-        for text in code:  # a compound statement (a guard's `if`) prints as several lines
-            first, *rest = text.split("\n")
-            self.lines.append("    " + first + suffix)
-            self.lines.extend("    " + line for line in rest)
-        self.raises_path_miss = self.raises_path_miss or any("PathMiss(" in text for text in code)
-        # a false positive (the text in a string) only adds an unused import
-        self.scipy_modules.update(name for line in code if "scipy." in line for name in _SCIPY_MODULE.findall(line))
+        after = []
         if self.debug_nans and node.dtype.kind in "fc":
-            self.lines.extend("    " + line for line in _unparse(_finite_check(self.names[node.id], node)).splitlines())
+            after.append(_finite_check(self.names[node.id], node))
         released = self.plan.release.get(node.id)
         if released:
-            self.lines.append("    del " + ", ".join(self.names[i] for i in released))
+            after.append(ast.Delete([ast.Name(self.names[i], ast.Del()) for i in released]))
+        self.units.append(Unit(stmts, header, suffix, after))
+
+    def body_lines(self) -> list[str]:
+        """The function's lines: every unit, runs that repeat as loops (compiler/rolling.py)."""
+        lines = print_units(self.units, self.ns.fresh, roll=self.roll)
+        for line in lines:  # a false positive (the text in a string) only adds an unused import
+            if line.lstrip().startswith("#"):
+                continue  # a `# grad of:` header quotes the user's line
+            if "PathMiss(" in line:
+                self.raises_path_miss = True
+            if "scipy." in line:
+                self.scipy_modules.update(_SCIPY_MODULE.findall(line))
+        return lines
 
     def output(self, tree: Any) -> ast.expr:
         if isinstance(tree, tuple):
@@ -249,8 +258,9 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
         em.visit(graph.node(i))
     for buffer, node in plan.copies:
         target = ast.Subscript(ast.Name(em.names[buffer], ast.Load()), ast.Constant(Ellipsis), ast.Store())
-        em.lines.append("    " + _unparse(ast.Assign([target], em.ref(node))))
-    em.lines.append("    " + ast.unparse(ast.Return(em.output(out_tree))))
+        em.units.append(Unit([ast.Assign([target], em.ref(node))]))
+    em.units.append(Unit([ast.Return(em.output(out_tree))]))
+    lines = em.body_lines()
     arguments = ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[], defaults=[])
     header = _unparse(ast.FunctionDef(name=fn_name, args=arguments, body=[ast.Pass()], decorator_list=[]))
     header = header.splitlines()[0]
@@ -262,7 +272,7 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
         if isinstance(value, np.ndarray) else f"# {name}: {_python_name(value)}, called as Python code"
         for name, value in em.constants.items()
     ]
-    body = _quiet_discarded_lanes(em.lines) if _masks_discarded_lanes(graph) and not debug_nans else em.lines
+    body = _quiet_discarded_lanes(lines) if _masks_discarded_lanes(graph) and not debug_nans else lines
     kept = em.workspace.module_lines()
     module_level = ([""] + em.made if em.made else []) + (
         ["", "# arrays the step computes into and keeps between calls (not thread-safe by itself)"] + kept

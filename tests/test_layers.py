@@ -20,7 +20,7 @@ LAYERS = [
     ("tracing", ["concretization", "guards", "evaluation", "tracing", "numpy_dispatch", "fused_dispatch", "numpy_functions", "scipy_dispatch"]),
     ("transforms", ["transforms"]),
     ("passes", ["passes"]),
-    ("codegen", ["naming", "printer", "codegen"]),
+    ("codegen", ["naming", "printer", "rolling", "codegen"]),
     ("api", ["signature", "lowering", "captures", "api", "derivatives", "custom", "structured", "ode", "prediction", "step_call", "step", "standalone", "pictures", "cli", "__main__", "__init__"]),
 ]
 

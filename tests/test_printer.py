@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import compiler.codegen as codegen
+import compiler.rolling as rolling
 from compiler import grad, jvp, printer
 from fuzzing import check_program, random_program
 
@@ -70,7 +70,7 @@ def test_generated_programs_print_as_ast_unparse_prints_them(monkeypatch):
         printed.append(text)
         return text
 
-    monkeypatch.setattr(codegen, "_unparse", checked)
+    monkeypatch.setattr(rolling, "_unparse", checked)
     for seed in range(40):
         assert not check_program(random_program(20_000 + seed)).failures
     x = np.linspace(-1.0, 1.0, 6).reshape(2, 3)

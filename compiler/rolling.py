@@ -1,0 +1,653 @@
+"""Loops in generated code: statements that repeat are printed as a `for` loop.
+
+A Python loop traces to its iterations one after another, and so does every
+transform of it: its adjoint is the same iterations in reverse order. The emitter
+hands this module one `Unit` per IR node (the node's statements); `print_units`
+finds runs of units where iteration after iteration performs the same statements
+on the same kinds of operands, and prints each run of at least `MIN_ITERATIONS`
+iterations as a loop:
+
+    x_1 = x                          # the carry's value before the loop
+    x_1s = []
+    for i in range(9999):
+        x_1 = np.sin(x_1) * 1.001 + 0.1
+        x_1s.append(x_1)             # each iteration's value, for a later reader
+
+Two iterations match when their statements are the same syntax tree except for
+names and int constants; when every name they read refers to the same kind of
+definition: a value of the same iteration, a value of the previous iteration (a
+carry, seeded before the loop from the value the first iteration read), one value
+defined before the run (the same in every iteration), or the values of an earlier
+loop's iterations a + b*i (read from that loop's list); and when every int
+constant moves by the same step each iteration (`xs[i]`, `xs[998 - i]`). The loop
+then performs exactly the statements the unrolled code performs, on the same
+objects, in the same order, so it computes the same values bit for bit; only names
+differ. The lists hold references, as the unrolled code's names did: no copies.
+Code after a loop reads the last iteration's values by the loop's names and
+earlier iterations' from the lists.
+"""
+from __future__ import annotations
+
+import ast
+import bisect
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from compiler import printer
+
+MIN_ITERATIONS = 4  # fewer repeats stay unrolled: a loop of two or three reads worse
+MAX_PERIOD = 512  # the most units one iteration may have
+_CANDIDATE_PERIODS = 8  # periods tried at a position: the distances to the next units alike
+_LOOKAHEAD = 2048  # units compared by skeleton alone when ranking periods (ties go to the shorter)
+_MAX_BANNED = 8  # runs found unprintable before the function is printed unrolled
+
+LOAD, STORE, DELETE = "load", "store", "delete"
+_TEMPORARY = re.compile(r"t\d+")  # compiler/naming.py's temporaries
+
+
+@dataclass
+class Unit:
+    """The statements one IR node prints as: `header` comment lines before them,
+    `suffix` (a `# file.py:LINE` comment) after the first line of each, then
+    `after` (a `del`, a NaN check) without it."""
+
+    stmts: list
+    header: tuple = ()
+    suffix: str = ""
+    after: list = field(default_factory=list)
+
+
+@dataclass
+class _Scanned:
+    """A unit's syntax with names and int constants taken out (`skeleton`), and those
+    in evaluation order: ("name", node, kind, definition) and ("int", node, value)."""
+
+    skeleton: tuple
+    occurrences: list
+
+
+@dataclass
+class _Run:
+    """A run of `count` iterations of `period` units from unit `start`."""
+
+    start: int
+    period: int
+    count: int
+    inits: dict = field(default_factory=dict)  # (slot, store) -> the definition the first iteration read
+    relations: list = field(default_factory=list)  # per slot, per occurrence: the template's relation
+    affine: dict = field(default_factory=dict)  # (slot, occurrence) -> (first value, step)
+
+    @property
+    def end(self) -> int:
+        return self.start + self.period * self.count
+
+    def iteration_of(self, unit: int) -> tuple[int, int]:
+        return divmod(unit - self.start, self.period)
+
+
+def print_units(units: list[Unit], fresh: Callable[[str], str], roll: bool = True) -> list[str]:
+    """The function body's lines for `units` (indented one level), with runs that
+    repeat printed as loops when `roll`; `fresh(hint)` gives unused identifiers."""
+    if not roll or len(units) < MIN_ITERATIONS:
+        return [line for unit in units for line in _unit_lines(unit, 1)]
+    scanned = _scan_all(units)
+    banned: set[int] = set()
+    while len(banned) <= _MAX_BANNED:
+        runs = _find_runs(scanned, banned)
+        if not runs:
+            break
+        try:
+            return _Printer(units, scanned, runs, fresh).lines()
+        except _Unrollable as err:  # a run other code reads in a way a loop cannot serve
+            banned.add(err.start)
+    return [line for unit in units for line in _unit_lines(unit, 1)]
+
+
+class _Unrollable(Exception):
+    def __init__(self, start: int):
+        super().__init__(start)
+        self.start = start
+
+
+# --- reading units --------------------------------------------------------------------
+
+def _scan_all(units: list[Unit]) -> list[_Scanned]:
+    """Every unit scanned, each name read resolved to its definition: (unit, store
+    index), ("param"/"global", name) for names no unit defines."""
+    defs: dict[str, Any] = {}
+    scanned = []
+    for u, unit in enumerate(units):
+        skeleton: list = [unit.suffix]
+        occurrences: list = []
+        for stmt in unit.stmts:
+            _scan(stmt, skeleton, occurrences)
+        skeleton.append(len(unit.after))
+        for stmt in unit.after:
+            _scan(stmt, skeleton, occurrences)
+        stores = 0
+        for k, occ in enumerate(occurrences):
+            if occ[0] != "name":
+                continue
+            _, node, kind, _ = occ
+            if kind == STORE:
+                occurrences[k] = ("name", node, STORE, (u, stores))
+                defs[node.id] = (u, stores)
+                stores += 1
+            else:
+                occurrences[k] = ("name", node, kind, defs.get(node.id, ("free", node.id)))
+        scanned.append(_Scanned(tuple(skeleton), occurrences))
+    return scanned
+
+
+def _scan(node: Any, skeleton: list, occurrences: list) -> None:
+    """Append `node`'s syntax to `skeleton` and its names and ints to `occurrences`,
+    in the order Python evaluates them (an assignment's value before its target)."""
+    kind = type(node)
+    if kind is ast.Name:
+        skeleton.append("N")
+        ctx = type(node.ctx)
+        occurrences.append(("name", node, STORE if ctx is ast.Store else DELETE if ctx is ast.Del else LOAD, None))
+        return
+    if kind is ast.Constant:
+        value = node.value
+        if type(value) is int:
+            skeleton.append("I")
+            occurrences.append(("int", node, value))
+        else:
+            skeleton.append((type(value), repr(value)))
+        return
+    if kind is ast.Assign:
+        skeleton.append(kind)
+        _scan(node.value, skeleton, occurrences)
+        for target in node.targets:
+            _scan(target, skeleton, occurrences)
+        return
+    if kind is ast.AugAssign:
+        skeleton.append((kind, type(node.op)))
+        target = node.target
+        if type(target) is ast.Name:  # `g += v`: reads g, then binds it
+            skeleton.append("N")
+            occurrences.append(("name", target, LOAD, None))
+            _scan(node.value, skeleton, occurrences)
+            occurrences.append(("name", target, STORE, None))
+        else:
+            _scan(node.value, skeleton, occurrences)
+            _scan(target, skeleton, occurrences)
+        return
+    skeleton.append(kind)
+    for name in kind._fields:
+        value = getattr(node, name, None)
+        if isinstance(value, list):
+            skeleton.append(len(value))
+            for item in value:
+                if isinstance(item, ast.AST):
+                    _scan(item, skeleton, occurrences)
+                else:
+                    skeleton.append(item)
+        elif isinstance(value, ast.AST):
+            _scan(value, skeleton, occurrences)
+        else:
+            skeleton.append(value)
+
+
+# --- finding runs -----------------------------------------------------------------------
+
+def _find_runs(scanned: list[_Scanned], banned: set[int]) -> list[_Run]:
+    """The runs to print as loops, in order, none overlapping: at each unit, of the
+    periods at which its skeleton repeats, the one whose run covers the most units
+    (candidates are verified longest first, and only while one could still win)."""
+    ids: dict[tuple, int] = {}
+    kinds = [ids.setdefault(s.skeleton, len(ids)) for s in scanned]  # skeletons as ints: cheap to compare
+    where: dict[int, list[int]] = {}
+    for u, kind in enumerate(kinds):
+        where.setdefault(kind, []).append(u)
+    runs: list[_Run] = []
+    owner: dict[int, _Run] = {}  # unit -> the accepted run holding it
+    n = len(scanned)
+    s = 0
+    while s < n - 1:
+        best = None
+        if s not in banned:
+            alike = where[kinds[s]]
+            k = bisect.bisect_right(alike, s)
+            candidates = []
+            for later in alike[k:k + _CANDIDATE_PERIODS]:
+                period = later - s
+                if period > MAX_PERIOD:
+                    break
+                count = _repeats(kinds, s, period)
+                if count >= MIN_ITERATIONS:
+                    candidates.append((count * period, period))
+            for reach, period in sorted(candidates, key=lambda c: (-c[0], c[1])):
+                if best is not None and best.count * best.period >= reach:
+                    break
+                run = _verified(scanned, s, period, owner)
+                if run is not None and (best is None or run.count * run.period > best.count * best.period):
+                    best = run
+        if best is None:
+            s += 1
+            continue
+        runs.append(best)
+        for u in range(best.start, best.end):
+            owner[u] = best
+        s = best.end
+    return runs
+
+
+def _repeats(kinds: list[int], start: int, period: int) -> int:
+    """How many iterations of `period` units from `start` have the same skeletons
+    (counted up to _LOOKAHEAD units: a bound that keeps the search linear)."""
+    n, u = min(len(kinds), start + max(period * MIN_ITERATIONS, _LOOKAHEAD)), start + period
+    while u < n and kinds[u] == kinds[u - period]:
+        u += 1
+    return (u - start) // period
+
+
+def _relation(occ: tuple, unit: int, start: int, period: int, owner: dict) -> tuple:
+    """What an occurrence in `unit` refers to, relative to a run from `start`:
+    (static part, value that may move by a step per iteration)."""
+    if occ[0] == "int":
+        return ("int",), occ[2]
+    _, _, kind, definition = occ
+    if kind == STORE:
+        return (STORE,), None
+    if isinstance(definition[0], str):
+        return (kind, "fixed", definition), None
+    du, store = definition
+    if du >= start:
+        back = (unit - start) // period - (du - start) // period
+        return (kind, "in", back, (du - start) % period, store), None
+    producer = owner.get(du)
+    if producer is None:
+        return (kind, "fixed", definition), None
+    r, slot = producer.iteration_of(du)
+    return (kind, "list", producer.start, slot, store), r
+
+
+def _verified(scanned: list[_Scanned], start: int, period: int, owner: dict) -> Optional[_Run]:
+    """The longest run from `start` whose iterations match (see the module
+    docstring), or None when fewer than MIN_ITERATIONS do."""
+    n = len(scanned)
+
+    def iteration(i: int) -> Optional[list]:
+        base = start + i * period
+        if base + period > n:
+            return None
+        rels = []
+        for j in range(period):
+            u = base + j
+            if i and scanned[u].skeleton is not scanned[u - period].skeleton and scanned[u].skeleton != scanned[u - period].skeleton:
+                return None
+            rels.append([_relation(occ, u, start, period, owner) for occ in scanned[u].occurrences])
+        return rels
+
+    first, template = iteration(0), iteration(1)
+    if template is None:
+        return None
+    run = _Run(start, period, 2, relations=[[static for static, _ in slot] for slot in template])
+    for j, slot in enumerate(template):
+        for k, (static, value) in enumerate(slot):
+            seed_static, seed_value = first[j][k]
+            if static[0] in (LOAD, DELETE) and static[1] == "in":
+                if static[2] > 1:
+                    return None
+                if static[2] == 1:  # a carry: the first iteration read its seed from before the run
+                    if seed_static[0] != static[0] or seed_static[1] == "in":
+                        return None
+                    seed = (seed_static, seed_value)
+                    if run.inits.setdefault((static[3], static[4]), seed) != seed:
+                        return None
+                    continue
+            if seed_static != static:
+                return None
+            if value is not None:
+                run.affine[(j, k)] = (seed_value, value - seed_value)
+    while True:
+        rels = iteration(run.count)
+        if rels is None or not _same(rels, template, run, run.count):
+            break
+        run.count += 1
+    return run if run.count >= MIN_ITERATIONS else None
+
+
+def _same(rels: list, template: list, run: _Run, i: int) -> bool:
+    for j, (slot, model) in enumerate(zip(rels, template)):
+        for k, ((static, value), (model_static, _)) in enumerate(zip(slot, model)):
+            if static != model_static:
+                return False
+            if value is not None:
+                first, step = run.affine[(j, k)]
+                if value != first + step * i:
+                    return False
+    return True
+
+
+# --- printing ------------------------------------------------------------------------------
+
+_DROP = ast.Name("<dropped>", ast.Del())  # a `del` target the loop leaves out (a list entry)
+
+
+class _Printer:
+    """Prints units and runs. A name read after a run is rewritten to the loop's name
+    (the last iteration's value) or to the run's list (an earlier iteration's). Every
+    rewrite is planned before any syntax tree changes, so a run found unprintable
+    (`_Unrollable`) leaves the units as they were."""
+
+    def __init__(self, units: list[Unit], scanned: list[_Scanned], runs: list[_Run], fresh: Callable[[str], str]):
+        self.units, self.scanned, self.runs, self.fresh = units, scanned, runs, fresh
+        self.owner = {u: run for run in runs for u in range(run.start, run.end)}
+        self.by_start = {run.start: run for run in runs}
+        self.names = {run.start: self._loop_names(run) for run in runs}  # run -> (slot, store) -> name
+        self.lists: dict[int, dict] = {run.start: {} for run in runs}  # run -> (slot, store) -> list name
+        self._plan_lists()
+        self.index = fresh("i") if runs else ""
+
+    def _stores(self, u: int) -> list[str]:
+        return [occ[1].id for occ in self.scanned[u].occurrences if occ[0] == "name" and occ[2] == STORE]
+
+    def _loop_names(self, run: _Run) -> dict:
+        """(slot, store) -> the loop's name for it: the first iteration's, or the last
+        one's where the first has only a temporary's (`t12`) and the last a real name
+        (`g_Wh`, the accumulated gradient). Names shared by several stores must be
+        shared in the same pattern in every iteration (`g += v` binds one name)."""
+        first, template, last = {}, {}, {}
+        for j in range(run.period):
+            stores = zip(self._stores(run.start + j), self._stores(run.start + run.period + j),
+                         self._stores(run.end - run.period + j))
+            for q, (a, b, c) in enumerate(stores):
+                first[(j, q)], template[(j, q)], last[(j, q)] = a, b, c
+        nicer = {key: last[key] if _TEMPORARY.fullmatch(name) and not _TEMPORARY.fullmatch(last[key]) else name
+                 for key, name in first.items()}
+        for names in (nicer, first):
+            if _same_pattern(names, template):
+                return names
+        raise _Unrollable(run.start)
+
+    def _plan_lists(self) -> None:
+        """Which values of which runs later code reads by iteration (a list each)."""
+        for u, scanned in enumerate(self.scanned):
+            here = self.owner.get(u)
+            j = (u - here.start) % here.period if here is not None else None
+            for k, occ in enumerate(scanned.occurrences):
+                if occ[0] != "name" or occ[2] == STORE or isinstance(occ[3][0], str):
+                    continue
+                producer = self.owner.get(occ[3][0])
+                if producer is None or producer is here:
+                    continue
+                r, slot = producer.iteration_of(occ[3][0])
+                by_iteration = here is not None and (j, k) in here.affine and here.affine[(j, k)][1] != 0
+                if by_iteration or r != producer.count - 1:
+                    lists = self.lists[producer.start]
+                    key = (slot, occ[3][1])
+                    if key not in lists:
+                        lists[key] = self.fresh(self.names[producer.start][key] + "s")
+
+    def _reference(self, definition: tuple, iteration: Optional[ast.expr] = None) -> Optional[ast.expr]:
+        """How code outside a run reads `definition`: None (by its own name), the
+        loop's name, or the run's list at `iteration` (or at the definition's own)."""
+        if isinstance(definition[0], str):
+            return None
+        producer = self.owner.get(definition[0])
+        if producer is None:
+            return None
+        r, slot = producer.iteration_of(definition[0])
+        key = (slot, definition[1])
+        if iteration is None and r == producer.count - 1:
+            return ast.Name(self.names[producer.start][key], ast.Load())
+        index = iteration if iteration is not None else ast.Constant(r)
+        return ast.Subscript(ast.Name(self.lists[producer.start][key], ast.Load()), index, ast.Load())
+
+    def lines(self) -> list[str]:
+        pieces: list = []  # planned: (unit, replacements) or a loop's (before, header, body)
+        u = 0
+        while u < len(self.units):
+            run = self.by_start.get(u)
+            if run is not None:
+                pieces.append(self._loop(run))
+                u = run.end
+                continue
+            pieces.append((self.units[u], self._outside(u)))
+            u += 1
+        out: list[str] = []
+        for piece in pieces:
+            if isinstance(piece, _Loop):
+                out.extend(self._loop_lines(piece))
+            else:
+                unit, replace = piece
+                out.extend(_unit_lines(_replaced(unit, replace), 1))
+        return out
+
+    def _outside(self, u: int) -> dict:
+        replace: dict[int, ast.expr] = {}
+        for occ in self.scanned[u].occurrences:
+            if occ[0] != "name" or occ[2] == STORE:
+                continue
+            ref = self._reference(occ[3])
+            if ref is not None:
+                replace[id(occ[1])] = _deleted(ref) if occ[2] == DELETE else ref
+            if occ[2] == LOAD and ref is not None and _binds(self.scanned[u], occ[1]):
+                if not (type(ref) is ast.Name and ref.id == occ[1].id):  # `g += v` must read the name it binds
+                    raise _Unrollable(self.owner[occ[3][0]].start)
+        return replace
+
+    def _loop(self, run: _Run) -> tuple:
+        names, lists = self.names[run.start], self.lists[run.start]
+        index = ast.Name(self.index, ast.Load())
+        previous: dict[tuple, str] = {}  # carries read after this iteration bound their name again
+        seeds = []
+        for key, (static, value) in sorted(run.inits.items()):
+            seed = self._seed(static, value)
+            if not (type(seed) is ast.Name and seed.id == names[key]):
+                seeds.append((ast.Name(names[key], ast.Store()), seed))
+        before: list[ast.stmt] = []
+        if seeds:
+            targets, values = zip(*seeds)
+            if len(seeds) == 1:
+                before.append(ast.Assign([targets[0]], values[0]))
+            else:
+                before.append(ast.Assign([ast.Tuple(list(targets), ast.Store())], ast.Tuple(list(values), ast.Load())))
+        for key in sorted(lists):
+            before.append(ast.Assign([ast.Name(lists[key], ast.Store())], ast.List([], ast.Load())))
+        bound_before = self._bound_before(run)
+        body: list = []
+        for j in range(run.period):
+            u = run.start + run.period + j  # the second iteration is the template
+            replace: dict[int, ast.expr] = {}
+            stores = 0
+            for k, occ in enumerate(self.scanned[u].occurrences):
+                static = run.relations[j][k]
+                if occ[0] == "int":
+                    if (j, k) in run.affine and run.affine[(j, k)][1]:
+                        replace[id(occ[1])] = _affine(*run.affine[(j, k)], index)
+                    continue
+                node, kind = occ[1], occ[2]
+                if kind == STORE:
+                    name = names[(j, stores)]
+                    read = replace.get(id(node))  # `g += v` reads the name it binds: one name
+                    if read is not None and not (type(read) is ast.Name and read.id == name):
+                        raise _Unrollable(run.start)
+                    replace[id(node)] = ast.Name(name, ast.Store())
+                    stores += 1
+                    continue
+                if static[1] == "in":
+                    key = (static[3], static[4])
+                    name = names[key]
+                    if static[2] == 1 and name in bound_before[(j, k)]:
+                        if key not in previous:
+                            previous[key] = self.fresh("prev_" + name)
+                        name = previous[key]
+                    ref = ast.Name(name, ast.Load())
+                elif static[1] == "list":
+                    first, step = run.affine[(j, k)]
+                    ref = self._reference(occ[3], _affine(first, step, index) if step else None)
+                else:
+                    ref = self._reference(occ[3])
+                if ref is not None:
+                    replace[id(node)] = _deleted(ref) if kind == DELETE else ref
+            appends = [(name, names[key]) for key, name in sorted(lists.items()) if key[0] == j]
+            body.append((self.units[u], replace, appends))
+        carried = [ast.Assign([ast.Name(name, ast.Store())], ast.Name(names[key], ast.Load()))
+                   for key, name in sorted(previous.items())]
+        header = self.units[run.start].header
+        if header == self.units[run.start + run.period].header:
+            header = ()
+        return _Loop(before, carried, header, run.count, body)
+
+    def _bound_before(self, run: _Run) -> dict:
+        """(slot, occurrence) -> the loop names an iteration has bound before it."""
+        bound: set = set()
+        out = {}
+        for j in range(run.period):
+            stores = 0
+            for k, occ in enumerate(self.scanned[run.start + run.period + j].occurrences):
+                out[(j, k)] = frozenset(bound)
+                if occ[0] == "name" and occ[2] == STORE:
+                    bound.add(self.names[run.start][(j, stores)])
+                    stores += 1
+        return out
+
+    def _loop_lines(self, loop: "_Loop") -> list[str]:
+        lines = list(loop.header)
+        lines.extend("    " + _unparse(stmt) for stmt in loop.before)
+        lines.append(f"    for {self.index} in range({loop.count}):")
+        lines.extend("        " + _unparse(stmt) for stmt in loop.carried)
+        for unit, replace, appends in loop.body:
+            unit = _replaced(unit, replace)
+            unit = Unit(unit.stmts, unit.header, unit.suffix, list(unit.after))
+            for name, value in appends:
+                append = ast.Attribute(ast.Name(name, ast.Load()), "append", ast.Load())
+                unit.after.append(ast.Expr(ast.Call(append, [ast.Name(value, ast.Load())], [])))
+            lines.extend(_unit_lines(unit, 2))
+        return lines
+
+    def _seed(self, static: tuple, value: Any) -> ast.expr:
+        """The value a carry starts from: what the first iteration read."""
+        if static[1] == "list":  # an earlier loop's value
+            producer = self.by_start[static[2]]
+            key = (static[3], static[4])
+            if value == producer.count - 1:
+                return ast.Name(self.names[producer.start][key], ast.Load())
+            return ast.Subscript(ast.Name(self.lists[producer.start][key], ast.Load()), ast.Constant(value), ast.Load())
+        definition = static[2]
+        ref = self._reference(definition)
+        return ref if ref is not None else ast.Name(_name_of(self.scanned, definition), ast.Load())
+
+
+@dataclass
+class _Loop:
+    """A run, planned: `before` it (carries seeded, lists made), the `carried` copies
+    at the top of its body (`prev_h = h`: last iteration's value, kept where this
+    iteration binds the name before reading it), and per unit of the body the
+    unit, its replacements and the lists it appends to."""
+
+    before: list
+    carried: list
+    header: tuple
+    count: int
+    body: list
+
+
+def _deleted(ref: ast.expr) -> ast.expr:
+    """`del` of a rewritten name: a name stays a name; a list entry is left in place."""
+    return ast.Name(ref.id, ast.Del()) if type(ref) is ast.Name else _DROP
+
+
+def _replaced(unit: Unit, replace: dict) -> Unit:
+    """A copy of `unit` with the name and constant nodes in `replace` swapped."""
+    if not replace:
+        return unit
+    renamer = _Renamer(replace)
+
+    def renamed(stmts: list) -> list:
+        out = []
+        for stmt in stmts:
+            stmt = renamer.visit(stmt)
+            if type(stmt) is ast.Delete:
+                targets = [t for t in stmt.targets if t is not _DROP]
+                if not targets:
+                    continue
+                stmt = ast.Delete(targets)
+            out.append(stmt)
+        return out
+
+    return Unit(renamed(unit.stmts), unit.header, unit.suffix, renamed(unit.after))
+
+
+def _same_pattern(names: dict, template: dict) -> bool:
+    """Whether two namings of the same stores make the same stores share a name."""
+    pairs = set(zip(names.values(), template.values()))
+    return len(pairs) == len(set(names.values())) == len(set(template.values()))
+
+
+def _binds(scanned: _Scanned, node: ast.Name) -> bool:
+    """Whether `node` is also bound where it is read (an augmented assignment's target)."""
+    return any(occ[0] == "name" and occ[1] is node and occ[2] == STORE for occ in scanned.occurrences)
+
+
+def _name_of(scanned: list[_Scanned], definition: tuple) -> str:
+    if isinstance(definition[0], str):
+        return definition[1]
+    u, store = definition
+    return [occ[1].id for occ in scanned[u].occurrences if occ[0] == "name" and occ[2] == STORE][store]
+
+
+def _affine(first: int, step: int, index: ast.expr) -> ast.expr:
+    """`first + step * i`, spelled as a person would: `i`, `i + 3`, `998 - i`."""
+    if step == 0:
+        return ast.Constant(first)
+    term = index if step in (1, -1) else ast.BinOp(ast.Constant(abs(step)), ast.Mult(), index)
+    if first == 0:
+        return term if step > 0 else ast.UnaryOp(ast.USub(), term)
+    if step > 0:
+        return ast.BinOp(term, ast.Add(), ast.Constant(first)) if first > 0 else ast.BinOp(term, ast.Sub(), ast.Constant(-first))
+    return ast.BinOp(ast.Constant(first), ast.Sub(), term)
+
+
+def _unparse(stmt: ast.stmt) -> str:
+    """A statement's text (compiler/printer.py: `ast.unparse`'s text, faster)."""
+    return printer.unparse(stmt)
+
+
+class _Renamer(ast.NodeTransformer):
+    """Copies of statements with some Name and Constant nodes replaced (the originals
+    are left as they were)."""
+
+    def __init__(self, replace: dict):
+        self.replace = replace
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        return self.replace.get(id(node), node)
+
+    def visit_Constant(self, node: ast.Constant) -> ast.expr:
+        return self.replace.get(id(node), node)
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        changed = {}
+        for name, value in ast.iter_fields(node):
+            if isinstance(value, list):
+                new = [self.visit(item) if isinstance(item, ast.AST) else item for item in value]
+                if any(a is not b for a, b in zip(new, value)):
+                    changed[name] = new
+            elif isinstance(value, ast.AST):
+                new = self.visit(value)
+                if new is not value:
+                    changed[name] = new
+        if not changed:
+            return node
+        copy = type(node)(**{name: getattr(node, name, None) for name in node._fields})
+        for name, value in changed.items():
+            setattr(copy, name, value)
+        return copy
+
+
+def _unit_lines(unit: Unit, depth: int) -> list[str]:
+    indent = "    " * depth
+    lines = ["    " * (depth - 1) + line for line in unit.header]
+    for stmt in unit.stmts:
+        first, *rest = _unparse(stmt).split("\n")
+        lines.append(indent + first + unit.suffix)
+        lines.extend(indent + line for line in rest)
+    for stmt in unit.after:
+        lines.extend(indent + line for line in _unparse(stmt).split("\n"))
+    return lines
