@@ -1974,6 +1974,31 @@ def op_while(b: Builder) -> Dual:
     return _control(b, code, out)
 
 
+FOR_UPDATES = ["0.9 * np.tanh({v}) + 0.1 * {a}", "{v} + 0.1 * np.sin({a} * ({k} + 1))",
+               "0.8 * {v} + 0.2 * np.sum({c}[{k} % {n}])", "{v} * 0.5 + {c}[{k} % {n}].sum() * 0.25",
+               "np.sin({v}) + 0.01 * {k}", "0.6 * {v} + 0.3 * np.sum({c}[{n} - 1 - {k} % {n}] * 1.0)"]
+
+
+def op_for(b: Builder) -> Dual:
+    """A Python `for` loop over a fixed count (4 to 9: long enough that the generated
+    code keeps it a loop, compiler/rolling.py), carrying a value and sometimes an
+    accumulator, reading the loop index through arithmetic and `c[k % n]` (a
+    constant index that moves each iteration and wraps)."""
+    out = f"v{len(b.body)}"
+    a = b.operand(scalars=False)
+    c = b.operand(lambda v: np.ndim(v) >= 1, scalars=False)
+    k = f"{out}_k"
+    update = b.choices.pick(FOR_UPDATES).format(v=out, a=a.name, c=c.name, k=k, n=c.value.shape[0])
+    lines = [f"{out} = {a.name} * 1.0"]
+    if b.choices.chance(40):
+        acc = f"{out}_acc"
+        lines += [f"{acc} = 0.0", f"for {k} in range({b.choices.integer(4, 9)}):", f"    {out} = {update}",
+                  f"    {acc} = {acc} + {out} * 0.5", f"{out} = {out} + {acc}"]
+    else:
+        lines += [f"for {k} in range({b.choices.integer(4, 9)}):", f"    {out} = {update}"]
+    return _control(b, "\n".join(lines), out)
+
+
 def op_float(b: Builder) -> str:
     """`float(...)` / `.item()` of a computed value in arithmetic: a constant to the
     derivative (the finite-difference reference holds it, see Program.frozen)."""
@@ -2012,10 +2037,10 @@ def op_builtin(b: Builder) -> str:
     return b.choices.pick(["{a} * {f}({p})", "{f}({p}) + {a}"]).format(a=a.name, f=fn, p=pair)
 
 
-op_if.dual = op_if_expression.dual = op_while.dual = True
+op_if.dual = op_if_expression.dual = op_while.dual = op_for.dual = True
 
 CONTROL_OPERATIONS: list[tuple[int, Callable[[Builder], Any]]] = [
-    (8, op_if), (4, op_if_expression), (4, op_while), (3, op_float), (3, op_builtin),
+    (8, op_if), (4, op_if_expression), (4, op_while), (3, op_float), (3, op_builtin), (4, op_for),
 ]
 
 

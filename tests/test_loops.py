@@ -1,0 +1,162 @@
+"""Loops stay loops in generated code (compiler/rolling.py): a Python loop, its
+adjoint and JAX-style scans print as `for` loops that compute the same bits as the
+unrolled statements."""
+import ast
+
+import numpy as np
+import pytest
+
+import compiler.rolling as rolling
+from compiler import grad, jvp, scan, fori_loop, value_and_grad
+from compiler.rolling import Unit, print_units
+from runtime.check import numerical_grad
+
+from control_flow_functions import newton_sqrt
+
+
+def rnn_loss(Wh, Wx, xs, h0):
+    h = h0
+    for t in range(xs.shape[0]):
+        h = np.tanh(h @ Wh + xs[t] @ Wx)
+    return np.sum(h ** 2)
+
+
+def _rnn_inputs(steps: int, hidden: int = 16):
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(hidden, hidden)) * 0.3, rng.normal(size=(4, hidden)) * 0.3,
+            rng.normal(size=(steps, 4)), np.zeros(hidden))
+
+
+@pytest.fixture
+def unrolled(monkeypatch):
+    """Compiles with rolling off: every iteration printed."""
+    def off():
+        monkeypatch.setattr(rolling, "MIN_ITERATIONS", 10 ** 9)
+    return off
+
+
+def test_rnn_over_1000_steps_is_a_forward_loop_and_a_reversed_backward_loop(unrolled):
+    args = _rnn_inputs(1000)
+    g = grad(rnn_loss, argnums=(0, 1))
+    gWh, gWx = g(*args)
+    source = g.source(*args)
+    assert len(source.splitlines()) < 400, source
+    assert "for i in range(1000):" in source and "hs.append(h)" in source
+    assert "hs[999 - i]" in source  # the backward loop reads the forward values last first
+    unrolled()
+    reference = grad(lambda *a: rnn_loss(*a), argnums=(0, 1))(*args)
+    assert np.array_equal(gWh, reference[0]) and np.array_equal(gWx, reference[1])  # the same bits
+    # against centered differences along random directions
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        dWh, dWx = rng.normal(size=args[0].shape), rng.normal(size=args[1].shape)
+        eps = 1e-6
+        plus = rnn_loss(args[0] + eps * dWh, args[1] + eps * dWx, *args[2:])
+        minus = rnn_loss(args[0] - eps * dWh, args[1] - eps * dWx, *args[2:])
+        np.testing.assert_allclose(np.sum(gWh * dWh) + np.sum(gWx * dWx), (plus - minus) / (2 * eps), rtol=1e-6)
+
+
+def test_rnn_gradient_matches_finite_differences_entrywise():
+    args = _rnn_inputs(12, hidden=3)
+    got = grad(rnn_loss, argnums=(0, 1, 2, 3))(*args)
+    want = numerical_grad(rnn_loss, *args, argnums=(0, 1, 2, 3))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-9)
+    assert "for i in range(" in grad(rnn_loss, argnums=(0, 1, 2, 3)).source(*args)
+
+
+def test_forward_mode_through_a_loop_is_a_loop():
+    args = _rnn_inputs(20, hidden=4)
+    tangents = tuple(np.ones_like(a) for a in args)
+    value, tangent = jvp(rnn_loss, args, tangents)
+    eps = 1e-6
+    shifted = [a + eps * t for a, t in zip(args, tangents)]
+    back = [a - eps * t for a, t in zip(args, tangents)]
+    np.testing.assert_allclose(tangent, (rnn_loss(*shifted) - rnn_loss(*back)) / (2 * eps), rtol=1e-6)
+    assert np.isclose(value, rnn_loss(*args))
+
+
+def test_scan_and_fori_loop_print_as_loops():
+    xs = np.linspace(-1.0, 1.0, 24).reshape(8, 3)
+
+    def cumulative(w, xs):
+        def step(carry, x):
+            carry = np.tanh(carry * w + x)
+            return carry, carry * 2.0
+        last, ys = scan(step, np.zeros(3), xs)
+        return np.sum(ys) + np.sum(last)
+
+    def repeated(w, xs):
+        return np.sum(fori_loop(0, 10, lambda i, v: np.sin(v) * w + i + xs[i % 8], np.ones(3)))
+
+    for f in (cumulative, repeated):
+        w = np.array([0.5, -0.3, 0.8])
+        g = grad(f, argnums=(0, 1))
+        got = g(w, xs)
+        for k, want in enumerate(numerical_grad(f, w, xs, argnums=(0, 1))):
+            np.testing.assert_allclose(got[k], want, rtol=1e-6, atol=1e-7)
+        assert "for i in range(" in g.source(w, xs)
+
+
+def test_newton_while_loop_gradient_and_source():
+    a = 2.0
+    value, slope = value_and_grad(newton_sqrt)(a)
+    assert np.isclose(value, np.sqrt(a)) and np.isclose(slope, 0.5 / np.sqrt(a))
+
+
+# ----------------------------------------------------------------- the printer alone
+
+
+def _units(source: str) -> list[Unit]:
+    return [Unit([stmt]) for stmt in ast.parse(source).body]
+
+
+def _run(lines: list[str], **inputs):
+    namespace = dict(inputs, np=np)
+    exec("def f():\n" + "\n".join(lines), namespace)
+    return namespace["f"]()
+
+
+def _rolled_and_unrolled(source: str, **inputs):
+    names = iter(f"n{k}" for k in range(1000))
+    rolled = print_units(_units(source), lambda hint: f"{hint}_{next(names)}" if hint != "i" else "i")
+    plain = print_units(_units(source), lambda hint: hint, roll=False)
+    assert any(line.strip().startswith("for ") for line in rolled), rolled
+    assert _run(rolled, **inputs) == _run(plain, **inputs), "\n".join(rolled)
+    return rolled
+
+
+def test_a_carry_read_after_its_name_is_bound_again_is_copied_first():
+    # each iteration reads the previous p after binding the new one: p, q swap roles
+    lines = ["p1 = q0 + 1", "q1 = p0 * 2"]
+    for k in range(2, 8):
+        lines += [f"p{k} = q{k - 1} + 1", f"q{k} = p{k - 1} * 2"]
+    rolled = _rolled_and_unrolled("\n".join(lines) + "\nreturn (p7, q7, p3, q2)", p0=3, q0=5)
+    assert any("prev_" in line for line in rolled)
+
+
+def test_values_of_earlier_iterations_are_read_from_lists_and_the_last_by_name():
+    lines = [f"y{k} = xs[{2 * k + 1}] * 3" for k in range(6)]
+    lines += [f"z{k} = z{k - 1} + y{5 - k + 1}" if k else "z0 = y5" for k in range(6)]
+    rolled = _rolled_and_unrolled("\n".join(lines) + "\nreturn (z5, y0, y5, y2)", xs=list(range(20)))
+    assert any("2 * i + 1" in line for line in rolled)
+
+
+def test_augmented_accumulators_and_deletes():
+    lines = ["acc = 0"]
+    for k in range(6):
+        lines += [f"t{k} = xs[-1 - {k}] * 2", f"acc += t{k}", f"del t{k}"]
+    _rolled_and_unrolled("\n".join(lines) + "\nreturn acc", xs=list(range(10)))
+
+
+def test_a_pattern_that_breaks_ends_the_run():
+    lines = [f"v{k} = v{k - 1} * 2" if k else "v0 = a" for k in range(9)]
+    lines[6] = "v6 = v5 * 3"  # iteration 6 differs: two loops, with that statement between
+    rolled = _rolled_and_unrolled("\n".join(lines) + "\nreturn (v8, v3)", a=1)
+    assert "v6 = " in "\n".join(rolled) or "* 3" in "\n".join(rolled)
+
+
+def test_fewer_than_four_repeats_stay_unrolled():
+    lines = ["v1 = a * 2", "v2 = v1 * 2", "v3 = v2 * 2", "return v3"]
+    printed = print_units(_units("\n".join(lines)), lambda hint: hint)
+    assert not any("for " in line for line in printed)
