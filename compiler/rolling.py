@@ -604,6 +604,12 @@ def _affine(first: int, step: int, index: ast.expr) -> ast.expr:
     return ast.BinOp(ast.Constant(first), ast.Sub(), term)
 
 
+def _binds_itself(stmt: ast.stmt) -> bool:
+    """`x = x`, which renaming makes of `g_2 = g_1` when both are the loop's `g`."""
+    return (type(stmt) is ast.Assign and len(stmt.targets) == 1 and type(stmt.targets[0]) is ast.Name
+            and type(stmt.value) is ast.Name and stmt.targets[0].id == stmt.value.id)
+
+
 def _unparse(stmt: ast.stmt) -> str:
     """A statement's text (compiler/printer.py: `ast.unparse`'s text, faster)."""
     return printer.unparse(stmt)
@@ -645,6 +651,8 @@ def _unit_lines(unit: Unit, depth: int) -> list[str]:
     indent = "    " * depth
     lines = ["    " * (depth - 1) + line for line in unit.header]
     for stmt in unit.stmts:
+        if _binds_itself(stmt):
+            continue  # `g = g`: a loop's name already holds the value
         first, *rest = _unparse(stmt).split("\n")
         lines.append(indent + first + unit.suffix)
         lines.extend(indent + line for line in rest)

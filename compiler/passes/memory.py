@@ -94,7 +94,7 @@ def plan_memory(graph: Graph, returned: Iterable[int], updates: Iterable[tuple[i
                 continue
         copies.append((buffer, node))
     plan = MemoryPlan(order, inlined, in_place, copies)
-    plan.into_fresh = _into_fresh(graph, order, inlined, in_place)
+    plan.into_fresh = _into_fresh(graph, order, inlined, in_place, position, set(returned) | set(graph.outputs))
     plan.out_into = _out_into(graph, order, inlined, in_place, position, set(returned) | set(graph.outputs))
     if workspace:
         plan.workspace = _workspace(graph, plan, set(returned) | set(graph.outputs), position)
@@ -161,8 +161,9 @@ def _kept_candidate(graph: Graph, plan: MemoryPlan, i: int, kept: set[int]) -> b
     if node.aval.size < MIN_IN_PLACE_SIZE or node.aval.weak:
         return False
     if i in plan.into_fresh:
-        first = graph.node(node.inputs[plan.into_fresh[i]])
-        return registry.get(first.op).ufunc and first.aval == node.aval
+        k = plan.into_fresh[i]
+        first = graph.node(node.inputs[k])
+        return node.inputs[k] in plan.inlined and registry.get(first.op).ufunc and first.aval == node.aval
     return registry.get(node.op).ufunc
 
 
@@ -201,21 +202,43 @@ def _out_into(graph: Graph, order: list[int], inlined: set[int], in_place: dict,
     return out
 
 
-def _into_fresh(graph: Graph, order: list[int], inlined: set[int], in_place: dict) -> dict[int, int]:
-    """Large statements `v = a @ w + b` whose first (or, commutative, either) operand is
-    an inlined, freshly allocated array of v's own shape and dtype: printed
-    `v = a @ w; v += b`, so the sum needs no second array (as careful code writes a
-    bias add)."""
+def _into_fresh(graph: Graph, order: list[int], inlined: set[int], in_place: dict, position: dict[int, int],
+                kept: set[int]) -> dict[int, int]:
+    """Large statements `v = a + b` where `b` is an inlined, freshly allocated array of
+    v's own shape and dtype, printed `v = a; v += b` when `a` is a temporary read for
+    the last time there (a running total: `g_W += np.outer(h, g)`, as careful code
+    accumulates a gradient), else `v = b; v += a` (`v = x @ w; v += bias`, as careful
+    code writes a bias add): the sum needs no second array. Either operand, when
+    commutative."""
     out = {}
+    taken: set[int] = set()
     for i, node, prim in _statements_to_reuse(graph, order, inlined, in_place):
         if prim.augmented is None or prim.emit is None:
             continue
-        for k in ((0, 1) if prim.commutative else (0,)):
-            operand = graph.node(node.inputs[k])
-            if node.inputs[k] in inlined and operand.aval == node.aval and _fresh(operand):
-                out[i] = k
-                break
+        sides = (0, 1) if prim.commutative else (0,)
+        dying = [k for k in sides if node.inputs[k] not in taken and node.inputs[k] != node.inputs[1 - k]
+                 and _dies_into(graph, node.inputs[k], i, inlined, in_place, position, kept)]
+        fresh = [k for k in sides if node.inputs[k] in inlined and graph.node(node.inputs[k]).aval == node.aval
+                 and _fresh(graph.node(node.inputs[k]))]
+        if fresh:  # (a dying operand alone is left to `_out_into`: np.maximum(z, 0, out=z))
+            out[i] = (dying or fresh)[0]
+            taken.add(node.inputs[out[i]])
     return out
+
+
+def _dies_into(graph: Graph, j: int, i: int, inlined: set[int], in_place: dict, position: dict[int, int],
+               kept: set[int]) -> bool:
+    """Whether statement `i` may overwrite operand `j`'s array: a fresh temporary of
+    i's shape and dtype, printed as its own statement, that nothing reads after i
+    (through any view of it) and that is not returned."""
+    operand, node = graph.node(j), graph.node(i)
+    if (j in inlined or j in in_place or j in kept or not _fresh(operand) or operand.aval != node.aval
+            or registry.get(operand.op).emit is None):
+        return False
+    aliases = views_of(graph, j)
+    if any(alias in kept for alias in aliases):
+        return False
+    return all(position[r] <= position[i] for alias in aliases for r in graph.users(alias) if r != j)
 
 
 def _fresh(node: Node) -> bool:

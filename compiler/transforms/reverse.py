@@ -63,6 +63,7 @@ class _Part(NamedTuple):
     ct: Tracer
     mask: frozenset = frozenset()
     dirty: frozenset = frozenset()
+    running: bool = False  # a running total of several contributions (`_contribute`)
 
 
 def active_nodes(graph: Graph, wrt: list[int], output: int) -> set[int]:
@@ -199,8 +200,8 @@ def reverse(graph: Graph, wrt: list[int], output: int, in_place: bool = False,
                     ct_dirty = mask  # the rule's partial derivative may be inf or NaN there
                 if ct.dtype.kind == "c" and joint.node(operand).dtype.kind != "c":
                     ct = np.real(ct)  # a real operand's share of a complex cotangent: dL/dx
-                contributions.setdefault(operand, []).append(
-                    _to_operand(joint, node.id, ct, ct_mask, ct_dirty, joint.node(operand).shape))
+                _contribute(joint, contributions.setdefault(operand, []),
+                            _to_operand(joint, node.id, ct, ct_mask, ct_dirty, joint.node(operand).shape), operand)
         outputs: list[int] = []
         for i in wrt:
             source = joint.node(grads[i].id) if grads.get(i) is not None else None
@@ -210,6 +211,37 @@ def reverse(graph: Graph, wrt: list[int], output: int, in_place: bool = False,
                 mode.at(loc=joint.node(i).loc, grad_of=i)
             outputs.append(_as_gradient(joint, grads.get(i), joint.node(i), taken=outputs))
     return joint, outputs
+
+
+RUNNING_TOTAL_PARTS = 4  # contributions to one value before they become a running total
+
+
+def _contribute(graph: Graph, parts: list[_Part], part: _Part, operand: int) -> None:
+    """Add `part` to an operand's contributions. Once RUNNING_TOTAL_PARTS clean ones
+    (no masks) have come, they are summed, and every later one is added to that
+    running total as it comes: a value read in every iteration of a loop (a weight)
+    accumulates its gradient inside the backward loop (`g_W += ...`) instead of
+    keeping every iteration's share for one sum at the end. Fewer parts are summed
+    in one expression when the operand's cotangent is needed (`g_a = d + 1.0 / b`)."""
+    if len(parts) == 1 and parts[0].running and not part.mask and parts[0].ct.shape == part.ct.shape:
+        parts[0] = _Part(min(parts[0].consumer, part.consumer), _named_total(graph, parts[0].ct + part.ct, operand),
+                         running=True)
+        return
+    parts.append(part)
+    if len(parts) < RUNNING_TOTAL_PARTS or any(p.mask for p in parts) or len({p.ct.shape for p in parts}) > 1:
+        return
+    parts.sort(key=lambda p: p.consumer)
+    total = parts[0].ct
+    for p in parts[1:]:
+        total = total + p.ct
+    parts[:] = [_Part(parts[0].consumer, _named_total(graph, total, operand), running=True)]
+
+
+def _named_total(graph: Graph, total: Tracer, operand: int) -> Tracer:
+    node = graph.node(total.id)
+    if node.cotangent_of is None:
+        node.cotangent_of = operand
+    return total
 
 
 def _drop_unread(graph: Graph, first_new: int, kept: list[int]) -> None:
