@@ -198,9 +198,28 @@ class _Emitter:
             after.append(ast.Delete([ast.Name(self.names[i], ast.Del()) for i in released]))
         self.units.append(Unit(stmts, header, suffix, after))
 
+    def stacked(self, names: tuple) -> Optional[str]:
+        """A module-level array of the constants `names` stacked (a loop reads one per
+        iteration), or None unless all are arrays of one shape and dtype the module
+        binds at compile time (a captured array is read live, so never copied)."""
+        values = [self.constants.get(name) for name in names]
+        if any(not isinstance(v, np.ndarray) or name in self.captured for v, name in zip(values, names)):
+            return None
+        if len({(v.shape, v.dtype) for v in values}) != 1:
+            return None
+        name = self.ns.fresh(names[0] + "s")
+        self.constants[name] = np.stack(values)
+        return name
+
+    def unused_constants_dropped(self, lines: list[str]) -> None:
+        """Forget arrays no line names (constants stacked for a loop)."""
+        named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", "\n".join(lines)))
+        for name in [n for n, v in self.constants.items() if isinstance(v, np.ndarray) and n not in named]:
+            del self.constants[name]
+
     def body_lines(self) -> list[str]:
         """The function's lines: every unit, runs that repeat as loops (compiler/rolling.py)."""
-        lines = print_units(self.units, self.ns.fresh, roll=self.roll)
+        lines = print_units(self.units, self.ns.fresh, roll=self.roll, gather=self.stacked)
         for line in lines:  # a false positive (the text in a string) only adds an unused import
             if line.lstrip().startswith("#"):
                 continue  # a `# grad of:` header quotes the user's line
@@ -261,6 +280,7 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
         em.units.append(Unit([ast.Assign([target], em.ref(node))]))
     em.units.append(Unit([ast.Return(em.output(out_tree))]))
     lines = em.body_lines()
+    em.unused_constants_dropped(lines + em.made)
     arguments = ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[], defaults=[])
     header = _unparse(ast.FunctionDef(name=fn_name, args=arguments, body=[ast.Pass()], decorator_list=[]))
     header = header.splitlines()[0]

@@ -23,6 +23,8 @@ constant moves by the same step each iteration (`xs[i]`, `xs[998 - i]`). The loo
 then performs exactly the statements the unrolled code performs, on the same
 objects, in the same order, so it computes the same values bit for bit; only names
 differ. The lists hold references, as the unrolled code's names did: no copies.
+Module-level constants an iteration reads one per iteration (`xs[t]` of an array
+the trace holds) are stacked into one array the module binds (`xss[i]`).
 Code after a loop reads the last iteration's values by the loop's names and
 earlier iterations' from the lists.
 """
@@ -77,6 +79,7 @@ class _Run:
     inits: dict = field(default_factory=dict)  # (slot, store) -> the definition the first iteration read
     relations: list = field(default_factory=list)  # per slot, per occurrence: the template's relation
     affine: dict = field(default_factory=dict)  # (slot, occurrence) -> (first value, step)
+    sequences: dict = field(default_factory=dict)  # (slot, occurrence) -> the module names each iteration reads
 
     @property
     def end(self) -> int:
@@ -86,9 +89,12 @@ class _Run:
         return divmod(unit - self.start, self.period)
 
 
-def print_units(units: list[Unit], fresh: Callable[[str], str], roll: bool = True) -> list[str]:
+def print_units(units: list[Unit], fresh: Callable[[str], str], roll: bool = True,
+                gather: Callable[[tuple], Optional[str]] = lambda names: None) -> list[str]:
     """The function body's lines for `units` (indented one level), with runs that
-    repeat printed as loops when `roll`; `fresh(hint)` gives unused identifiers."""
+    repeat printed as loops when `roll`; `fresh(hint)` gives unused identifiers, and
+    `gather(names)` a module-level name holding the module-level values `names`
+    stacked (each iteration reading its own constant), or None where it cannot."""
     if not roll or len(units) < MIN_ITERATIONS:
         return [line for unit in units for line in _unit_lines(unit, 1)]
     scanned = _scan_all(units)
@@ -98,7 +104,7 @@ def print_units(units: list[Unit], fresh: Callable[[str], str], roll: bool = Tru
         if not runs:
             break
         try:
-            return _Printer(units, scanned, runs, fresh).lines()
+            return _Printer(units, scanned, runs, fresh, gather).lines()
         except _Unrollable as err:  # a run other code reads in a way a loop cannot serve
             banned.add(err.start)
     return [line for unit in units for line in _unit_lines(unit, 1)]
@@ -252,6 +258,8 @@ def _relation(occ: tuple, unit: int, start: int, period: int, owner: dict) -> tu
     _, _, kind, definition = occ
     if kind == STORE:
         return (STORE,), None
+    if definition[0] == "free":  # a module-level name: np, a constant (maybe one per iteration)
+        return (kind, "free"), definition[1]
     if isinstance(definition[0], str):
         return (kind, "fixed", definition), None
     du, store = definition
@@ -301,14 +309,21 @@ def _verified(scanned: list[_Scanned], start: int, period: int, owner: dict) -> 
                     continue
             if seed_static != static:
                 return None
-            if value is not None:
+            if static[1:2] == ("free",):
+                run.sequences[(j, k)] = [seed_value, value]
+            elif value is not None:
                 run.affine[(j, k)] = (seed_value, value - seed_value)
     while True:
         rels = iteration(run.count)
         if rels is None or not _same(rels, template, run, run.count):
             break
+        for (j, k), names in run.sequences.items():
+            names.append(rels[j][k][1])
         run.count += 1
-    return run if run.count >= MIN_ITERATIONS else None
+    if run.count < MIN_ITERATIONS:
+        return None
+    run.sequences = {key: names for key, names in run.sequences.items() if len(set(names)) > 1}
+    return run
 
 
 def _same(rels: list, template: list, run: _Run, i: int) -> bool:
@@ -316,7 +331,7 @@ def _same(rels: list, template: list, run: _Run, i: int) -> bool:
         for k, ((static, value), (model_static, _)) in enumerate(zip(slot, model)):
             if static != model_static:
                 return False
-            if value is not None:
+            if value is not None and static[1:2] != ("free",):
                 first, step = run.affine[(j, k)]
                 if value != first + step * i:
                     return False
@@ -334,8 +349,10 @@ class _Printer:
     rewrite is planned before any syntax tree changes, so a run found unprintable
     (`_Unrollable`) leaves the units as they were."""
 
-    def __init__(self, units: list[Unit], scanned: list[_Scanned], runs: list[_Run], fresh: Callable[[str], str]):
+    def __init__(self, units: list[Unit], scanned: list[_Scanned], runs: list[_Run], fresh: Callable[[str], str],
+                 gather: Callable[[tuple], Optional[str]]):
         self.units, self.scanned, self.runs, self.fresh = units, scanned, runs, fresh
+        self.gather = gather
         self.owner = {u: run for run in runs for u in range(run.start, run.end)}
         self.by_start = {run.start: run for run in runs}
         self.names = {run.start: self._loop_names(run) for run in runs}  # run -> (slot, store) -> name
@@ -481,6 +498,13 @@ class _Printer:
                 elif static[1] == "list":
                     first, step = run.affine[(j, k)]
                     ref = self._reference(occ[3], _affine(first, step, index) if step else None)
+                elif static[1] == "free":
+                    ref = None
+                    if (j, k) in run.sequences:  # a module constant per iteration: one stacked array
+                        stacked = self.gather(tuple(run.sequences[(j, k)]))
+                        if stacked is None or kind == DELETE:
+                            raise _Unrollable(run.start)
+                        ref = ast.Subscript(ast.Name(stacked, ast.Load()), index, ast.Load())
                 else:
                     ref = self._reference(occ[3])
                 if ref is not None:
@@ -523,6 +547,8 @@ class _Printer:
 
     def _seed(self, static: tuple, value: Any) -> ast.expr:
         """The value a carry starts from: what the first iteration read."""
+        if static[1] == "free":
+            return ast.Name(value, ast.Load())
         if static[1] == "list":  # an earlier loop's value
             producer = self.by_start[static[2]]
             key = (static[3], static[4])

@@ -162,3 +162,23 @@ def test_fewer_than_four_repeats_stay_unrolled():
     lines = ["v1 = a * 2", "v2 = v1 * 2", "v3 = v2 * 2", "return v3"]
     printed = print_units(_units("\n".join(lines)), lambda hint: hint)
     assert not any("for " in line for line in printed)
+
+
+DATA = np.linspace(-1.0, 1.0, 60).reshape(20, 3)
+
+
+def test_a_loop_over_a_global_arrays_rows_reads_them_stacked():
+    """`DATA[t]` with a static t is a constant per iteration: the loop reads them from
+    one array the module binds, and the per-row constants are gone."""
+    def loss(w):
+        h = np.zeros(3)
+        for t in range(DATA.shape[0]):
+            h = np.tanh(h * w + DATA[t])
+        return np.sum(h)
+
+    w = np.array([0.5, -0.3, 0.8])
+    g = grad(loss)
+    np.testing.assert_allclose(g(w), numerical_grad(loss, w), rtol=1e-6, atol=1e-9)
+    source = g.source(w)
+    assert re.search(r"\w+s\[i\]", source) and "for i in range(20):" in source, source
+    assert source.count("bound at compile time") <= 3, source
