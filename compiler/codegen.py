@@ -53,6 +53,7 @@ class _Emitter:
         self.captured: set[str] = set()
         self.units: list[Unit] = []
         self.roll = True
+        self.stacks: dict[str, dict[str, int]] = {}  # stacked constants: name -> {constant: row}
         self.group: Optional[tuple] = None
         self.scipy_modules: set[str] = set()  # scipy submodules named (scipy.special.erf, scipy.linalg.sqrtm)
         self.raises_path_miss = False  # a guard checks a decision on traced values
@@ -198,18 +199,26 @@ class _Emitter:
             after.append(ast.Delete([ast.Name(self.names[i], ast.Del()) for i in released]))
         self.units.append(Unit(stmts, header, suffix, after))
 
-    def stacked(self, names: tuple) -> Optional[str]:
-        """A module-level array of the constants `names` stacked (a loop reads one per
-        iteration), or None unless all are arrays of one shape and dtype the module
-        binds at compile time (a captured array is read live, so never copied)."""
+    def stacked(self, names: tuple) -> Optional[tuple[str, int, int]]:
+        """Where the constants `names` (a loop reads one per iteration) lie stacked in a
+        module-level array: (its name, first index, step). An array stacked for an
+        earlier loop serves again (the backward loop reads the forward's rows in
+        reverse); else a new one is made. None unless all are arrays of one shape and
+        dtype bound at compile time (a captured array is read live, never copied)."""
+        for name, rows in self.stacks.items():
+            if names[0] in rows and names[1] in rows:
+                first, step = rows[names[0]], rows[names[1]] - rows[names[0]]
+                if all(rows.get(n) == first + step * k for k, n in enumerate(names)):
+                    return name, first, step
         values = [self.constants.get(name) for name in names]
         if any(not isinstance(v, np.ndarray) or name in self.captured for v, name in zip(values, names)):
             return None
-        if len({(v.shape, v.dtype) for v in values}) != 1:
+        if len({(v.shape, v.dtype) for v in values}) != 1 or len(set(names)) != len(names):
             return None
         name = self.ns.fresh(names[0] + "s")
         self.constants[name] = np.stack(values)
-        return name
+        self.stacks[name] = {n: k for k, n in enumerate(names)}
+        return name, 0, 1
 
     def unused_constants_dropped(self, lines: list[str]) -> None:
         """Forget arrays no line names (constants stacked for a loop)."""

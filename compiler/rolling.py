@@ -90,11 +90,11 @@ class _Run:
 
 
 def print_units(units: list[Unit], fresh: Callable[[str], str], roll: bool = True,
-                gather: Callable[[tuple], Optional[str]] = lambda names: None) -> list[str]:
+                gather: Callable[[tuple], Optional[tuple]] = lambda names: None) -> list[str]:
     """The function body's lines for `units` (indented one level), with runs that
     repeat printed as loops when `roll`; `fresh(hint)` gives unused identifiers, and
-    `gather(names)` a module-level name holding the module-level values `names`
-    stacked (each iteration reading its own constant), or None where it cannot."""
+    `gather(names)` says where the module-level values `names` (one per iteration)
+    lie stacked: (module-level name, first index, step), or None where they cannot."""
     if not roll or len(units) < MIN_ITERATIONS:
         return [line for unit in units for line in _unit_lines(unit, 1)]
     scanned = _scan_all(units)
@@ -350,7 +350,7 @@ class _Printer:
     (`_Unrollable`) leaves the units as they were."""
 
     def __init__(self, units: list[Unit], scanned: list[_Scanned], runs: list[_Run], fresh: Callable[[str], str],
-                 gather: Callable[[tuple], Optional[str]]):
+                 gather: Callable[[tuple], Optional[tuple]]):
         self.units, self.scanned, self.runs, self.fresh = units, scanned, runs, fresh
         self.gather = gather
         self.owner = {u: run for run in runs for u in range(run.start, run.end)}
@@ -504,7 +504,8 @@ class _Printer:
                         stacked = self.gather(tuple(run.sequences[(j, k)]))
                         if stacked is None or kind == DELETE:
                             raise _Unrollable(run.start)
-                        ref = ast.Subscript(ast.Name(stacked, ast.Load()), index, ast.Load())
+                        name, first, step = stacked
+                        ref = ast.Subscript(ast.Name(name, ast.Load()), _affine(first, step, index), ast.Load())
                 else:
                     ref = self._reference(occ[3])
                 if ref is not None:
