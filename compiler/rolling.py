@@ -42,7 +42,7 @@ MIN_ITERATIONS = 4  # fewer repeats stay unrolled: a loop of two or three reads 
 MAX_PERIOD = 512  # the most units one iteration may have
 _CANDIDATE_PERIODS = 8  # periods tried at a position: the distances to the next units alike
 _LOOKAHEAD = 2048  # units compared by skeleton alone when ranking periods (ties go to the shorter)
-_MAX_BANNED = 8  # runs found unprintable before the function is printed unrolled
+_MAX_BANNED = 8  # runs found unprintable (their units then stay unrolled) before all are printed unrolled
 
 LOAD, STORE, DELETE = "load", "store", "delete"
 _TEMPORARY = re.compile(r"t\d+")  # compiler/naming.py's temporaries
@@ -99,21 +99,23 @@ def print_units(units: list[Unit], fresh: Callable[[str], str], roll: bool = Tru
         return [line for unit in units for line in _unit_lines(unit, 1)]
     scanned = _scan_all(units)
     banned: set[int] = set()
-    while len(banned) <= _MAX_BANNED:
+    for _ in range(_MAX_BANNED + 1):
         runs = _find_runs(scanned, banned)
         if not runs:
             break
         try:
             return _Printer(units, scanned, runs, fresh, gather).lines()
-        except _Unrollable as err:  # a run other code reads in a way a loop cannot serve
-            banned.add(err.start)
+        except _Unrollable as err:  # a run other code reads in a way a loop cannot serve: its units stay unrolled
+            banned.update(range(err.run.start, err.run.end))
     return [line for unit in units for line in _unit_lines(unit, 1)]
 
 
 class _Unrollable(Exception):
-    def __init__(self, start: int):
-        super().__init__(start)
-        self.start = start
+    """A run found that cannot print as a loop after all."""
+
+    def __init__(self, run: "_Run"):
+        super().__init__(run.start)
+        self.run = run
 
 
 # --- reading units --------------------------------------------------------------------
@@ -228,7 +230,7 @@ def _find_runs(scanned: list[_Scanned], banned: set[int]) -> list[_Run]:
             for reach, period in sorted(candidates, key=lambda c: (-c[0], c[1])):
                 if best is not None and best.count * best.period >= reach:
                     break
-                run = _verified(scanned, s, period, owner)
+                run = _verified(scanned, s, period, owner, banned)
                 if run is not None and (best is None or run.count * run.period > best.count * best.period):
                     best = run
         if best is None:
@@ -273,9 +275,9 @@ def _relation(occ: tuple, unit: int, start: int, period: int, owner: dict) -> tu
     return (kind, "list", producer.start, slot, store), r
 
 
-def _verified(scanned: list[_Scanned], start: int, period: int, owner: dict) -> Optional[_Run]:
+def _verified(scanned: list[_Scanned], start: int, period: int, owner: dict, banned: set[int]) -> Optional[_Run]:
     """The longest run from `start` whose iterations match (see the module
-    docstring), or None when fewer than MIN_ITERATIONS do."""
+    docstring) and hold no `banned` unit, or None when fewer than MIN_ITERATIONS do."""
     n = len(scanned)
 
     def iteration(i: int) -> Optional[list]:
@@ -285,6 +287,8 @@ def _verified(scanned: list[_Scanned], start: int, period: int, owner: dict) -> 
         rels = []
         for j in range(period):
             u = base + j
+            if u in banned:
+                return None
             if i and scanned[u].skeleton is not scanned[u - period].skeleton and scanned[u].skeleton != scanned[u - period].skeleton:
                 return None
             rels.append([_relation(occ, u, start, period, owner) for occ in scanned[u].occurrences])
@@ -379,7 +383,7 @@ class _Printer:
         for names in (nicer, first):
             if _same_pattern(names, template):
                 return names
-        raise _Unrollable(run.start)
+        raise _Unrollable(run)
 
     def _plan_lists(self) -> None:
         """Which values of which runs later code reads by iteration (a list each)."""
@@ -445,7 +449,7 @@ class _Printer:
                 replace[id(occ[1])] = _deleted(ref) if occ[2] == DELETE else ref
             if occ[2] == LOAD and ref is not None and _binds(self.scanned[u], occ[1]):
                 if not (type(ref) is ast.Name and ref.id == occ[1].id):  # `g += v` must read the name it binds
-                    raise _Unrollable(self.owner[occ[3][0]].start)
+                    raise _Unrollable(self.owner[occ[3][0]])
         return replace
 
     def _loop(self, run: _Run) -> tuple:
@@ -483,7 +487,7 @@ class _Printer:
                     name = names[(j, stores)]
                     read = replace.get(id(node))  # `g += v` reads the name it binds: one name
                     if read is not None and not (type(read) is ast.Name and read.id == name):
-                        raise _Unrollable(run.start)
+                        raise _Unrollable(run)
                     replace[id(node)] = ast.Name(name, ast.Store())
                     stores += 1
                     continue
@@ -503,7 +507,7 @@ class _Printer:
                     if (j, k) in run.sequences:  # a module constant per iteration: one stacked array
                         stacked = self.gather(tuple(run.sequences[(j, k)]))
                         if stacked is None or kind == DELETE:
-                            raise _Unrollable(run.start)
+                            raise _Unrollable(run)
                         name, first, step = stacked
                         ref = ast.Subscript(ast.Name(name, ast.Load()), _affine(first, step, index), ast.Load())
                 else:

@@ -217,3 +217,13 @@ def test_a_training_step_over_a_loop_updates_in_place_and_saves(tmp_path):
     saved = module.loss_grad(*[before[k] for k in ("Wh", "Wx", "Wd")], xs)
     for k, got in zip(("Wh", "Wx", "Wd"), saved):
         np.testing.assert_array_equal(got, want[k])
+
+
+def test_a_run_that_cannot_print_as_a_loop_leaves_the_others_rolled():
+    """Each iteration reads a different module-level name the printer cannot stack
+    (here `gather` stacks nothing): that run stays unrolled, the next one is a loop."""
+    lines = [f"a{k} = p{k} * 2" for k in range(1, 7)] + [f"v{k} = v{k - 1} * 3" for k in range(1, 8)]
+    inputs = {f"p{k}": k for k in range(1, 7)}
+    rolled = _rolled_and_unrolled("\n".join(lines) + "\nreturn (a6, a2, v7)", v0=1, **inputs)
+    assert sum(line.strip().startswith("for ") for line in rolled) == 1
+    assert any("a3 = p3 * 2" in line for line in rolled)
