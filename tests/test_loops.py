@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import compiler.rolling as rolling
 from compiler import compile_step, grad, jvp, scan, fori_loop, value_and_grad
@@ -227,3 +229,62 @@ def test_a_run_that_cannot_print_as_a_loop_leaves_the_others_rolled():
     rolled = _rolled_and_unrolled("\n".join(lines) + "\nreturn (a6, a2, v7)", v0=1, **inputs)
     assert sum(line.strip().startswith("for ") for line in rolled) == 1
     assert any("a3 = p3 * 2" in line for line in rolled)
+
+
+@st.composite
+def unrolled_programs(draw):
+    """Straight-line code as a tracer records a loop: each iteration the same
+    statements (drawn once), reading values of the same iteration, of the previous one
+    (a carry, seeded from an input), a loop-invariant input, `xs[a + b*i]`, with an
+    accumulator (`acc += ...`) and `del`s; sometimes one iteration differs. Then code
+    that reads chosen iterations, and a loop that reads the first one's values last
+    first."""
+    count = draw(st.integers(4, 8))
+    period = draw(st.integers(1, 3))
+    start, step = draw(st.integers(0, 3)), draw(st.sampled_from([1, 2]))
+    template = []
+    for j in range(period):
+        kinds = ["carry", "invariant", "index"] + (["same"] * 2 if j else [])
+        reads = [(kind, draw(st.integers(0, max(j - 1, 0) if kind == "same" else period - 1)))
+                 for kind in draw(st.lists(st.sampled_from(kinds), min_size=1, max_size=3))]
+        template.append((reads, draw(st.sampled_from(["+", "*", "-"]))))
+    odd = draw(st.integers(-1, count - 1))  # an iteration whose first statement differs (-1: none)
+    accumulate, delete = draw(st.booleans()), draw(st.booleans())
+    lines, names = (["acc = 0"] if accumulate else []), {}
+    for i in range(count):
+        for j, (reads, op) in enumerate(template):
+            operands = []
+            for kind, k in reads:
+                if kind == "same":
+                    operands.append(names[(i, k)])
+                elif kind == "carry":
+                    operands.append(names[(i - 1, k)] if i else f"seed{k}")
+                elif kind == "index":
+                    operands.append(f"xs[{start + step * i}]")
+                else:
+                    operands.append("c")
+            names[(i, j)] = f"v{j}_{i}"
+            tail = " + 1" if (i, j) == (odd, 0) else ""
+            lines.append(f"v{j}_{i} = ({f' {op} '.join(operands)}{tail}) % 1000003")
+        if accumulate:
+            lines.append(f"acc += {names[(i, period - 1)]}")
+        if delete and i >= 2 and period > 1:
+            lines.append(f"del v0_{i - 2}")
+    alive = [key for key in names if not (delete and period > 1 and key[1] == 0 and key[0] < count - 2)]
+    later = [f"w0 = {names[(count - 1, period - 1)]} * 2"]
+    later += [f"w{i} = w{i - 1} + {names[(count - 1 - i, period - 1)]} * 2" for i in range(1, count)]
+    picks = [names[draw(st.sampled_from(alive))] for _ in range(3)]
+    result = ", ".join(picks + [f"w{count - 1}"] + (["acc"] if accumulate else []))
+    return "\n".join(lines + later + [f"return ({result},)"]), period
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(unrolled_programs())
+def test_rolled_code_computes_what_the_unrolled_code_computes(program):
+    source, period = program
+    names = iter(range(10 ** 6))
+    fresh = lambda hint: hint if hint == "i" else f"{hint}_{next(names)}"  # noqa: E731
+    inputs = dict(c=7, xs=list(range(100, 140)), **{f"seed{k}": 11 + k for k in range(period)})
+    rolled = print_units(_units(source), fresh)
+    plain = print_units(_units(source), lambda hint: hint, roll=False)
+    assert _run(rolled, **inputs) == _run(plain, **inputs), "\n".join(rolled)
