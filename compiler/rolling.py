@@ -361,6 +361,7 @@ class _Printer:
         self.by_start = {run.start: run for run in runs}
         self.names = {run.start: self._loop_names(run) for run in runs}  # run -> (slot, store) -> name
         self.lists: dict[int, dict] = {run.start: {} for run in runs}  # run -> (slot, store) -> list name
+        self.rows = {run.start: self._rows(run) for run in runs}  # run -> (slot, store) -> (array, first, step)
         self._plan_lists()
         self.index = fresh("i") if runs else ""
 
@@ -385,6 +386,30 @@ class _Printer:
                 return names
         raise _Unrollable(run)
 
+    def _rows(self, run: _Run) -> dict:
+        """The run's values that are a row of a module-level name or argument at an
+        index moving by a step (`t1 = xs[i]`): later code reads `xs[995 - i]` again
+        rather than a list of them. Such a name is never rebound or deleted, and the
+        row is a view, so it reads what the row read (an in-place update of the
+        array shows in both)."""
+        rows = {}
+        for j in range(run.period):
+            u = run.start + run.period + j
+            stmts, occurrences = self.units[u].stmts, self.scanned[u].occurrences
+            if len(stmts) != 1 or self.units[u].after or len(occurrences) != 3:
+                continue
+            stmt = stmts[0]
+            if not (type(stmt) is ast.Assign and type(stmt.value) is ast.Subscript
+                    and type(stmt.value.value) is ast.Name and type(stmt.value.slice) is ast.Constant):
+                continue
+            array, number, target = occurrences
+            if (array[0], array[2], number[0], target[2]) != ("name", LOAD, "int", STORE):
+                continue
+            if run.relations[j][0][:2] != (LOAD, "free") or (j, 0) in run.sequences or (j, 1) not in run.affine:
+                continue
+            rows[(j, 0)] = (array[1].id, *run.affine[(j, 1)])
+        return rows
+
     def _plan_lists(self) -> None:
         """Which values of which runs later code reads by iteration (a list each)."""
         for u, scanned in enumerate(self.scanned):
@@ -398,26 +423,39 @@ class _Printer:
                     continue
                 r, slot = producer.iteration_of(occ[3][0])
                 by_iteration = here is not None and (j, k) in here.affine and here.affine[(j, k)][1] != 0
-                if by_iteration or r != producer.count - 1:
+                key = (slot, occ[3][1])
+                if (by_iteration or r != producer.count - 1) and key not in self.rows[producer.start]:
                     lists = self.lists[producer.start]
-                    key = (slot, occ[3][1])
                     if key not in lists:
                         lists[key] = self.fresh(self.names[producer.start][key] + "s")
 
-    def _reference(self, definition: tuple, iteration: Optional[ast.expr] = None) -> Optional[ast.expr]:
+    def _reference(self, definition: tuple, moving: Optional[tuple[int, int]] = None) -> Optional[ast.expr]:
         """How code outside a run reads `definition`: None (by its own name), the
-        loop's name, or the run's list at `iteration` (or at the definition's own)."""
+        loop's name, a row again (`xs[3]`), or the run's list at the definition's own
+        iteration, or, `moving` = (first, step), at iteration first + step*i of the
+        reading loop."""
         if isinstance(definition[0], str):
             return None
         producer = self.owner.get(definition[0])
         if producer is None:
             return None
         r, slot = producer.iteration_of(definition[0])
-        key = (slot, definition[1])
-        if iteration is None and r == producer.count - 1:
+        return self._iteration_of(producer, (slot, definition[1]), r, moving)
+
+    def _iteration_of(self, producer: _Run, key: tuple, r: int, moving: Optional[tuple[int, int]]) -> ast.expr:
+        """A run's value `key` at its iteration r, or at first + step*i (`moving`)."""
+        first, step = moving if moving is not None else (r, 0)
+        row = self.rows[producer.start].get(key)
+        if row is not None:  # xs[a + b*r] for r = first + step*i
+            array, a, b = row
+            return ast.Subscript(ast.Name(array, ast.Load()), _affine(a + b * first, b * step, self._index()), ast.Load())
+        if step == 0 and first == producer.count - 1:
             return ast.Name(self.names[producer.start][key], ast.Load())
-        index = iteration if iteration is not None else ast.Constant(r)
+        index = _affine(first, step, self._index())
         return ast.Subscript(ast.Name(self.lists[producer.start][key], ast.Load()), index, ast.Load())
+
+    def _index(self) -> ast.expr:
+        return ast.Name(self.index, ast.Load())
 
     def lines(self) -> list[str]:
         pieces: list = []  # planned: (unit, replacements) or a loop's (before, header, body)
@@ -501,7 +539,7 @@ class _Printer:
                     ref = ast.Name(name, ast.Load())
                 elif static[1] == "list":
                     first, step = run.affine[(j, k)]
-                    ref = self._reference(occ[3], _affine(first, step, index) if step else None)
+                    ref = self._reference(occ[3], (first, step) if step else None)
                 elif static[1] == "free":
                     ref = None
                     if (j, k) in run.sequences:  # a module constant per iteration: one stacked array
@@ -555,11 +593,7 @@ class _Printer:
         if static[1] == "free":
             return ast.Name(value, ast.Load())
         if static[1] == "list":  # an earlier loop's value
-            producer = self.by_start[static[2]]
-            key = (static[3], static[4])
-            if value == producer.count - 1:
-                return ast.Name(self.names[producer.start][key], ast.Load())
-            return ast.Subscript(ast.Name(self.lists[producer.start][key], ast.Load()), ast.Constant(value), ast.Load())
+            return self._iteration_of(self.by_start[static[2]], (static[3], static[4]), value, None)
         definition = static[2]
         ref = self._reference(definition)
         return ref if ref is not None else ast.Name(_name_of(self.scanned, definition), ast.Load())

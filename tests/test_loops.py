@@ -249,9 +249,11 @@ def unrolled_programs(draw):
                  for kind in draw(st.lists(st.sampled_from(kinds), min_size=1, max_size=3))]
         template.append((reads, draw(st.sampled_from(["+", "*", "-"]))))
     odd = draw(st.integers(-1, count - 1))  # an iteration whose first statement differs (-1: none)
-    accumulate, delete = draw(st.booleans()), draw(st.booleans())
+    accumulate, delete, row = draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
     lines, names = (["acc = 0"] if accumulate else []), {}
     for i in range(count):
+        if row:  # a row of an argument, read again by later code rather than kept in a list
+            lines.append(f"r{i} = xs[{2 * start + 1 + step * i}]")
         for j, (reads, op) in enumerate(template):
             operands = []
             for kind, k in reads:
@@ -260,7 +262,7 @@ def unrolled_programs(draw):
                 elif kind == "carry":
                     operands.append(names[(i - 1, k)] if i else f"seed{k}")
                 elif kind == "index":
-                    operands.append(f"xs[{start + step * i}]")
+                    operands.append(f"r{i}" if row else f"xs[{start + step * i}]")
                 else:
                     operands.append("c")
             names[(i, j)] = f"v{j}_{i}"
@@ -272,7 +274,8 @@ def unrolled_programs(draw):
             lines.append(f"del v0_{i - 2}")
     alive = [key for key in names if not (delete and period > 1 and key[1] == 0 and key[0] < count - 2)]
     later = [f"w0 = {names[(count - 1, period - 1)]} * 2"]
-    later += [f"w{i} = w{i - 1} + {names[(count - 1 - i, period - 1)]} * 2" for i in range(1, count)]
+    later += [f"w{i} = w{i - 1} + {names[(count - 1 - i, period - 1)]} * 2" + (f" + r{count - 1 - i}" if row else "")
+              for i in range(1, count)]
     picks = [names[draw(st.sampled_from(alive))] for _ in range(3)]
     result = ", ".join(picks + [f"w{count - 1}"] + (["acc"] if accumulate else []))
     return "\n".join(lines + later + [f"return ({result},)"]), period
