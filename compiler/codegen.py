@@ -37,7 +37,7 @@ class Generated:
     name: str
     source: str
     fn: Callable
-    constants: dict[str, np.ndarray]
+    constants: dict[str, Any]  # arrays, host functions, tuples of numbers
     keeps_arrays: bool = False  # computes into module-level arrays: calls must not overlap
 
 
@@ -49,7 +49,7 @@ class _Emitter:
         self.ns = Namespace({fn_name})
         self.names: dict[int, str] = {}
         self.exprs: dict[int, ast.expr] = {}
-        self.constants: dict[str, np.ndarray] = {}
+        self.constants: dict[str, Any] = {}
         self.captured: set[str] = set()
         self.units: list[Unit] = []
         self.roll = True
@@ -220,15 +220,26 @@ class _Emitter:
         self.stacks[name] = {n: k for k, n in enumerate(names)}
         return name, 0, 1
 
+    def table(self, numbers: tuple) -> str:
+        """A module-level tuple of Python numbers a loop reads one per iteration (as
+        literals they would be Python numbers too: weak scalars, unlike an array's)."""
+        for name, value in self.constants.items():
+            if type(value) is tuple and value == numbers and [repr(v) for v in value] == [repr(v) for v in numbers]:
+                return name
+        name = self.ns.fresh("numbers")
+        self.constants[name] = numbers
+        return name
+
     def unused_constants_dropped(self, lines: list[str]) -> None:
-        """Forget arrays no line names (constants stacked for a loop)."""
+        """Forget arrays and tables no line names (made for a loop that stayed unrolled,
+        or rows of a constant a loop reads stacked)."""
         named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", "\n".join(lines)))
-        for name in [n for n, v in self.constants.items() if isinstance(v, np.ndarray) and n not in named]:
+        for name in [n for n, v in self.constants.items() if isinstance(v, (np.ndarray, tuple)) and n not in named]:
             del self.constants[name]
 
     def body_lines(self) -> list[str]:
         """The function's lines: every unit, runs that repeat as loops (compiler/rolling.py)."""
-        lines = print_units(self.units, self.ns.fresh, roll=self.roll, gather=self.stacked)
+        lines = print_units(self.units, self.ns.fresh, roll=self.roll, gather=self.stacked, tabulate=self.table)
         for line in lines:  # a false positive (the text in a string) only adds an unused import
             if line.lstrip().startswith("#"):
                 continue  # a `# grad of:` header quotes the user's line
@@ -298,7 +309,9 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
     bound = [
         f"# {name}: {value.dtype}{list(value.shape)} array, "
         + ("the caller's own (read when the function runs)" if name in em.captured else "bound at compile time")
-        if isinstance(value, np.ndarray) else f"# {name}: {_python_name(value)}, called as Python code"
+        if isinstance(value, np.ndarray)
+        else f"# {name}: {len(value)} Python numbers, one per iteration of a loop" if type(value) is tuple
+        else f"# {name}: {_python_name(value)}, called as Python code"
         for name, value in em.constants.items()
     ]
     body = _quiet_discarded_lanes(lines) if _masks_discarded_lanes(graph) and not debug_nans else lines

@@ -63,7 +63,8 @@ class Unit:
 @dataclass
 class _Scanned:
     """A unit's syntax with names and int constants taken out (`skeleton`), and those
-    in evaluation order: ("name", node, kind, definition) and ("int", node, value)."""
+    in evaluation order: ("name", node, kind, definition) and ("num", node, value)
+    (an int or float constant)."""
 
     skeleton: tuple
     occurrences: list
@@ -90,11 +91,14 @@ class _Run:
 
 
 def print_units(units: list[Unit], fresh: Callable[[str], str], roll: bool = True,
-                gather: Callable[[tuple], Optional[tuple]] = lambda names: None) -> list[str]:
+                gather: Callable[[tuple], Optional[tuple]] = lambda names: None,
+                tabulate: Callable[[tuple], Optional[str]] = lambda numbers: None) -> list[str]:
     """The function body's lines for `units` (indented one level), with runs that
-    repeat printed as loops when `roll`; `fresh(hint)` gives unused identifiers, and
+    repeat printed as loops when `roll`; `fresh(hint)` gives unused identifiers,
     `gather(names)` says where the module-level values `names` (one per iteration)
-    lie stacked: (module-level name, first index, step), or None where they cannot."""
+    lie stacked: (module-level name, first index, step), or None where they cannot,
+    and `tabulate(numbers)` names a module-level tuple of the Python numbers (one
+    per iteration: `0.1 * t` computed in the user's loop), or None where it cannot."""
     if not roll or len(units) < MIN_ITERATIONS:
         return [line for unit in units for line in _unit_lines(unit, 1)]
     scanned = _scan_all(units)
@@ -104,7 +108,7 @@ def print_units(units: list[Unit], fresh: Callable[[str], str], roll: bool = Tru
         if not runs:
             break
         try:
-            return _Printer(units, scanned, runs, fresh, gather).lines()
+            return _Printer(units, scanned, runs, fresh, gather, tabulate).lines()
         except _Unrollable as err:  # a run other code reads in a way a loop cannot serve: its units stay unrolled
             banned.update(range(err.run.start, err.run.end))
     return [line for unit in units for line in _unit_lines(unit, 1)]
@@ -159,9 +163,9 @@ def _scan(node: Any, skeleton: list, occurrences: list) -> None:
         return
     if kind is ast.Constant:
         value = node.value
-        if type(value) is int:
+        if type(value) in (int, float):
             skeleton.append("I")
-            occurrences.append(("int", node, value))
+            occurrences.append(("num", node, value))
         else:
             skeleton.append((type(value), repr(value)))
         return
@@ -255,8 +259,8 @@ def _repeats(kinds: list[int], start: int, period: int) -> int:
 def _relation(occ: tuple, unit: int, start: int, period: int, owner: dict) -> tuple:
     """What an occurrence in `unit` refers to, relative to a run from `start`:
     (static part, value that may move by a step per iteration)."""
-    if occ[0] == "int":
-        return ("int",), occ[2]
+    if occ[0] == "num":
+        return ("num",), occ[2]
     _, _, kind, definition = occ
     if kind == STORE:
         return (STORE,), None
@@ -313,7 +317,7 @@ def _verified(scanned: list[_Scanned], start: int, period: int, owner: dict, ban
                     continue
             if seed_static != static:
                 return None
-            if static[1:2] == ("free",):
+            if static[1:2] == ("free",) or static == ("num",):
                 run.sequences[(j, k)] = [seed_value, value]
             elif value is not None:
                 run.affine[(j, k)] = (seed_value, value - seed_value)
@@ -321,13 +325,23 @@ def _verified(scanned: list[_Scanned], start: int, period: int, owner: dict, ban
         rels = iteration(run.count)
         if rels is None or not _same(rels, template, run, run.count):
             break
-        for (j, k), names in run.sequences.items():
-            names.append(rels[j][k][1])
+        for (j, k), values in run.sequences.items():
+            values.append(rels[j][k][1])
         run.count += 1
     if run.count < MIN_ITERATIONS:
         return None
-    run.sequences = {key: names for key, names in run.sequences.items() if len(set(names)) > 1}
+    for key, values in list(run.sequences.items()):
+        if len({repr(v) for v in values}) == 1:
+            del run.sequences[key]  # the same in every iteration
+        elif all(type(v) is int for v in values) and _steps_evenly(values):
+            run.affine[key] = (values[0], values[1] - values[0])  # an index: `xs[i]`, `xs[998 - i]`
+            del run.sequences[key]
     return run
+
+
+def _steps_evenly(values: list[int]) -> bool:
+    step = values[1] - values[0]
+    return all(b - a == step for a, b in zip(values, values[1:]))
 
 
 def _same(rels: list, template: list, run: _Run, i: int) -> bool:
@@ -335,11 +349,26 @@ def _same(rels: list, template: list, run: _Run, i: int) -> bool:
         for k, ((static, value), (model_static, _)) in enumerate(zip(slot, model)):
             if static != model_static:
                 return False
-            if value is not None and static[1:2] != ("free",):
+            if static == ("num",):
+                if _breaks(run.sequences[(j, k)], value):
+                    return False
+            elif value is not None and static[1:2] != ("free",):
                 first, step = run.affine[(j, k)]
                 if value != first + step * i:
                     return False
     return True
+
+
+def _breaks(values: list, value: Any) -> bool:
+    """Whether a number ends a run: one that was the same in every iteration so far,
+    or an int moving by a fixed step, and is not now (the run ends there rather than
+    read its numbers from a table); numbers that differ from the start (`0.1 * t`)
+    go on, into a table."""
+    if all(repr(v) == repr(values[0]) for v in values):
+        return repr(value) != repr(values[0])
+    if all(type(v) is int for v in values) and _steps_evenly(values):
+        return not (type(value) is int and value - values[-1] == values[1] - values[0])
+    return False
 
 
 # --- printing ------------------------------------------------------------------------------
@@ -354,9 +383,9 @@ class _Printer:
     (`_Unrollable`) leaves the units as they were."""
 
     def __init__(self, units: list[Unit], scanned: list[_Scanned], runs: list[_Run], fresh: Callable[[str], str],
-                 gather: Callable[[tuple], Optional[tuple]]):
+                 gather: Callable[[tuple], Optional[tuple]], tabulate: Callable[[tuple], Optional[str]]):
         self.units, self.scanned, self.runs, self.fresh = units, scanned, runs, fresh
-        self.gather = gather
+        self.gather, self.tabulate = gather, tabulate
         self.owner = {u: run for run in runs for u in range(run.start, run.end)}
         self.by_start = {run.start: run for run in runs}
         self.names = {run.start: self._loop_names(run) for run in runs}  # run -> (slot, store) -> name
@@ -403,7 +432,7 @@ class _Printer:
                     and type(stmt.value.value) is ast.Name and type(stmt.value.slice) is ast.Constant):
                 continue
             array, number, target = occurrences
-            if (array[0], array[2], number[0], target[2]) != ("name", LOAD, "int", STORE):
+            if (array[0], array[2], number[0], target[2]) != ("name", LOAD, "num", STORE):
                 continue
             if run.relations[j][0][:2] != (LOAD, "free") or (j, 0) in run.sequences or (j, 1) not in run.affine:
                 continue
@@ -516,9 +545,14 @@ class _Printer:
             stores = 0
             for k, occ in enumerate(self.scanned[u].occurrences):
                 static = run.relations[j][k]
-                if occ[0] == "int":
+                if occ[0] == "num":
                     if (j, k) in run.affine and run.affine[(j, k)][1]:
                         replace[id(occ[1])] = _affine(*run.affine[(j, k)], index)
+                    elif (j, k) in run.sequences:  # a number per iteration: read from a tuple of them
+                        table = self.tabulate(tuple(run.sequences[(j, k)]))
+                        if table is None:
+                            raise _Unrollable(run)
+                        replace[id(occ[1])] = ast.Subscript(ast.Name(table, ast.Load()), index, ast.Load())
                     continue
                 node, kind = occ[1], occ[2]
                 if kind == STORE:

@@ -210,6 +210,9 @@ def rewrite(text: str, fn_name: str, constants: dict[str, np.ndarray], captured:
 
     literals, loaded, as_arguments = [], {}, []
     for name, value in constants.items():
+        if type(value) is tuple:  # Python numbers a loop reads one per iteration: they stay Python numbers
+            literals.append(f"{name} = {value!r}")
+            continue
         array = np.asarray(value)
         if _small(array) and not (mode == "arguments" and id(value) in captured):
             literals.append(f"{name} = np.array({array.tolist()!r}, dtype={array.dtype.name!r})")

@@ -244,7 +244,7 @@ def unrolled_programs(draw):
     start, step = draw(st.integers(0, 3)), draw(st.sampled_from([1, 2]))
     template = []
     for j in range(period):
-        kinds = ["carry", "invariant", "index"] + (["same"] * 2 if j else [])
+        kinds = ["carry", "invariant", "index", "number"] + (["same"] * 2 if j else [])
         reads = [(kind, draw(st.integers(0, max(j - 1, 0) if kind == "same" else period - 1)))
                  for kind in draw(st.lists(st.sampled_from(kinds), min_size=1, max_size=3))]
         template.append((reads, draw(st.sampled_from(["+", "*", "-"]))))
@@ -263,6 +263,8 @@ def unrolled_programs(draw):
                     operands.append(names[(i - 1, k)] if i else f"seed{k}")
                 elif kind == "index":
                     operands.append(f"r{i}" if row else f"xs[{start + step * i}]")
+                elif kind == "number":  # a number the loop computed in Python: one per iteration
+                    operands.append(repr([0.5 * i, (i * i) % 5][k % 2]))
                 else:
                     operands.append("c")
             names[(i, j)] = f"v{j}_{i}"
@@ -288,6 +290,37 @@ def test_rolled_code_computes_what_the_unrolled_code_computes(program):
     names = iter(range(10 ** 6))
     fresh = lambda hint: hint if hint == "i" else f"{hint}_{next(names)}"  # noqa: E731
     inputs = dict(c=7, xs=list(range(100, 140)), **{f"seed{k}": 11 + k for k in range(period)})
-    rolled = print_units(_units(source), fresh)
+    tables: dict = {}
+
+    def tabulate(numbers):
+        tables[f"numbers{len(tables)}"] = numbers
+        return f"numbers{len(tables) - 1}"
+
+    rolled = print_units(_units(source), fresh, tabulate=tabulate)
+    inputs.update(tables)
     plain = print_units(_units(source), lambda hint: hint, roll=False)
     assert _run(rolled, **inputs) == _run(plain, **inputs), "\n".join(rolled)
+
+
+def test_a_number_the_loop_computes_in_python_is_read_from_a_table(tmp_path):
+    """`0.1 * t` is a Python float per iteration: the loop reads it from a tuple of
+    Python numbers the module binds (weak scalars still), and a saved module too."""
+    def loss(w):
+        h = np.zeros(3, dtype=np.float32)
+        for t in range(12):
+            h = np.tanh(h * w + 0.1 * t)
+        return np.sum(h ** 2)
+
+    w = np.array([0.5, -0.3, 0.8], dtype=np.float32)
+    g = grad(loss)
+    got = g(w)
+    assert got.dtype == np.float32  # the numbers stayed weak: no float64 promotion
+    np.testing.assert_allclose(got, numerical_grad(loss, w.astype(np.float64)), rtol=2e-3, atol=1e-4)
+    source = g.source(w)
+    assert re.search(r"numbers\[i\]", source) and "Python numbers, one per iteration" in source, source
+    path = tmp_path / "with_numbers.py"
+    g.save(str(path), w)
+    spec = importlib.util.spec_from_file_location("with_numbers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    np.testing.assert_array_equal(module.loss_grad(w), got)
