@@ -199,17 +199,22 @@ class _Emitter:
             after.append(ast.Delete([ast.Name(self.names[i], ast.Del()) for i in released]))
         self.units.append(Unit(stmts, header, suffix, after))
 
-    def stacked(self, names: tuple) -> Optional[tuple[str, int, int]]:
-        """Where the constants `names` (a loop reads one per iteration) lie stacked in a
-        module-level array: (its name, first index, step). An array stacked for an
-        earlier loop serves again (the backward loop reads the forward's rows in
-        reverse); else a new one is made. None unless all are arrays of one shape and
-        dtype bound at compile time (a captured array is read live, never copied)."""
+    def stacked(self, names: tuple) -> Optional[tuple[str, int, int, bool]]:
+        """Where the module-level arrays `names` (a loop reads one per iteration) lie
+        stacked: (the stacked array's name, first row, step, whether rows are 0-d).
+        Kept arrays a loop computes into become rows of a new kept array. Constants
+        are stacked once; an array stacked for an earlier loop serves again (the
+        backward loop reads the forward's rows in reverse). None unless all are arrays
+        of one shape and dtype bound at compile time (a captured array is read live,
+        never copied)."""
         for name, rows in self.stacks.items():
             if names[0] in rows and names[1] in rows:
                 first, step = rows[names[0]], rows[names[1]] - rows[names[0]]
                 if all(rows.get(n) == first + step * k for k, n in enumerate(names)):
-                    return name, first, step
+                    return name, first, step, self.constants[name].ndim == 1
+        kept = self.workspace.stack(names, self.ns.used)
+        if kept is not None:
+            return kept, 0, 1, self.workspace.aval_of(names[0]).shape == ()
         values = [self.constants.get(name) for name in names]
         if any(not isinstance(v, np.ndarray) or name in self.captured for v, name in zip(values, names)):
             return None
@@ -218,7 +223,7 @@ class _Emitter:
         name = self.ns.fresh(names[0] + "s")
         self.constants[name] = np.stack(values)
         self.stacks[name] = {n: k for k, n in enumerate(names)}
-        return name, 0, 1
+        return name, 0, 1, values[0].ndim == 0
 
     def table(self, numbers: tuple) -> str:
         """A module-level tuple of Python numbers a loop reads one per iteration (as
@@ -315,7 +320,7 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
         for name, value in em.constants.items()
     ]
     body = _quiet_discarded_lanes(lines) if _masks_discarded_lanes(graph) and not debug_nans else lines
-    kept = em.workspace.module_lines()
+    kept = em.workspace.module_lines(set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", "\n".join(lines))))
     module_level = ([""] + em.made if em.made else []) + (
         ["", "# arrays the step computes into and keeps between calls (not thread-safe by itself)"] + kept
         if kept else [])
@@ -335,6 +340,7 @@ class _WorkspaceArrays:
 
     def __init__(self, graph: Graph, chosen: dict[int, int]):
         self.arrays: dict[int, list[Aval]] = {}
+        self.stacked: dict[int, tuple[int, Aval]] = {}  # number -> (iterations, aval): one row per loop iteration
         self.chosen = chosen
         for i, number in sorted(chosen.items(), key=lambda item: item[1]):
             shapes = self.arrays.setdefault(number, [])
@@ -351,9 +357,41 @@ class _WorkspaceArrays:
         node = self.graph.node(i)
         return f"ws{number}_{_view_suffix(shapes.index(Aval(node.shape, node.dtype)))}"
 
-    def module_lines(self) -> list[str]:
+    def aval_of(self, name: str) -> Optional[Aval]:
+        """The shape and dtype of the kept array (or view) `name`, None for any other name."""
+        match = re.fullmatch(r"ws(\d+)(?:_(\w+))?", name)
+        shapes = self.arrays.get(int(match.group(1))) if match else None
+        if shapes is None:
+            return None
+        if match.group(2) is None:
+            return shapes[0] if len(shapes) == 1 else None
+        views = [_view_suffix(k) for k in range(len(shapes))]
+        return shapes[views.index(match.group(2))] if match.group(2) in views else None
+
+    def stack(self, names: tuple, used: set[str]) -> Optional[str]:
+        """A new kept array with one row per name, for a loop whose iterations compute
+        into those arrays (each iteration's value stays alive: `out=ws7[i]`)."""
+        avals = {self.aval_of(name) for name in names}
+        if None in avals or len(avals) != 1 or len(set(names)) != len(names):
+            return None
+        number = max([*self.arrays, *self.stacked]) + 1
+        while f"ws{number}" in used:
+            number += 1
+        self.stacked[number] = (len(names), avals.pop())
+        used.add(f"ws{number}")
+        return f"ws{number}"
+
+    def module_lines(self, named: set[str]) -> list[str]:
+        """The kept arrays the body names (an array whose every use became a row of a
+        stacked one is left out)."""
         lines = []
+        for number, (count, aval) in sorted(self.stacked.items()):
+            empty = _unparse(ast.Expr(np_call('empty', literal((count, *aval.shape)), dtype=aval.dtype)))
+            lines.append(f"ws{number} = {empty}  # a row per loop iteration")
         for number, shapes in sorted(self.arrays.items()):
+            views = [f"ws{number}_{_view_suffix(k)}" for k in range(len(shapes))] if len(shapes) > 1 else []
+            if f"ws{number}" not in named and not any(view in named for view in views):
+                continue
             dtype = shapes[0].dtype
             if len(shapes) == 1:
                 lines.append(f"ws{number} = {_unparse(ast.Expr(np_call('empty', literal(shapes[0].shape), dtype=dtype)))}")

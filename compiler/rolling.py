@@ -96,7 +96,8 @@ def print_units(units: list[Unit], fresh: Callable[[str], str], roll: bool = Tru
     """The function body's lines for `units` (indented one level), with runs that
     repeat printed as loops when `roll`; `fresh(hint)` gives unused identifiers,
     `gather(names)` says where the module-level values `names` (one per iteration)
-    lie stacked: (module-level name, first index, step), or None where they cannot,
+    lie stacked: (module-level name, first index, step, whether its rows are 0-d),
+    or None where they cannot,
     and `tabulate(numbers)` names a module-level tuple of the Python numbers (one
     per iteration: `0.1 * t` computed in the user's loop), or None where it cannot."""
     if not roll or len(units) < MIN_ITERATIONS:
@@ -311,7 +312,7 @@ def _verified(scanned: list[_Scanned], start: int, period: int, owner: dict, ban
                 if static[2] == 1:  # a carry: the first iteration read its seed from before the run
                     if seed_static[0] != static[0] or seed_static[1] == "in":
                         return None
-                    seed = (seed_static, seed_value)
+                    seed = ((LOAD,) + seed_static[1:], seed_value)  # (a `del` of the seed reads it too)
                     if run.inits.setdefault((static[3], static[4]), seed) != seed:
                         return None
                     continue
@@ -373,7 +374,7 @@ def _breaks(values: list, value: Any) -> bool:
 
 # --- printing ------------------------------------------------------------------------------
 
-_DROP = ast.Name("<dropped>", ast.Del())  # a `del` target the loop leaves out (a list entry)
+_DROP = ast.Name("<dropped>", ast.Del())  # a `del` target the loop leaves out (a row read again)
 
 
 class _Printer:
@@ -483,6 +484,16 @@ class _Printer:
         index = _affine(first, step, self._index())
         return ast.Subscript(ast.Name(self.lists[producer.start][key], ast.Load()), index, ast.Load())
 
+    def _deleted(self, ref: ast.expr) -> ast.expr:
+        """`del` of a rewritten name: a name stays a name; a list entry is released
+        (`hs[45 - i] = None`: the list keeps its length) and a row read again is
+        left alone."""
+        if type(ref) is ast.Name:
+            return ast.Name(ref.id, ast.Del())
+        if type(ref.value) is ast.Name and any(ref.value.id in lists.values() for lists in self.lists.values()):
+            return ast.Subscript(ref.value, ref.slice, ast.Del())
+        return _DROP
+
     def _index(self) -> ast.expr:
         return ast.Name(self.index, ast.Load())
 
@@ -513,7 +524,7 @@ class _Printer:
                 continue
             ref = self._reference(occ[3])
             if ref is not None:
-                replace[id(occ[1])] = _deleted(ref) if occ[2] == DELETE else ref
+                replace[id(occ[1])] = self._deleted(ref) if occ[2] == DELETE else ref
             if occ[2] == LOAD and ref is not None and _binds(self.scanned[u], occ[1]):
                 if not (type(ref) is ast.Name and ref.id == occ[1].id):  # `g += v` must read the name it binds
                     raise _Unrollable(self.owner[occ[3][0]])
@@ -580,12 +591,15 @@ class _Printer:
                         stacked = self.gather(tuple(run.sequences[(j, k)]))
                         if stacked is None or kind == DELETE:
                             raise _Unrollable(run)
-                        name, first, step = stacked
-                        ref = ast.Subscript(ast.Name(name, ast.Load()), _affine(first, step, index), ast.Load())
+                        name, first, step, scalar_rows = stacked
+                        row = _affine(first, step, index)
+                        if scalar_rows:  # `ws[i, ...]`: a 0-d array (`ws[i]` would be a NumPy scalar, no `out=`)
+                            row = ast.Tuple([row, ast.Constant(Ellipsis)], ast.Load())
+                        ref = ast.Subscript(ast.Name(name, ast.Load()), row, ast.Load())
                 else:
                     ref = self._reference(occ[3])
                 if ref is not None:
-                    replace[id(node)] = _deleted(ref) if kind == DELETE else ref
+                    replace[id(node)] = self._deleted(ref) if kind == DELETE else ref
             appends = [(name, names[key]) for key, name in sorted(lists.items()) if key[0] == j]
             body.append((self.units[u], replace, appends))
         carried = [ast.Assign([ast.Name(name, ast.Store())], ast.Name(names[key], ast.Load()))
@@ -647,9 +661,6 @@ class _Loop:
     body: list
 
 
-def _deleted(ref: ast.expr) -> ast.expr:
-    """`del` of a rewritten name: a name stays a name; a list entry is left in place."""
-    return ast.Name(ref.id, ast.Del()) if type(ref) is ast.Name else _DROP
 
 
 def _replaced(unit: Unit, replace: dict) -> Unit:
@@ -662,11 +673,13 @@ def _replaced(unit: Unit, replace: dict) -> Unit:
         out = []
         for stmt in stmts:
             stmt = renamer.visit(stmt)
-            if type(stmt) is ast.Delete:
-                targets = [t for t in stmt.targets if t is not _DROP]
-                if not targets:
-                    continue
-                stmt = ast.Delete(targets)
+            if type(stmt) is ast.Delete:  # names deleted; list entries set to None (`del hs[3]` would shift the rest)
+                names = [t for t in stmt.targets if type(t) is ast.Name and t is not _DROP]
+                entries = [t for t in stmt.targets if type(t) is ast.Subscript]
+                out.extend([ast.Delete(names)] if names else [])
+                out.extend(ast.Assign([ast.Subscript(t.value, t.slice, ast.Store())], ast.Constant(None))
+                           for t in entries)
+                continue
             out.append(stmt)
         return out
 

@@ -324,3 +324,30 @@ def test_a_number_the_loop_computes_in_python_is_read_from_a_table(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     np.testing.assert_array_equal(module.loss_grad(w), got)
+
+
+def test_a_step_whose_iterations_compute_into_kept_arrays_keeps_one_row_per_iteration():
+    """A large RNN step: each iteration's state goes into an array the module keeps,
+    so the loop computes into rows of one kept array (`out=ws7[i]`), the backward
+    loop releases list entries it is done with, and three steps match grad's."""
+    def loss(p, xs):
+        h = np.zeros((16, 32))
+        for t in range(xs.shape[0]):
+            h = np.tanh(h @ p["Wh"] + xs[t] @ p["Wx"])
+        return np.sum(h ** 2)
+
+    rng = np.random.default_rng(0)
+    params = {"Wh": rng.normal(size=(32, 32)) * 0.1, "Wx": rng.normal(size=(8, 32)) * 0.1}
+    xs = rng.normal(size=(12, 16, 8))
+    step = compile_step(loss, optim.SGD(lr=0.01))
+    want = {k: v.copy() for k, v in params.items()}
+    for _ in range(3):
+        g = grad(loss)(want, xs)
+        expected = loss(want, xs)
+        want = {k: want[k] - 0.01 * g[k] for k in want}
+        assert np.isclose(step(params, xs), expected, rtol=1e-13)
+        for k in params:
+            np.testing.assert_allclose(params[k], want[k], rtol=1e-12, atol=1e-15)
+    source = step.source(params, xs)
+    assert re.search(r"out=ws\d+\[i\]", source) and re.search(r"^ws\d+ = np.empty\(\(12, 16, 32\)", source, re.M)
+    assert source.count("for i in range(") == 2, source
