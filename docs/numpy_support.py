@@ -30,7 +30,7 @@ LIMITS = """\
 
 - **Data-dependent control flow** (`if x > 0:` on a traced scalar, `while`, `float()`,
   `.item()`) works: each decision is a guard and each path the values take compiles
-  once (see the README's "Control flow on data"); the truth of an array of several
+  once (see the README's "Control flow and dynamic shapes"); the truth of an array of several
   elements is refused, as NumPy refuses it. **Data-dependent sizes** (`x[mask]` with a
   traced mask, read and written, `np.nonzero`, `flatnonzero`, `argwhere`,
   `where(c)`, `compress`, `extract`, `unique`) work the same way: the number of
