@@ -244,7 +244,8 @@ class _Emitter:
 
     def body_lines(self) -> list[str]:
         """The function's lines: every unit, runs that repeat as loops (compiler/rolling.py)."""
-        lines = print_units(self.units, self.ns.fresh, roll=self.roll, gather=self.stacked, tabulate=self.table)
+        lines = print_units(self.units, self.ns.fresh, roll=self.roll, gather=self.stacked, tabulate=self.table,
+                            reserved=frozenset(self.names[i] for i in self.graph.inputs))
         for line in lines:  # a false positive (the text in a string) only adds an unused import
             if line.lstrip().startswith("#"):
                 continue  # a `# grad of:` header quotes the user's line

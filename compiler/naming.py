@@ -10,7 +10,7 @@ import builtins
 import keyword
 import unicodedata
 
-_RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {"np", "runtime"}
+RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins)) | {"np", "runtime"}
 
 
 def sanitize(hint: str) -> str:
@@ -41,7 +41,7 @@ class Namespace:
     """
 
     def __init__(self, reserved: set[str] = frozenset()):
-        self.used = set(_RESERVED) | set(reserved)
+        self.used = set(RESERVED) | set(reserved)
         self.temps = 0
         self.suffix: dict[str, int] = {}  # base -> the last suffix tried for it
         self.probes = 0

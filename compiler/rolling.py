@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from compiler import printer
+from compiler.naming import RESERVED
 
 MIN_ITERATIONS = 4  # fewer repeats stay unrolled: a loop of two or three reads worse
 MAX_PERIOD = 512  # the most units one iteration may have
@@ -92,14 +93,16 @@ class _Run:
 
 def print_units(units: list[Unit], fresh: Callable[[str], str], roll: bool = True,
                 gather: Callable[[tuple], Optional[tuple]] = lambda names: None,
-                tabulate: Callable[[tuple], Optional[str]] = lambda numbers: None) -> list[str]:
+                tabulate: Callable[[tuple], Optional[str]] = lambda numbers: None,
+                reserved: frozenset = frozenset()) -> list[str]:
     """The function body's lines for `units` (indented one level), with runs that
     repeat printed as loops when `roll`; `fresh(hint)` gives unused identifiers,
     `gather(names)` says where the module-level values `names` (one per iteration)
     lie stacked: (module-level name, first index, step, whether its rows are 0-d),
     or None where they cannot,
     and `tabulate(numbers)` names a module-level tuple of the Python numbers (one
-    per iteration: `0.1 * t` computed in the user's loop), or None where it cannot."""
+    per iteration: `0.1 * t` computed in the user's loop), or None where it cannot.
+    `reserved` holds names the function has that its body may not show (parameters)."""
     if not roll or len(units) < MIN_ITERATIONS:
         return [line for unit in units for line in _unit_lines(unit, 1)]
     scanned = _scan_all(units)
@@ -109,7 +112,7 @@ def print_units(units: list[Unit], fresh: Callable[[str], str], roll: bool = Tru
         if not runs:
             break
         try:
-            return _Printer(units, scanned, runs, fresh, gather, tabulate).lines()
+            return _Printer(units, scanned, runs, fresh, gather, tabulate, reserved).lines()
         except _Unrollable as err:  # a run other code reads in a way a loop cannot serve: its units stay unrolled
             banned.update(range(err.run.start, err.run.end))
     return [line for unit in units for line in _unit_lines(unit, 1)]
@@ -384,9 +387,12 @@ class _Printer:
     (`_Unrollable`) leaves the units as they were."""
 
     def __init__(self, units: list[Unit], scanned: list[_Scanned], runs: list[_Run], fresh: Callable[[str], str],
-                 gather: Callable[[tuple], Optional[tuple]], tabulate: Callable[[tuple], Optional[str]]):
+                 gather: Callable[[tuple], Optional[tuple]], tabulate: Callable[[tuple], Optional[str]],
+                 reserved: frozenset):
         self.units, self.scanned, self.runs, self.fresh = units, scanned, runs, fresh
         self.gather, self.tabulate = gather, tabulate
+        self.reserved = reserved
+        self.previous: dict[str, str] = {}  # loop name -> its copy at the top of the body (`prev_h`)
         self.owner = {u: run for run in runs for u in range(run.start, run.end)}
         self.by_start = {run.start: run for run in runs}
         self.names = {run.start: self._loop_names(run) for run in runs}  # run -> (slot, store) -> name
@@ -508,14 +514,48 @@ class _Printer:
                 continue
             pieces.append((self.units[u], self._outside(u)))
             u += 1
-        out: list[str] = []
+        entries: list = []  # comment and `for` lines, and (unit, depth)
         for piece in pieces:
             if isinstance(piece, _Loop):
-                out.extend(self._loop_lines(piece))
+                entries.extend(self._loop_entries(piece))
             else:
                 unit, replace = piece
-                out.extend(_unit_lines(_replaced(unit, replace), 1))
+                entries.append((_replaced(unit, replace), 1))
+        rename = self._shorter_names(entries)
+        out: list[str] = []
+        for entry in entries:
+            if isinstance(entry, str):
+                out.append(entry)
+            else:
+                unit, depth = entry
+                out.extend(_unit_lines(_renamed(unit, rename) if rename else unit, depth))
         return out
+
+    def _shorter_names(self, entries: list) -> dict[str, str]:
+        """Loop names without the numbering of the iteration they were taken from
+        (`g_h_994` -> `g_h`, and its list `g_hs`) where the shorter name appears nowhere
+        else in the function (an iteration that had it was rolled away): renaming an
+        identifier the code does not otherwise use changes nothing it computes."""
+        taken = set(self.reserved) | set(RESERVED) | {self.index}
+        for entry in entries:
+            if not isinstance(entry, str):
+                taken.update(_names_in(entry[0]))
+        rename: dict[str, str] = {}
+
+        def shorten(name: str, short: str) -> None:
+            if short != name and short.isidentifier() and short not in taken:
+                rename[name] = short
+                taken.add(short)
+
+        for run in self.runs:
+            for name in dict.fromkeys(self.names[run.start].values()):
+                shorten(name, re.sub(r"_\d+$", "", name))
+            for key, name in sorted(self.lists[run.start].items()):
+                loop_name = self.names[run.start][key]
+                shorten(name, rename.get(loop_name, loop_name) + "s")
+        for key_name, name in self.previous.items():
+            shorten(name, "prev_" + rename.get(key_name, key_name))
+        return rename
 
     def _outside(self, u: int) -> dict:
         replace: dict[int, ast.expr] = {}
@@ -579,7 +619,7 @@ class _Printer:
                     name = names[key]
                     if static[2] == 1 and name in bound_before[(j, k)]:
                         if key not in previous:
-                            previous[key] = self.fresh("prev_" + name)
+                            previous[key] = self.previous[name] = self.fresh("prev_" + name)
                         name = previous[key]
                     ref = ast.Name(name, ast.Load())
                 elif static[1] == "list":
@@ -622,19 +662,19 @@ class _Printer:
                     stores += 1
         return out
 
-    def _loop_lines(self, loop: "_Loop") -> list[str]:
-        lines = list(loop.header)
-        lines.extend("    " + _unparse(stmt) for stmt in loop.before)
-        lines.append(f"    for {self.index} in range({loop.count}):")
-        lines.extend("        " + _unparse(stmt) for stmt in loop.carried)
+    def _loop_entries(self, loop: "_Loop") -> list:
+        entries: list = list(loop.header)
+        entries.append((Unit(list(loop.before)), 1))
+        entries.append(f"    for {self.index} in range({loop.count}):")
+        entries.append((Unit(list(loop.carried)), 2))
         for unit, replace, appends in loop.body:
             unit = _replaced(unit, replace)
             unit = Unit(unit.stmts, unit.header, unit.suffix, list(unit.after))
             for name, value in appends:
                 append = ast.Attribute(ast.Name(name, ast.Load()), "append", ast.Load())
                 unit.after.append(ast.Expr(ast.Call(append, [ast.Name(value, ast.Load())], [])))
-            lines.extend(_unit_lines(unit, 2))
-        return lines
+            entries.append((unit, 2))
+        return entries
 
     def _seed(self, static: tuple, value: Any) -> ast.expr:
         """The value a carry starts from: what the first iteration read."""
@@ -661,6 +701,17 @@ class _Loop:
     body: list
 
 
+
+
+def _names_in(unit: Unit) -> set[str]:
+    return {node.id for stmt in unit.stmts + unit.after for node in ast.walk(stmt) if type(node) is ast.Name}
+
+
+def _renamed(unit: Unit, rename: dict[str, str]) -> Unit:
+    """A copy of `unit` with the identifiers in `rename` renamed."""
+    replace = {id(node): ast.Name(rename[node.id], node.ctx) for stmt in unit.stmts + unit.after
+               for node in ast.walk(stmt) if type(node) is ast.Name and node.id in rename}
+    return _replaced(unit, replace)
 
 
 def _replaced(unit: Unit, replace: dict) -> Unit:
