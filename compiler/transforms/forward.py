@@ -36,7 +36,7 @@ from compiler.ir import Graph, Node
 from compiler.primitives import registry
 from compiler.primitives.registry import Primitive
 from compiler.tracing import Tracer, bind, rule_mode
-from compiler.transforms.reverse import _SPELLED
+from compiler.transforms.reverse import spelled
 
 
 def jvp_rule(prim: Primitive) -> Optional[Callable[..., Any]]:
@@ -202,10 +202,9 @@ def _refuse_complex(graph: Graph, node: Node, tangents: dict[int, Optional[int]]
             return
         allowed = ", ".join(str(k + 1) for k in verified)
         detail = f" differentiated in operand {blocked[0] + 1} (only in operand {allowed})"
-    spelled = _SPELLED.get(node.op) or (node.op if "." in node.op else f"np.{node.op}")
     value = node if node.dtype.kind == "c" else complex_[0]
     raise UnsupportedError(
-        f"{where}forward-mode derivatives through {spelled} of complex values ({value.aval}){detail} are not "
+        f"{where}forward-mode derivatives through {spelled(node.op)} of complex values ({value.aval}){detail} are not "
         "supported; split the complex value into its real and imaginary parts (np.real(z), np.imag(z)) and "
         "differentiate those float arrays, or write it with operations that support complex derivatives."
     )

@@ -76,6 +76,11 @@ def active_nodes(graph: Graph, wrt: list[int], output: int) -> set[int]:
 _SPELLED = {"absolute": "np.abs", "setitem": "assignment x[...] = v", "custom_rule": "a custom_vjp / custom_jvp rule"}
 
 
+def spelled(op: str) -> str:
+    """How an error message names primitive `op` to the user (`np.exp`, `np.abs`)."""
+    return _SPELLED.get(op) or (op if "." in op else f"np.{op}")
+
+
 def _refuse_complex(graph: Graph, active: set[int], output: int) -> None:
     """Complex values on a differentiated path pass only through primitives whose VJP
     rules are verified for them (`registry.COMPLEX_VJPS`, PyTorch's convention: the
@@ -108,10 +113,9 @@ def _refuse_complex(graph: Graph, active: set[int], output: int) -> None:
             allowed = ", ".join(str(k + 1) for k in verified)  # (the base of `**`, not its exponent)
             detail = f" differentiated in operand {blocked[0] + 1} (only in operand {allowed})"
         where = f"{node.loc.user}: " if node.loc is not None else ""
-        spelled = _SPELLED.get(node.op) or (node.op if "." in node.op else f"np.{node.op}")
         value = node if node.dtype.kind == "c" else next(o for o in operands if o.dtype.kind == "c")
         raise UnsupportedError(
-            f"{where}gradients through {spelled} of complex values ({value.aval}){detail} are not supported; "
+            f"{where}gradients through {spelled(node.op)} of complex values ({value.aval}){detail} are not supported; "
             "split the complex value into its real and imaginary parts (np.real(z), np.imag(z)) and "
             "differentiate those float arrays, or write it with operations that support complex gradients."
         )
