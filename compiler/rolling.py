@@ -393,6 +393,7 @@ class _Printer:
         self.gather, self.tabulate = gather, tabulate
         self.reserved = reserved
         self.previous: dict[str, str] = {}  # loop name -> its copy at the top of the body (`prev_h`)
+        self.turn: Optional[int] = None  # while a loop counting down is planned: where it starts
         self.owner = {u: run for run in runs for u in range(run.start, run.end)}
         self.by_start = {run.start: run for run in runs}
         self.names = {run.start: self._loop_names(run) for run in runs}  # run -> (slot, store) -> name
@@ -484,11 +485,28 @@ class _Printer:
         row = self.rows[producer.start].get(key)
         if row is not None:  # xs[a + b*r] for r = first + step*i
             array, a, b = row
-            return ast.Subscript(ast.Name(array, ast.Load()), _affine(a + b * first, b * step, self._index()), ast.Load())
+            return ast.Subscript(ast.Name(array, ast.Load()), self._position(a + b * first, b * step), ast.Load())
         if step == 0 and first == producer.count - 1:
             return ast.Name(self.names[producer.start][key], ast.Load())
-        index = _affine(first, step, self._index())
+        index = self._position(first, step)
         return ast.Subscript(ast.Name(self.lists[producer.start][key], ast.Load()), index, ast.Load())
+
+    def _position(self, first: int, step: int) -> ast.expr:
+        """`first + step * i` for the loop being printed, in its counting direction: a
+        loop that reads last iteration first counts down, from `turn` (`hs[i]`,
+        `hs[i - 1]` where counting up would read `hs[995 - i]`)."""
+        if self.turn is None or step == 0:
+            return _affine(first, step, self._index())
+        return _affine(first + step * self.turn, -step, self._index())
+
+    def _turn(self, run: _Run) -> Optional[int]:
+        """Where a loop whose every moving index steps down counts down from (the
+        first one's start), or None: it counts up."""
+        steps = [(first, step) for first, step in run.affine.values() if step]
+        if not steps or any(step > 0 for _, step in steps):
+            return None
+        ones = [first for first, step in steps if step == -1]
+        return ones[0] if ones else None
 
     def _deleted(self, ref: ast.expr) -> ast.expr:
         """`del` of a rewritten name: a name stays a name; a list entry is released
@@ -572,7 +590,7 @@ class _Printer:
 
     def _loop(self, run: _Run) -> tuple:
         names, lists = self.names[run.start], self.lists[run.start]
-        index = ast.Name(self.index, ast.Load())
+        self.turn = self._turn(run)
         previous: dict[tuple, str] = {}  # carries read after this iteration bound their name again
         seeds = []
         for key, (static, value) in sorted(run.inits.items()):
@@ -598,12 +616,12 @@ class _Printer:
                 static = run.relations[j][k]
                 if occ[0] == "num":
                     if (j, k) in run.affine and run.affine[(j, k)][1]:
-                        replace[id(occ[1])] = _affine(*run.affine[(j, k)], index)
+                        replace[id(occ[1])] = self._position(*run.affine[(j, k)])
                     elif (j, k) in run.sequences:  # a number per iteration: read from a tuple of them
                         table = self.tabulate(tuple(run.sequences[(j, k)]))
                         if table is None:
                             raise _Unrollable(run)
-                        replace[id(occ[1])] = ast.Subscript(ast.Name(table, ast.Load()), index, ast.Load())
+                        replace[id(occ[1])] = ast.Subscript(ast.Name(table, ast.Load()), self._position(0, 1), ast.Load())
                     continue
                 node, kind = occ[1], occ[2]
                 if kind == STORE:
@@ -632,7 +650,7 @@ class _Printer:
                         if stacked is None or kind == DELETE:
                             raise _Unrollable(run)
                         name, first, step, scalar_rows = stacked
-                        row = _affine(first, step, index)
+                        row = self._position(first, step)
                         if scalar_rows:  # `ws[i, ...]`: a 0-d array (`ws[i]` would be a NumPy scalar, no `out=`)
                             row = ast.Tuple([row, ast.Constant(Ellipsis)], ast.Load())
                         ref = ast.Subscript(ast.Name(name, ast.Load()), row, ast.Load())
@@ -647,7 +665,8 @@ class _Printer:
         header = self.units[run.start].header
         if header == self.units[run.start + run.period].header:
             header = ()
-        return _Loop(before, carried, header, run.count, body)
+        turn, self.turn = self.turn, None
+        return _Loop(before, carried, header, run.count, body, turn)
 
     def _bound_before(self, run: _Run) -> dict:
         """(slot, occurrence) -> the loop names an iteration has bound before it."""
@@ -665,7 +684,10 @@ class _Printer:
     def _loop_entries(self, loop: "_Loop") -> list:
         entries: list = list(loop.header)
         entries.append((Unit(list(loop.before)), 1))
-        entries.append(f"    for {self.index} in range({loop.count}):")
+        if loop.turn is None:
+            entries.append(f"    for {self.index} in range({loop.count}):")
+        else:  # counting down: the backward pass of a loop
+            entries.append(f"    for {self.index} in range({loop.turn}, {loop.turn - loop.count}, -1):")
         entries.append((Unit(list(loop.carried)), 2))
         for unit, replace, appends in loop.body:
             unit = _replaced(unit, replace)
@@ -699,6 +721,7 @@ class _Loop:
     header: tuple
     count: int
     body: list
+    turn: Optional[int] = None  # counting down from there (see _Printer._position)
 
 
 
