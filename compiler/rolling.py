@@ -368,10 +368,11 @@ def _breaks(values: list, value: Any) -> bool:
     or an int moving by a fixed step, and is not now (the run ends there rather than
     read its numbers from a table); numbers that differ from the start (`0.1 * t`)
     go on, into a table."""
-    if all(repr(v) == repr(values[0]) for v in values):
-        return repr(value) != repr(values[0])
-    if all(type(v) is int for v in values) and _steps_evenly(values):
-        return not (type(value) is int and value - values[-1] == values[1] - values[0])
+    first, second = values[0], values[1]  # (the run has gone on so far: they decide what it keeps to)
+    if repr(first) == repr(second):
+        return repr(value) != repr(first)
+    if type(first) is int and type(second) is int:
+        return not (type(value) is int and value - values[-1] == second - first)
     return False
 
 

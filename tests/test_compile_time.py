@@ -315,3 +315,25 @@ def test_reverse_leaves_no_dead_cotangents():
     joint, (gx,) = reverse(g, [x], z)
     live = joint.ancestors([gx, z]) | set(joint.inputs)
     assert set(joint.dag.nodes) - live == set(), [joint.node(i) for i in set(joint.dag.nodes) - live]
+
+
+# ---------------------------------------------------------------- loops in generated code
+
+
+def test_finding_and_printing_loops_is_linear_in_the_statements():
+    """compiler/rolling.py's calls (its functions and generator steps, counted by
+    cProfile) grow linearly with the chain: 10x the iterations, at most 12x the calls."""
+    import cProfile
+    import pstats
+
+    def calls(n: int) -> int:
+        g = grad(chain(n))
+        profile = cProfile.Profile()
+        profile.enable()
+        g(np.linspace(0.1, 1.0, 3))
+        profile.disable()
+        stats = pstats.Stats(profile).stats
+        return sum(entry[1] for (filename, _, _), entry in stats.items() if filename.endswith("rolling.py"))
+
+    small, large = calls(300), calls(3000)
+    assert small > 0 and large <= 12 * small, (small, large)
