@@ -54,6 +54,7 @@ class _Emitter:
         self.units: list[Unit] = []
         self.roll = True
         self.stacks: dict[str, dict[str, int]] = {}  # stacked constants: name -> {constant: row}
+        self.tables: dict[tuple, str] = {}  # the reprs of a loop's numbers -> the tuple's name
         self.group: Optional[tuple] = None
         self.scipy_modules: set[str] = set()  # scipy submodules named (scipy.special.erf, scipy.linalg.sqrtm)
         self.raises_path_miss = False  # a guard checks a decision on traced values
@@ -228,12 +229,11 @@ class _Emitter:
     def table(self, numbers: tuple) -> str:
         """A module-level tuple of Python numbers a loop reads one per iteration (as
         literals they would be Python numbers too: weak scalars, unlike an array's)."""
-        for name, value in self.constants.items():
-            if type(value) is tuple and value == numbers and [repr(v) for v in value] == [repr(v) for v in numbers]:
-                return name
-        name = self.ns.fresh("numbers")
-        self.constants[name] = numbers
-        return name
+        key = tuple(map(repr, numbers))
+        if key not in self.tables:
+            self.tables[key] = self.ns.fresh("numbers")
+            self.constants[self.tables[key]] = numbers
+        return self.tables[key]
 
     def unused_constants_dropped(self, lines: list[str]) -> None:
         """Forget arrays and tables no line names (made for a loop that stayed unrolled,

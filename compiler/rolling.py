@@ -401,6 +401,7 @@ class _Printer:
         self.lists: dict[int, dict] = {run.start: {} for run in runs}  # run -> (slot, store) -> list name
         self.rows = {run.start: self._rows(run) for run in runs}  # run -> (slot, store) -> (array, first, step)
         self._plan_lists()
+        self.list_names = {name for lists in self.lists.values() for name in lists.values()}
         self.index = fresh("i") if runs else ""
 
     def _stores(self, u: int) -> list[str]:
@@ -515,7 +516,7 @@ class _Printer:
         left alone."""
         if type(ref) is ast.Name:
             return ast.Name(ref.id, ast.Del())
-        if type(ref.value) is ast.Name and any(ref.value.id in lists.values() for lists in self.lists.values()):
+        if type(ref.value) is ast.Name and ref.value.id in self.list_names:
             return ast.Subscript(ref.value, ref.slice, ast.Del())
         return _DROP
 
