@@ -173,6 +173,23 @@ def _scan(node: Any, skeleton: list, occurrences: list) -> None:
         else:
             skeleton.append((type(value), repr(value)))
         return
+    if kind is ast.BinOp:  # the common forms first, spelled out (the generic walk below is slow)
+        skeleton.append((kind, type(node.op)))
+        _scan(node.left, skeleton, occurrences)
+        _scan(node.right, skeleton, occurrences)
+        return
+    if kind is ast.Call:
+        skeleton.append((kind, len(node.args), tuple(k.arg for k in node.keywords)))
+        _scan(node.func, skeleton, occurrences)
+        for arg in node.args:
+            _scan(arg, skeleton, occurrences)
+        for keyword in node.keywords:
+            _scan(keyword.value, skeleton, occurrences)
+        return
+    if kind is ast.Attribute:
+        skeleton.append((kind, node.attr, type(node.ctx)))
+        _scan(node.value, skeleton, occurrences)
+        return
     if kind is ast.Assign:
         skeleton.append(kind)
         _scan(node.value, skeleton, occurrences)
