@@ -351,3 +351,20 @@ def test_a_step_whose_iterations_compute_into_kept_arrays_keeps_one_row_per_iter
     source = step.source(params, xs)
     assert re.search(r"out=ws\d+\[i\]", source) and re.search(r"^ws\d+ = np.empty\(\(12, 16, 32\)", source, re.M)
     assert source.count("for i in range(") == 2, source
+
+
+def test_a_loop_inside_a_loop_computes_its_gradient():
+    """A double sum over pairs (a kernel written with two loops): one level prints as a
+    loop; the value and gradient are right."""
+    def pairwise(x):
+        total = 0.0
+        for i in range(6):
+            for j in range(6):
+                total = total + np.exp(-(x[i] - x[j]) ** 2)
+        return total
+
+    x = np.linspace(-1.0, 1.0, 6) ** 3
+    value, gradient = value_and_grad(pairwise)(x)
+    assert value == pairwise(x)
+    np.testing.assert_allclose(gradient, numerical_grad(pairwise, x), rtol=1e-6, atol=1e-8)
+    assert "for i in range(" in value_and_grad(pairwise).source(x)
