@@ -52,7 +52,6 @@ class _Emitter:
         self.constants: dict[str, Any] = {}
         self.captured: set[str] = set()
         self.units: list[Unit] = []
-        self.roll = True
         self.stacks: dict[str, dict[str, int]] = {}  # stacked constants: name -> {constant: row}
         self.tables: dict[tuple, str] = {}  # the reprs of a loop's numbers -> the tuple's name
         self.group: Optional[tuple] = None
@@ -235,16 +234,15 @@ class _Emitter:
             self.constants[self.tables[key]] = numbers
         return self.tables[key]
 
-    def unused_constants_dropped(self, lines: list[str]) -> None:
+    def unused_constants_dropped(self, named: set[str]) -> None:
         """Forget arrays and tables no line names (made for a loop that stayed unrolled,
         or rows of a constant a loop reads stacked)."""
-        named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", "\n".join(lines)))
         for name in [n for n, v in self.constants.items() if isinstance(v, (np.ndarray, tuple)) and n not in named]:
             del self.constants[name]
 
     def body_lines(self) -> list[str]:
         """The function's lines: every unit, runs that repeat as loops (compiler/rolling.py)."""
-        lines = print_units(self.units, self.ns.fresh, roll=self.roll, gather=self.stacked, tabulate=self.table,
+        lines = print_units(self.units, self.ns.fresh, gather=self.stacked, tabulate=self.table,
                             reserved=frozenset(self.names[i] for i in self.graph.inputs))
         for line in lines:  # a false positive (the text in a string) only adds an unused import
             if line.lstrip().startswith("#"):
@@ -306,7 +304,8 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
         em.units.append(Unit([ast.Assign([target], em.ref(node))]))
     em.units.append(Unit([ast.Return(em.output(out_tree))]))
     lines = em.body_lines()
-    em.unused_constants_dropped(lines + em.made)
+    named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", "\n".join(lines + em.made)))  # identifiers the code uses
+    em.unused_constants_dropped(named)
     arguments = ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[], defaults=[])
     header = _unparse(ast.FunctionDef(name=fn_name, args=arguments, body=[ast.Pass()], decorator_list=[]))
     header = header.splitlines()[0]
@@ -321,7 +320,7 @@ def generate(graph: Graph, fn_name: str, out_tree: Any,
         for name, value in em.constants.items()
     ]
     body = _quiet_discarded_lanes(lines) if _masks_discarded_lanes(graph) and not debug_nans else lines
-    kept = em.workspace.module_lines(set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", "\n".join(lines))))
+    kept = em.workspace.module_lines(named)
     module_level = ([""] + em.made if em.made else []) + (
         ["", "# arrays the step computes into and keeps between calls (not thread-safe by itself)"] + kept
         if kept else [])
@@ -387,6 +386,8 @@ class _WorkspaceArrays:
         stacked one is left out)."""
         lines = []
         for number, (count, aval) in sorted(self.stacked.items()):
+            if f"ws{number}" not in named:
+                continue  # made for a loop that stayed unrolled
             empty = _unparse(ast.Expr(np_call('empty', literal((count, *aval.shape)), dtype=aval.dtype)))
             lines.append(f"ws{number} = {empty}  # a row per loop iteration")
         for number, shapes in sorted(self.arrays.items()):
