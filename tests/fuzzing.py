@@ -45,7 +45,7 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 from hypothesis import strategies as st
@@ -1267,10 +1267,16 @@ def _reduced(values: np.ndarray, axis: Any) -> np.ndarray:
     return moved.reshape(moved.shape[:values.ndim - len(axes)] + (-1,))
 
 
-def _require_distinct(values: np.ndarray, axis: Any) -> None:
-    """Reject near-ties along the reduced axes (median and sort are smooth without)."""
+def _require_distinct(values: np.ndarray, axis: Any, b: Optional[Builder] = None) -> None:
+    """Reject near-ties along the reduced axes (median and sort are smooth without).
+    Exact ties pass (structurally equal operands stay tied when an input moves), unless
+    the program holds an input at a branch point (`b.branch_points`): its exact zero
+    can tie values only at that point (`np.outer` of it spreads zeros over a column),
+    where the one-sided reference follows one of them."""
     rows = np.sort(_reduced(values, axis), axis=-1)
     _require_far(np.diff(rows, axis=-1), rows[..., 1:])
+    if b is not None and b.branch_points and np.any(np.diff(rows, axis=-1) == 0):
+        raise Reject("a tie beside a branch point")
 
 
 def _keepdims(b: Builder) -> str:
@@ -1338,15 +1344,15 @@ def op_order(b: Builder) -> str:
     a = b.operand()
     if b.choices.chance(50):
         axis_text, axis = _axis(b, a.value.ndim)
-        _require_distinct(a.value, axis)
+        _require_distinct(a.value, axis, b)
         return f"np.median({a.name}, axis={axis_text}{_keepdims(b)})"
     if a.value.ndim == 0:
         raise Reject("sort of a 0-d array")
     if b.choices.chance(20):
-        _require_distinct(a.value, None)
+        _require_distinct(a.value, None, b)
         return f"np.sort({a.name}, axis=None)"
     axis = b.choices.integer(-a.value.ndim, a.value.ndim - 1)
-    _require_distinct(a.value, axis)
+    _require_distinct(a.value, axis, b)
     form = b.choices.pick(["np.sort({a}, axis={k})", "np.sort({a}, {k})", "-np.sort(-{a}, axis={k})",
                            "np.sort({a}, axis={k}, kind='stable')"])
     return form.format(a=a.name, k=axis)
