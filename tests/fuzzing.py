@@ -673,7 +673,7 @@ class Builder:
         """`op`'s statement defining `name`, made in world 0 and again in world 1 (the
         same choices, the same new inputs): its code and value in each."""
         state = self.snapshot()
-        inner = recorder = Recorder(self.choices)
+        recorder = Recorder(self.choices)
         self.choices = recorder
         try:
             statement = op(self)
