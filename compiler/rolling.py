@@ -130,7 +130,8 @@ class _Unrollable(Exception):
 
 def _scan_all(units: list[Unit]) -> list[_Scanned]:
     """Every unit scanned, each name read resolved to its definition: (unit, store
-    index), ("param"/"global", name) for names no unit defines."""
+    index), or ("free", name) for a name no unit defines (a parameter, a module-level
+    name)."""
     defs: dict[str, Any] = {}
     scanned = []
     for u, unit in enumerate(units):
@@ -285,10 +286,8 @@ def _relation(occ: tuple, unit: int, start: int, period: int, owner: dict) -> tu
     _, _, kind, definition = occ
     if kind == STORE:
         return (STORE,), None
-    if definition[0] == "free":  # a module-level name: np, a constant (maybe one per iteration)
+    if definition[0] == "free":  # a parameter or module-level name: np, a constant (maybe one per iteration)
         return (kind, "free"), definition[1]
-    if isinstance(definition[0], str):
-        return (kind, "fixed", definition), None
     du, store = definition
     if du >= start:
         back = (unit - start) // period - (du - start) // period
@@ -791,8 +790,7 @@ def _binds(scanned: _Scanned, node: ast.Name) -> bool:
 
 
 def _name_of(scanned: list[_Scanned], definition: tuple) -> str:
-    if isinstance(definition[0], str):
-        return definition[1]
+    """The name unit u's `store`-th binding binds (definition = (u, store))."""
     u, store = definition
     return [occ[1].id for occ in scanned[u].occurrences if occ[0] == "name" and occ[2] == STORE][store]
 

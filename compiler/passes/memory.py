@@ -216,13 +216,14 @@ def _into_fresh(graph: Graph, order: list[int], inlined: set[int], in_place: dic
         if prim.augmented is None or prim.emit is None:
             continue
         sides = (0, 1) if prim.commutative else (0,)
-        dying = [k for k in sides if node.inputs[k] not in taken and node.inputs[k] != node.inputs[1 - k]
-                 and _dies_into(graph, node.inputs[k], i, inlined, in_place, position, kept)]
         fresh = [k for k in sides if node.inputs[k] in inlined and graph.node(node.inputs[k]).aval == node.aval
                  and _fresh(graph.node(node.inputs[k]))]
-        if fresh:  # (a dying operand alone is left to `_out_into`: np.maximum(z, 0, out=z))
-            out[i] = (dying or fresh)[0]
-            taken.add(node.inputs[out[i]])
+        if not fresh:
+            continue  # (a dying operand alone is left to `_out_into`: np.maximum(z, 0, out=z))
+        dying = [k for k in sides if node.inputs[k] not in taken and node.inputs[k] != node.inputs[1 - k]
+                 and _dies_into(graph, node.inputs[k], i, inlined, in_place, position, kept)]
+        out[i] = (dying or fresh)[0]
+        taken.add(node.inputs[out[i]])
     return out
 
 
