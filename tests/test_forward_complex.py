@@ -71,21 +71,13 @@ def assert_complex_jvp(f, *args, rng, rtol=RTOL, atol=ATOL):
 # --- elementwise ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("name", [*UNARY, *REAL_VALUED])
 @FEW
 @given(shape=shapes(), seed=seeds)
-def test_holomorphic_and_conjugating_functions(name, shape, seed):
-    fn, domain = UNARY[name]
-    rng = np.random.default_rng(seed)
-    assert_complex_jvp(fn, domain(rng, shape), rng=rng)
-
-
-@pytest.mark.parametrize("name", REAL_VALUED)
-@FEW
-@given(shape=shapes(), seed=seeds)
-def test_real_valued_functions_of_complex_values(name, shape, seed):
-    """|z|, np.angle, Re and Im: real tangents, Re(conj(z) t) / |z| for |z|."""
-    fn, domain = REAL_VALUED[name]
+def test_unary_functions_of_complex_values(name, shape, seed):
+    """Holomorphic and conjugating functions, and the real-valued ones (|z|, np.angle,
+    Re and Im: real tangents, Re(conj(z) t) / |z| for |z|)."""
+    fn, domain = {**UNARY, **REAL_VALUED}[name]
     rng = np.random.default_rng(seed)
     assert_complex_jvp(fn, domain(rng, shape), rng=rng)
 
